@@ -1,0 +1,47 @@
+"""Choosing what the browser talks to from command-line options: a local corpus index or the web."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass
+class BackendOptions:
+    corpus: str = "pydocs"
+    search: str = "bm25"  # bm25 | dense | hybrid
+    web: bool = False
+    search_url: str | None = None  # SearxNG-compatible endpoint for --web
+    allow_private: bool = False  # let --web reach loopback/private addresses (local servers)
+    build_if_missing: bool = True
+
+
+def add_backend_args(p) -> None:
+    p.add_argument("--corpus", default="pydocs", help="corpus name (pydocs, hotpotqa, hotpotqa:<id>, hf:<name>) or a JSONL path; default pydocs")
+    p.add_argument("--search", default="bm25", choices=["bm25", "dense", "hybrid"], help="retrieval over the local corpus")
+    p.add_argument("--web", action="store_true", help="browse the live web instead of a local corpus")
+    p.add_argument("--search-url", default=None, help="SearxNG-compatible search endpoint for --web (or $CITEAGENT_SEARCH_URL)")
+    p.add_argument("--allow-private", action="store_true", help="with --web, allow loopback/private addresses (e.g. a local `citeagent serve`)")
+
+
+def options_from_args(args) -> BackendOptions:
+    return BackendOptions(
+        corpus=args.corpus, search=args.search, web=args.web,
+        search_url=args.search_url or os.environ.get("CITEAGENT_SEARCH_URL"), allow_private=args.allow_private,
+    )
+
+
+def make_backend(opts: BackendOptions):
+    if opts.web:
+        from env.web.backend import make_web_backend
+
+        if not opts.search_url:
+            raise ValueError(
+                "--web needs a search endpoint: pass --search-url http://HOST/ (any SearxNG-compatible JSON "
+                "endpoint, or `citeagent serve --corpus pydocs` for a local one) or set CITEAGENT_SEARCH_URL."
+            )
+        return make_web_backend(opts.search_url, allow_private=opts.allow_private)
+    from env.index import open_index
+    from env.local import LocalBackend
+
+    corpus, searcher = open_index(opts.corpus, kind=opts.search, build_if_missing=opts.build_if_missing)
+    return LocalBackend(corpus, searcher)

@@ -1,0 +1,96 @@
+"""`citeagent browse`: a person drives the text browser with the same commands the agent uses.
+Each episode is appended to a JSONL file of demonstrations (every observation and action) for
+behaviour cloning. Appending never rewrites earlier lines, and an interrupted episode is still
+saved (marked incomplete) so that typed work is not lost."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from env.browser import BrowserConfig
+from env.commands import USAGE
+from env.gym_env import TextBrowserEnv
+
+HELP = USAGE + "\nIn the answering phase, type the answer text with [n] markers. Type :help for this, :quit to stop."
+
+
+def save_demonstration(path: str | Path, record: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    with open(path, "a", encoding="utf-8") as f:  # append-only: earlier demonstrations stay intact
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_demonstrations(path: str | Path, complete_only: bool = True) -> list[dict]:
+    """Read demonstrations, naming (not crashing on) lines that are not valid records."""
+    out, bad = [], []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                if not isinstance(rec, dict) or not isinstance(rec.get("steps"), list) or "question" not in rec:
+                    raise ValueError("not a demonstration record")
+            except ValueError:
+                bad.append(lineno)
+                continue
+            if complete_only and not rec.get("complete"):
+                continue
+            out.append(rec)
+    if bad:
+        print(f"warning: {path}: skipped {len(bad)} malformed line(s): {bad[:10]}", file=sys.stderr)
+    return out
+
+
+def browse_loop(backend, question: str | None, out: str, max_actions: int = 30, corpus: str = "",
+                read=input, write=print) -> int:
+    env = TextBrowserEnv(backend, BrowserConfig(max_actions=max_actions))
+    while True:
+        q = question
+        while not q:
+            try:
+                q = read("Question (empty line to quit): ").strip()
+            except EOFError:
+                return 0
+            if not q:
+                return 0
+        try:
+            obs, info = env.reset(options={"question": q})
+        except ValueError as e:
+            write(f"error: {e}")
+            question = None
+            continue
+        record = {"question": q, "corpus": corpus, "created": time.time(), "steps": [], "complete": False}
+        write(obs)
+        done = False
+        try:
+            while not done:
+                try:
+                    action = read("> ")
+                except EOFError:
+                    break
+                if action.strip() == ":help":
+                    write(HELP)
+                    continue
+                if action.strip() == ":quit":
+                    break
+                prev = obs
+                obs, _, term, trunc, info = env.step(action)
+                record["steps"].append({"observation": prev, "action": action.strip(), "error": info["error"]})
+                write(obs)
+                done = term or trunc
+        except KeyboardInterrupt:
+            write("\n(interrupted)")
+        record["complete"] = "answer" in info
+        record["answer"] = info.get("answer")
+        save_demonstration(out, record)
+        write(f"saved {'episode' if record['complete'] else 'incomplete episode'} to {out}")
+        if question or not done:
+            return 0

@@ -1,0 +1,135 @@
+"""The `citeagent` command. Each capability registers its own sub-command; this file only
+assembles them and turns expected failures into one clear line instead of a traceback."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+def _add_ask(sub) -> None:
+    from citeagent.backend import add_backend_args
+
+    p = sub.add_parser("ask", help="answer a question with verbatim, numbered citations")
+    p.add_argument("question")
+    add_backend_args(p)
+    p.add_argument("--policy", default="baseline", help="baseline (default), lm (SmolLM2-135M), or a model name/path")
+    p.add_argument("--best-of", type=int, default=1, help=argparse.SUPPRESS)  # reserved for best-of-n
+    p.add_argument("--max-actions", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--gophercite", action="store_true", help="print the answer in GopherCite's %%<claim>%%(title)%%[quote]%% syntax")
+    p.add_argument("--show-trace", action="store_true", help="print every browser step")
+    p.set_defaults(func=cmd_ask)
+
+
+def cmd_ask(args) -> int:
+    from citeagent.backend import make_backend, options_from_args
+    from citeagent.policies import make_policy
+    from citeagent.rollout import run_episode
+    from env.browser import BrowserConfig
+
+    question = (args.question or "").strip()
+    if not question:
+        raise ValueError("The question is empty. Usage: citeagent ask \"How do I sort a dict by value?\"")
+    if args.max_actions < 2:
+        raise ValueError("--max-actions must be at least 2 (a search and an answer).")
+    backend = make_backend(options_from_args(args))
+    policy = make_policy(args.policy)
+
+    def show(i, obs, action, info):
+        print("-" * 80, file=sys.stderr)
+        print(obs, file=sys.stderr)
+        print(f">>> {action}" + (f"    [rejected: {info['error']}]" if info["error"] else ""), file=sys.stderr)
+
+    result = run_episode(backend, policy, question, seed=args.seed, config=BrowserConfig(max_actions=args.max_actions),
+                         on_step=show if args.show_trace else None)
+    ans = result.answer
+    if args.json:
+        out = ans.to_dict() | {"actions": result.n_actions, "invalid_actions": result.n_invalid,
+                               "truncated": result.truncated, "seconds": round(result.seconds, 3)}
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    elif args.gophercite:
+        print(ans.to_gophercite())
+    else:
+        if result.truncated:
+            print(f"(no answer: the agent used all {args.max_actions} actions without ending)")
+        print(ans.render())
+    return 0
+
+
+def _add_browse(sub) -> None:
+    from citeagent.backend import add_backend_args
+
+    p = sub.add_parser("browse", help="drive the text browser yourself; episodes are saved as demonstrations")
+    add_backend_args(p)
+    p.add_argument("--question", default=None, help="the question (asked for if omitted)")
+    p.add_argument("--out", default="demonstrations.jsonl", help="JSONL file the episodes are appended to")
+    p.add_argument("--max-actions", type=int, default=30)
+    p.set_defaults(func=cmd_browse)
+
+
+def cmd_browse(args) -> int:
+    from citeagent.backend import make_backend, options_from_args
+    from citeagent.browse import browse_loop
+
+    backend = make_backend(options_from_args(args))
+    return browse_loop(backend, question=args.question, out=args.out, max_actions=args.max_actions, corpus=args.corpus)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="citeagent",
+        description="A question-answering agent that browses, quotes its evidence verbatim and answers with citations.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_ask(sub)
+    _add_browse(sub)
+    from env.index_cli import add_index_parser
+
+    add_index_parser(sub)
+    from env.web.cli import add_serve_parser
+
+    add_serve_parser(sub)
+    from citeagent.eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
+    from citeagent.feedback.cli import add_label_parser
+
+    add_label_parser(sub)
+    train = sub.add_parser("train", help="train reward models, judges and policies")
+    train_sub = train.add_subparsers(dest="train_command", metavar="WHAT")
+    from citeagent.reward.cli import add_train_rm_parser
+
+    add_train_rm_parser(train_sub)
+    from citeagent.eval.cli import add_train_judge_parser
+
+    add_train_judge_parser(train_sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, PermissionError, RuntimeError, OSError) as e:
+        # Expected failures (bad input, missing files) get one line; CITEAGENT_DEBUG=1 shows the traceback.
+        if os.environ.get("CITEAGENT_DEBUG") == "1":
+            raise
+        print(f"citeagent: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The support judge: does a piece of evidence entail a claim?
+
+ALCE's citation metrics and GopherCite's "supported" rate both ask this of a model. Two kinds
+of judge plug in here, both Hugging Face sequence classifiers read as (premise, hypothesis):
+
+- the project's own support classifier (a MiniLM cross-encoder with one sigmoid output,
+  trained by `scripts/train_judge.py`), the offline default;
+- any NLI model the user names (e.g. `microsoft/deberta-large-mnli`), whose "entailment"
+  class probability is the support probability.
+
+Neither can be treated as always right: the trained judge carries its held-out accuracy in
+`judge_meta.json`, which every evaluation summary repeats.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+from env.paths import citeagent_home
+
+DEFAULT_JUDGE_NAME = "support-minilm"
+META_FILE = "judge_meta.json"
+TRAIN_HINT = (
+    "Train it with `.venv/bin/python scripts/train_judge.py` (a MiniLM cross-encoder trained on "
+    "HotpotQA supporting sentences, about 10 minutes on 2 CPU cores), or pass `--judge` with a "
+    "Hugging Face NLI model name or directory, or `--judge none` to leave the judge-based "
+    "metrics (citation recall/precision, supported rate) unmeasured."
+)
+
+
+class JudgeNotFound(FileNotFoundError):
+    pass
+
+
+class SupportJudge(Protocol):
+    name: str
+    threshold: float
+    meta: dict
+
+    def support_probs(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """P(premise supports hypothesis) for each (premise, hypothesis)."""
+        ...
+
+
+def claim_text(question: str, statement: str) -> str:
+    """The hypothesis a judge reads. Short answers ("1994.", "yes") are not claims on their
+    own, so the question goes with them; training and evaluation share this one form."""
+    return f"{question.strip()} Answer: {statement.strip()}"
+
+
+def evidence_text(quotes: list[tuple[str, str]]) -> str:
+    """The premise a judge reads: the quotes, each after its page title (as ALCE formats
+    documents), one per line."""
+    return "\n".join(f"{title}: {text}" if title else text for title, text in quotes)
+
+
+def default_judge_dir() -> Path:
+    return citeagent_home() / "judges" / DEFAULT_JUDGE_NAME
+
+
+class ClassifierJudge:
+    """A sequence classifier used as a judge. One output: sigmoid; several: the probability of
+    the class whose label names entailment (or support)."""
+
+    def __init__(self, name_or_path: str, threshold: float = 0.5, batch_size: int = 32, max_length: int = 512, device: str = "cpu"):
+        import torch  # noqa: F401  (fail here, with the import error, not mid-run)
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        local = os.path.isdir(name_or_path)
+        self.name = name_or_path
+        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
+        self.model = AutoModelForSequenceClassification.from_pretrained(name_or_path, local_files_only=local).to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.meta: dict = {}
+        meta_path = Path(name_or_path) / META_FILE
+        if local and meta_path.is_file():
+            self.meta = json.loads(meta_path.read_text())
+        self.threshold = float(self.meta.get("threshold", threshold))
+        self._label = self._support_label()
+        self._cache: dict[tuple[str, str], float] = {}
+
+    def _support_label(self) -> int | None:
+        n = self.model.config.num_labels
+        if n == 1:
+            return None
+        for i, lab in self.model.config.id2label.items():
+            if "entail" in str(lab).lower() or "support" in str(lab).lower():
+                return int(i)
+        raise ValueError(
+            f"judge {self.name!r} has {n} classes {self.model.config.id2label} and none is named "
+            "entailment or support; use an NLI model, or a one-output support classifier"
+        )
+
+    def support_probs(self, pairs: list[tuple[str, str]]) -> list[float]:
+        import torch
+
+        todo = list(dict.fromkeys(p for p in pairs if p not in self._cache))
+        for i in range(0, len(todo), self.batch_size):
+            batch = todo[i : i + self.batch_size]
+            enc = self.tokenizer(
+                [p for p, _ in batch], [h for _, h in batch],
+                truncation=True, max_length=self.max_length, padding=True, return_tensors="pt",
+            ).to(self.device)
+            with torch.no_grad():
+                logits = self.model(**enc).logits
+            if self._label is None:
+                probs = torch.sigmoid(logits[:, 0])
+            else:
+                probs = torch.softmax(logits, dim=-1)[:, self._label]
+            for pair, p in zip(batch, probs.tolist()):
+                self._cache[pair] = float(p)
+        return [self._cache[p] for p in pairs]
+
+    def supports(self, premise: str, hypothesis: str) -> bool:
+        return self.support_probs([(premise, hypothesis)])[0] >= self.threshold
+
+
+def load_judge(spec: str | None = None, **kw) -> ClassifierJudge | None:
+    """'default' / None: the project's trained judge (JudgeNotFound, saying how to train it, when
+    it is missing); 'none': no judge (the caller reports the judge metrics as unmeasured);
+    a directory or a Hugging Face model name: that classifier."""
+    if spec is not None and spec.lower() == "none":
+        return None
+    if spec in (None, "", "default", DEFAULT_JUDGE_NAME):
+        path = default_judge_dir()
+        if not (path / "config.json").is_file():
+            raise JudgeNotFound(f"The support judge is missing: nothing at {path}. {TRAIN_HINT}")
+        return ClassifierJudge(str(path), **kw)
+    if os.path.exists(spec) and not os.path.isdir(spec):
+        raise JudgeNotFound(f"--judge {spec!r} is a file; give a model directory or a Hugging Face model name")
+    try:
+        return ClassifierJudge(spec, **kw)
+    except OSError as e:  # hub miss offline, or a name that does not exist
+        raise JudgeNotFound(f"Could not load the judge {spec!r}: {e}. {TRAIN_HINT}") from e

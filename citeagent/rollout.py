@@ -1,0 +1,97 @@
+"""Running a policy in the browser: one episode, or many stepped together in a batch."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+from citeagent.answer import Answer
+from env.backends import Backend
+from env.browser import BrowserConfig
+from env.gym_env import BatchedTextBrowserEnv
+
+
+@dataclass
+class EpisodeResult:
+    question: str
+    answer: Answer
+    trace: list[dict] = field(default_factory=list)  # {observation, action, valid, error}
+    n_actions: int = 0
+    n_invalid: int = 0
+    tokens_generated: int = 0
+    seconds: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    score: float | None = None  # the policy's own confidence in its answer
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["answer"] = self.answer.to_dict()
+        return d
+
+
+def run_episodes(
+    backend_for: Backend | Callable[[int], Backend],
+    policy,
+    questions: Sequence[str],
+    seed: int = 0,
+    batch_size: int = 8,
+    config: BrowserConfig | None = None,
+    on_step: Callable[[int, str, str, dict], None] | None = None,
+) -> list[EpisodeResult]:
+    """Run one episode per question, `batch_size` at a time; the policy sees each batch's live rows
+    together so a model policy makes one batched call per step."""
+    results: list[EpisodeResult] = []
+    for lo in range(0, len(questions), batch_size):
+        idx = list(range(lo, min(lo + batch_size, len(questions))))
+        backends = [backend_for(i) if callable(backend_for) else backend_for for i in idx]
+        results.extend(_run_batch(backends, policy, [questions[i] for i in idx], seed + lo, config, on_step))
+    return results
+
+
+def run_episode(backend: Backend, policy, question: str, seed: int = 0, config: BrowserConfig | None = None,
+                on_step=None) -> EpisodeResult:
+    return run_episodes(backend, policy, [question], seed=seed, batch_size=1, config=config, on_step=on_step)[0]
+
+
+def _run_batch(backends, policy, questions, seed, config, on_step) -> list[EpisodeResult]:
+    env = BatchedTextBrowserEnv(backends, config=config)
+    obs, infos = env.reset(questions, seed=seed)
+    t0 = time.perf_counter()
+    n = len(questions)
+    traces: list[list[dict]] = [[] for _ in range(n)]
+    tokens = [0] * n
+    final: list[tuple] = [None] * n  # (terminated, truncated, info)
+    while env.active():
+        rows = env.active()
+        before = getattr(policy, "tokens_generated", 0)
+        actions = policy.act_batch([obs[i] for i in rows], [infos[i] for i in rows])
+        spent = getattr(policy, "tokens_generated", 0) - before
+        per_row = getattr(policy, "last_tokens", None)
+        out = env.step(dict(zip(rows, actions)))
+        for j, i in enumerate(rows):
+            o, _, term, trunc, info = out[i]
+            tokens[i] += per_row[j] if per_row and len(per_row) == len(rows) else spent // max(1, len(rows))
+            traces[i].append({"observation": obs[i], "action": actions[j], "valid": info["error"] is None, "error": info["error"]})
+            if on_step:
+                on_step(i, obs[i], actions[j], info)
+            obs[i], infos[i] = o, info
+            if term or trunc:
+                final[i] = (term, trunc, info)
+    seconds = (time.perf_counter() - t0) / max(1, n)  # rows share the wall clock of the batch
+    results = []
+    for i in range(n):
+        term, trunc, info = final[i]
+        ans = info.get("answer") or {"question": questions[i], "text": "", "declined": True, "quotes": info["quotes"]}
+        answer = Answer.from_dict(ans)
+        if trunc:
+            answer.declined = False  # ran out of actions: no answer, which is not a deliberate decline
+        conf = policy.confidence(ans) if hasattr(policy, "confidence") and not answer.declined else None
+        results.append(
+            EpisodeResult(
+                question=questions[i], answer=answer, trace=traces[i], n_actions=len(traces[i]),
+                n_invalid=info["n_invalid"], tokens_generated=tokens[i], seconds=seconds,
+                terminated=term, truncated=trunc, score=conf,
+            )
+        )
+    return results
