@@ -20,7 +20,7 @@ def add_backend_args(p) -> None:
     p.add_argument("--search", default="bm25", choices=["bm25", "dense", "hybrid"], help="retrieval over the local corpus")
     p.add_argument("--web", action="store_true", help="browse the live web instead of a local corpus")
     p.add_argument("--search-url", default=None, help="SearxNG-compatible search endpoint for --web (or $CITEAGENT_SEARCH_URL)")
-    p.add_argument("--allow-private", action="store_true", help="with --web, allow loopback/private addresses (e.g. a local `citeagent serve`)")
+    p.add_argument("--allow-private", action="store_true", help="with --web, let pages link to loopback/private addresses (the search endpoint's own host is always allowed)")
 
 
 def options_from_args(args) -> BackendOptions:

@@ -91,6 +91,9 @@ def convert_gguf(gguf: Path, out: Path) -> None:
             return
         if out.exists():  # a stale dir without weights (written by hand, or an older layout)
             shutil.rmtree(out)
+        for f in tmp.iterdir():  # mkdtemp and the safetensors writer make owner-only files
+            f.chmod(0o644)
+        tmp.chmod(0o755)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from env.backends import Backend, BrowserError, Page, SearchResult
 from env.commands import KEYWORDS, QUOTE_SEP, USAGE, Command, CommandError, parse_command
-from env.render import PageView
+from env.render import PageView, defang
 
 _WS = re.compile(r"\s+")
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -153,11 +153,8 @@ class Browser:
         if cmd.kind in ("Scrolled down", "Scrolled up"):
             doc = s.view
             step = cmd.number if cmd.kind == "Scrolled down" else -cmd.number
-            new = min(max(doc.window + step, 0), doc.view.n_windows - 1)
-            if new == doc.window:
-                edge = "end" if step > 0 else "top"
-                return f"Already at the {edge} of the page (window {doc.window + 1} of {doc.view.n_windows})."
-            doc.window = new
+            # valid_commands() already refused scrolling past an edge; a long jump stops at it
+            doc.window = min(max(doc.window + step, 0), doc.view.n_windows - 1)
             doc.find_cursor = -1
             return None
         if cmd.kind == "Top":
@@ -312,7 +309,8 @@ class Browser:
         if kind == "Clicked on link":
             return "this view has no links"
         if kind.startswith("Scrolled") or kind == "Top":
-            return "the window is already at that edge"
+            edge = "end" if kind == "Scrolled down" else "top"
+            return f"already at the {edge} of the page, window {s.view.window + 1} of {s.view.view.n_windows}"
         return "not valid now"
 
     def link_ids(self) -> list[int]:
@@ -322,6 +320,13 @@ class Browser:
         if isinstance(v, _Doc):
             return v.view.links_in(v.window)
         return []
+
+    def window_text(self) -> str:
+        v = self.state.view
+        if not isinstance(v, _Doc):
+            return ""
+        lo, hi = v.view.window_span(v.window)
+        return v.view.page.text[lo:hi]
 
     def quotable_text(self) -> str:
         v = self.state.view
@@ -370,8 +375,8 @@ class Browser:
                 snippet = _WS.sub(" ", r.snippet).strip()
                 if len(snippet) > c.snippet_chars:
                     snippet = snippet[: c.snippet_chars].rsplit(" ", 1)[0] + " ..."
-                out.append(f"【{i}†{r.title}】 {r.url}")
-                out.append(f"  {snippet}")
+                out.append(f"【{i}†{defang(r.title)}】 {defang(r.url)}")
+                out.append(f"  {defang(snippet)}")
             return out
         page = v.view.page
         return [
@@ -389,6 +394,7 @@ class Browser:
             "valid_commands": self.valid_commands(),
             "link_ids": self.link_ids() if s.phase == "browse" else [],
             "quotable_text": self.quotable_text() if s.phase == "browse" else "",
+            "window_text": self.window_text() if s.phase == "browse" else "",
             "quote_numbers": [q.n for q in s.quotes],
             "quotes": [q.__dict__.copy() for q in s.quotes],
             "actions_left": self.actions_left,

@@ -130,47 +130,68 @@ class Corpus:
         if not path.is_file():
             raise CorpusError(f"No such JSONL file: {path}")
         name = name or path.name.split(".")[0]
-        cmap = parse_column_map(column_map)
-        docs: list[Document] = []
-        seen: set[str] = set()
-        bad: list[tuple[int, str]] = []
-        undecodable: list[int] = []
-        for lineno, raw in _read_lines(path):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                line = raw.decode("utf-8", errors="replace")
-                undecodable.append(lineno)
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                problem = f"not valid JSON ({e.msg} at column {e.colno})"
-            else:
-                try:
-                    doc = record_to_document(record, cmap, default_id=str(lineno), corpus_name=name)
-                    problem = f"duplicate id {doc.id!r}" if doc.id in seen else ""
-                except CorpusError as e:
-                    problem = str(e)
-            if problem:
-                if strict:
-                    raise CorpusError(f"{path}, line {lineno}: {problem}. (Without strict mode bad lines are skipped with a warning.)")
-                bad.append((lineno, problem))
-                continue
-            seen.add(doc.id)
-            docs.append(doc)
-        if undecodable:
-            log.warning("%s: %d line(s) were not valid UTF-8 and were decoded with replacement characters (lines %s).",
-                        path, len(undecodable), _some(undecodable))
-        if bad:
-            log.warning("%s: skipped %d bad line(s) of %d: %s.", path, len(bad), len(bad) + len(docs),
-                        "; ".join(f"line {n}: {why}" for n, why in bad[:10]) + ("; ..." if len(bad) > 10 else ""))
-        if not docs:
-            hint = f" The first problem: line {bad[0][0]}: {bad[0][1]}." if bad else ""
-            raise CorpusError(f"No documents in {path}.{hint} Each line must be a JSON object with a 'text' field "
-                              "(map other names with --column-map text=FIELD,id=FIELD).")
+        records = _jsonl_records(path)
+        docs = documents_from_records(records, parse_column_map(column_map), name, str(path), "line", strict)
         return cls(docs, name=name, chunk_chars=chunk_chars)
+
+
+class BadRecord:
+    """Stands in for a record that could not be parsed, so the collector can report it."""
+
+    def __init__(self, problem: str):
+        self.problem = problem
+
+
+def documents_from_records(records: Iterable[tuple[int, object]], column_map: dict[str, str], corpus_name: str,
+                           source: str, unit: str = "line", strict: bool = False) -> list[Document]:
+    """Turn numbered records into Documents. Bad ones (a BadRecord, a non-object, no text, a
+    duplicate id) are skipped with one warning naming them, or with strict=True raise at the first."""
+    docs: list[Document] = []
+    seen: set[str] = set()
+    bad: list[tuple[int, str]] = []
+    for n, record in records:
+        if isinstance(record, BadRecord):
+            problem = record.problem
+        else:
+            try:
+                doc = record_to_document(record, column_map, default_id=str(n), corpus_name=corpus_name)
+                problem = f"duplicate id {doc.id!r}" if doc.id in seen else ""
+            except CorpusError as e:
+                problem = str(e)
+        if problem:
+            if strict:
+                raise CorpusError(f"{source}, {unit} {n}: {problem}. (Without strict mode bad {unit}s are skipped with a warning.)")
+            bad.append((n, problem))
+            continue
+        seen.add(doc.id)
+        docs.append(doc)
+    if bad:
+        log.warning("%s: skipped %d bad %s(s) of %d: %s.", source, len(bad), unit, len(bad) + len(docs),
+                    "; ".join(f"{unit} {n}: {why}" for n, why in bad[:10]) + ("; ..." if len(bad) > 10 else ""))
+    if not docs:
+        hint = f" The first problem: {unit} {bad[0][0]}: {bad[0][1]}." if bad else ""
+        raise CorpusError(f"No documents in {source}.{hint} Each {unit} must be an object with a 'text' field "
+                          "(map other names with --column-map text=FIELD,id=FIELD).")
+    return docs
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, object]]:
+    undecodable: list[int] = []
+    for lineno, raw in _read_lines(path):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = raw.decode("utf-8", errors="replace")
+            undecodable.append(lineno)
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as e:
+            yield lineno, BadRecord(f"not valid JSON ({e.msg} at column {e.colno})")
+    if undecodable:
+        log.warning("%s: %d line(s) were not valid UTF-8 and were decoded with replacement characters (lines %s).",
+                    path, len(undecodable), _some(undecodable))
 
 
 def _read_lines(path: Path) -> Iterator[tuple[int, bytes]]:

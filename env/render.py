@@ -10,6 +10,13 @@ from env.backends import Page
 
 LINK_OPEN, LINK_SEP, LINK_CLOSE = "\u3010", "\u2020", "\u3011"  # 【id†anchor】 as in WebGPT
 _WS = re.compile(r"\s+")
+# Page text may contain the link-marker characters itself, which would let a hostile page draw
+# fake links; in rendered text they are replaced by look-alikes that mean nothing to the browser.
+_DEFANG = str.maketrans({LINK_OPEN: "[", LINK_CLOSE: "]", LINK_SEP: "+"})
+
+
+def defang(text: str) -> str:
+    return text.translate(_DEFANG)
 
 
 @dataclass
@@ -100,14 +107,15 @@ class PageView:
         parts, pos = [], lo
         for k, lk in enumerate(self.page.links):
             if lo <= lk.start < hi and lk.end <= hi and lk.start >= pos:
-                parts.append(text[pos:lk.start])
-                parts.append(f"{LINK_OPEN}{k}{LINK_SEP}{text[lk.start:lk.end]}{LINK_CLOSE}")
+                parts.append(text[pos:lk.start].translate(_DEFANG))
+                parts.append(f"{LINK_OPEN}{k}{LINK_SEP}{text[lk.start:lk.end].translate(_DEFANG)}{LINK_CLOSE}")
                 pos = lk.end
-        parts.append(text[pos:hi])
+        parts.append(text[pos:hi].translate(_DEFANG))
         body = "".join(parts).strip("\n")
         floating = self.floating_links()
         if floating:
-            body += "\nLinks: " + " ".join(f"{LINK_OPEN}{k}{LINK_SEP}{self.page.links[k].text[:60]}{LINK_CLOSE}" for k in floating)
+            body += "\nLinks: " + " ".join(
+                f"{LINK_OPEN}{k}{LINK_SEP}{self.page.links[k].text[:60].translate(_DEFANG)}{LINK_CLOSE}" for k in floating)
         return body
 
     def quotable(self, i: int) -> str:

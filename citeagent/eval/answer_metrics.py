@@ -71,20 +71,26 @@ def hotpot_answer_prf(prediction: str, gold: str) -> tuple[float, float, float]:
     return token_prf(prediction, gold)
 
 
+def separate_words(text: str) -> str:
+    """SQuAD normalisation, except that punctuation separates words instead of vanishing, so
+    that code stays findable: "heapq.nlargest(n)" -> "heapq nlargest n" (SQuAD: "heapqnlargestn")."""
+    text = "".join(" " if ch in _PUNCT and ch != "_" else ch for ch in text.lower())
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
 def contains_answer(prediction: str, golds: list[str], whole_words: bool = True) -> float:
-    """1 if any gold answer (normalised) occurs inside the normalised prediction.
+    """1 if any gold answer occurs inside the prediction.
 
     Long, cited answers rarely equal a short gold string, so this is our "correct" for them.
-    By default it matches whole words so that "no" is not found inside "not";
-    `whole_words=False` is ALCE's `exact_presence` (a plain substring test)."""
-    text = normalize_answer(prediction)
-    if whole_words:
-        text = f" {text} "
-    for g in golds:
-        ng = normalize_answer(g)
-        if ng and (f" {ng} " if whole_words else ng) in text:
-            return 1.0
-    return 0.0
+    By default it matches whole words (so "no" is not found inside "not") after
+    `separate_words`; `whole_words=False` is ALCE's `exact_presence`, a plain substring test
+    on SQuAD-normalised text."""
+    if not whole_words:
+        text = normalize_answer(prediction)
+        return float(any(normalize_answer(g) and normalize_answer(g) in text for g in golds))
+    text = f" {separate_words(prediction)} "
+    return float(any(separate_words(g) and f" {separate_words(g)} " in text for g in golds))
 
 
 def asqa_str_em(prediction: str, short_answer_groups: list[list[str]]) -> float:

@@ -66,24 +66,39 @@ def joint_metrics(answer_em: float, answer_precision: float, answer_recall: floa
     }
 
 
-def normalize_url(url: str) -> str:
-    """Page identity of a url: without fragment, trailing slash, or scheme difference."""
-    url = urldefrag(url.strip())[0].rstrip("/")
-    if url.startswith("http://"):
-        url = "https://" + url[len("http://"):]
-    return url
+def normalize_url(url: str, keep_fragment: bool = True) -> str:
+    """A url for comparison: https, no trailing slash, and the fragment only if asked for."""
+    url = url.strip()
+    base, frag = urldefrag(url)
+    base = base.rstrip("/")
+    if base.startswith("http://"):
+        base = "https://" + base[len("http://"):]
+    return f"{base}#{frag}" if keep_fragment and frag else base
+
+
+def same_page(url: str, gold_url: str) -> bool:
+    """Whether a quoted page is a gold page. Fragments count when both urls have one: the pydocs
+    language-reference topics are distinct documents that differ only by fragment
+    (topics.html#assert, topics.html#for); otherwise a section anchor on one side only is
+    ignored."""
+    a, b = normalize_url(url), normalize_url(gold_url)
+    if a == b:
+        return True
+    if "#" in a and "#" in b:
+        return False
+    return normalize_url(url, False) == normalize_url(gold_url, False)
 
 
 def page_evidence_metrics(checks: list[QuoteCheck], gold_urls: list[str]) -> dict:
     """Page-level citation precision (share of the answer's quotes that come from a supporting
     page) and recall (share of supporting pages quoted at least once). A quote from no known
     document counts as an unsupported quote."""
-    gold = {normalize_url(u) for u in gold_urls}
     if not checks:
         return {"evidence_page_precision": 0.0, "evidence_page_recall": 0.0}
-    urls = [normalize_url(c.doc.url if c.doc is not None else c.quote.url) for c in checks]
-    good = [u in gold for u in urls]
+    urls = [c.doc.url if c.doc is not None else c.quote.url for c in checks]
+    good = [any(same_page(u, g) for g in gold_urls) for u in urls]
+    found = [g for g in gold_urls if any(same_page(u, g) for u in urls)]
     return {
         "evidence_page_precision": sum(good) / len(good),
-        "evidence_page_recall": len(gold & set(urls)) / len(gold) if gold else 0.0,
+        "evidence_page_recall": len(found) / len(gold_urls) if gold_urls else 0.0,
     }

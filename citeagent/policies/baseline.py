@@ -34,7 +34,21 @@ def content_words(text: str) -> list[str]:
 
 
 def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENT.split(text) if s.strip()]
+    """Sentences within paragraphs. Docstrings wrap lines mid-sentence, so lines of a paragraph
+    are joined, except a leading signature or heading line, which stands on its own."""
+    out = []
+    for para in re.split(r"\n\s*\n", text):
+        lines = [ln.strip() for ln in para.splitlines() if ln.strip()]
+        if len(lines) > 1 and not lines[0].endswith((".", ":", ",")) and ("(" in lines[0] or len(lines[0]) < 40):
+            out.append(lines.pop(0))
+        out.extend(s.strip() for s in _SENT.split(" ".join(lines)) if s.strip())
+    return out
+
+
+def is_prose(sentence: str) -> bool:
+    """Mostly letters: skips rule lines, grammar productions and bare signatures."""
+    letters = sum(ch.isalpha() or ch == " " for ch in sentence)
+    return letters >= 0.8 * len(sentence) and " " in sentence
 
 
 def overlap_score(question_words: Counter, sentence: str) -> float:
@@ -79,7 +93,7 @@ class BaselinePolicy:
             url = info["page"]["url"]
             quoted_here = sum(1 for q in info["quotes"] if q["url"] == url)
             if quoted_here < c.quotes_per_page and "Quote:" in info["valid_commands"] and not past[-1].startswith("Quote:"):
-                best = self._best_sentence(info["quotable_text"], q_words, {q["text"] for q in info["quotes"]})
+                best = self._best_sentence(info.get("window_text") or info["quotable_text"], q_words, {q["text"] for q in info["quotes"]})
                 if best is not None:
                     return f"Quote: {best}"
             return "Back" if "Back" in info["valid_commands"] else "End: Answer"
@@ -102,7 +116,8 @@ class BaselinePolicy:
     def _best_sentence(self, text: str, q_words: Counter, taken: set[str]) -> str | None:
         best, best_score = None, self.config.min_score
         for sent in sentences(text):
-            if len(sent) > self.config.max_quote_chars or sent in taken or len(sent) < 15:
+            sent = " ".join(sent.split())
+            if len(sent) > self.config.max_quote_chars or sent in taken or len(sent) < 25 or not is_prose(sent):
                 continue
             score = overlap_score(q_words, sent)
             if score > best_score:

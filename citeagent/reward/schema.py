@@ -56,17 +56,17 @@ class Comparison:
 
     def content_key(self) -> str:
         """Hash of the question and the unordered pair of answers: the same pair shown either way round."""
-        a, b = sorted([_answer_key(self.answer_0), _answer_key(self.answer_1)])
+        a, b = sorted([answer_key(self.answer_0), answer_key(self.answer_1)])
         return hashlib.sha256(json.dumps([self.question, a, b], ensure_ascii=False).encode()).hexdigest()
 
 
-def _answer_key(a: Answer) -> str:
+def answer_key(a: Answer) -> str:
     quotes = [[q.n, q.title, q.url, q.text] for q in a.quotes]
     return json.dumps([a.text, a.declined, quotes], ensure_ascii=False)
 
 
 def answers_identical(a: Answer, b: Answer) -> bool:
-    return _answer_key(a) == _answer_key(b)
+    return answer_key(a) == answer_key(b)
 
 
 def check_comparison(c: Comparison, where: str) -> None:
@@ -136,6 +136,11 @@ def from_webgpt_row(row, where: str, source: str = "webgpt") -> Comparison:
     else:
         raise DataError(f"{where}: question must be an object with 'full_text' (got {type(q).__name__}).")
     meta = row.get("meta") or {}
+    if isinstance(meta, str):  # a datasets export keeps meta as JSON text
+        try:
+            meta = json.loads(meta)
+        except json.JSONDecodeError:
+            raise DataError(f"{where}: meta is not valid JSON.") from None
     if not isinstance(meta, dict):
         raise DataError(f"{where}: meta must be an object when present.")
     extras = meta.get("answers") or [{}, {}]

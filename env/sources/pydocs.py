@@ -20,12 +20,16 @@ import contextlib
 import importlib
 import inspect
 import io
+import json
 import pkgutil
 import re
+import subprocess
 import sys
+import tempfile
 import warnings
+from pathlib import Path
 
-from env.corpus import DEFAULT_CHUNK_CHARS, Corpus
+from env.corpus import DEFAULT_CHUNK_CHARS, Corpus, CorpusError
 from env.documents import Document, Link
 
 TOPIC_URL = "https://docs.python.org/3/reference/topics.html#{key}"
@@ -39,16 +43,57 @@ SKIP = {
 }
 SKIP_PARTS = {"test", "tests", "idle_test", "__main__"}
 NO_SUBMODULES = {"encodings"}  # a hundred codec modules with boilerplate docstrings
+# Documented names that are not found by walking packages (os is a module, not a package).
+ALIASES = ["os.path"]
 
 
 def build_pydocs(include_topics: bool = True, include_modules: bool = True, modules: list[str] | None = None,
-                 chunk_chars: int = DEFAULT_CHUNK_CHARS) -> Corpus:
-    """The pydocs corpus. `modules` restricts the module pages (e.g. ["json"]) for quick tests."""
+                 chunk_chars: int = DEFAULT_CHUNK_CHARS, isolated: bool = True) -> Corpus:
+    """The pydocs corpus. `modules` restricts the module pages (e.g. ["json"]) for quick tests.
+
+    isolated=True reads the documentation in a fresh `python -I -S` process: third-party
+    packages patch the standard library once imported (transformers adds methods to
+    logging.Logger, for one), so reading it in this process would make the corpus depend on
+    what happened to be imported first. It also keeps ~400 modules out of this process."""
+    if isolated:
+        docs = _documents_in_subprocess(include_topics, include_modules, modules)
+    else:
+        docs = pydocs_documents(include_topics, include_modules, modules)
+    return Corpus(docs, name="pydocs", chunk_chars=chunk_chars)
+
+
+def pydocs_documents(include_topics: bool = True, include_modules: bool = True,
+                     modules: list[str] | None = None) -> list[Document]:
     docs = topic_documents() if include_topics else []
     if include_modules:
         docs += module_documents(modules)
     _add_links(docs)
-    return Corpus(docs, name="pydocs", chunk_chars=chunk_chars)
+    return docs
+
+
+_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from env.sources.pydocs import pydocs_documents
+args = json.loads(sys.argv[2])
+docs = pydocs_documents(args["topics"], args["modules"], args["names"])
+with open(sys.argv[3], "w", encoding="utf-8") as f:
+    json.dump([d.to_dict() for d in docs], f, ensure_ascii=False)
+"""
+
+
+def _documents_in_subprocess(include_topics, include_modules, modules) -> list[Document]:
+    root = Path(__file__).resolve().parents[2]  # the directory holding the env package
+    args = json.dumps({"topics": include_topics, "modules": include_modules, "names": modules})
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "docs.json"
+        # -I: ignore PYTHON* variables and user site; -S: no site-packages, so nothing but the
+        # standard library (and env/, which only uses it) can be imported.
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", _CHILD, str(root), args, str(out)],
+                              capture_output=True, text=True, cwd=tmp)
+        if proc.returncode != 0 or not out.is_file():
+            raise CorpusError("Building the pydocs corpus failed in its helper process:\n" + proc.stderr[-2000:])
+        return [Document.from_dict(d) for d in json.loads(out.read_text(encoding="utf-8"))]
 
 
 def topic_documents() -> list[Document]:
@@ -75,7 +120,8 @@ def public_module_names() -> list[str]:
         names.append(top)
         if hasattr(mod, "__path__") and top not in NO_SUBMODULES:
             names.extend(_public_submodules(mod))
-    return sorted(names)
+    names.extend(a for a in ALIASES if _import_quietly(a) is not None)
+    return sorted(set(names))
 
 
 def _public_submodules(pkg) -> list[str]:
@@ -111,37 +157,51 @@ def module_documents(modules: list[str] | None = None) -> list[Document]:
         mod = _import_quietly(name)
         if mod is None:
             continue
-        doc = _module_document(mod, documented)
+        doc = _module_document(mod, name, documented)
         if doc is not None:
             docs.append(doc)
     return docs
 
 
-def _module_document(mod, documented: set[int]) -> Document | None:
-    name = mod.__name__
-    module_doc = _own_doc(mod)
-    summary, _, rest = module_doc.partition("\n")
-    title = f"{name} — {summary.strip()}" if summary.strip() else name
+def _module_document(mod, name: str, documented: set[int]) -> Document | None:
+    """`name` is how users spell the module (os.path), which may differ from mod.__name__ (posixpath)."""
+    module_doc = _own_doc(mod).strip()
+    summary = _first_sentence(module_doc)
+    title = f"{name} — {summary}" if summary else name
     parts = [title]
-    if rest.strip():
-        parts.append(rest.strip())
-    anchors: dict[str, int] = {}
+    if module_doc:
+        parts.append(module_doc)
+    anchors: dict[str, int] = {}  # qualified name -> offset of its entry in the text
+    pos = sum(len(p) + 2 for p in parts)  # parts are joined with blank lines
+
+    def add(qual, obj):
+        nonlocal pos
+        anchors[qual] = pos
+        parts.append(_entry(qual, obj))
+        pos += len(parts[-1]) + 2
+
     for attr, obj in _public_members(mod):
         if id(obj) in documented:
             continue
         documented.add(id(obj))
-        qual = f"{name}.{attr}"
-        anchors[qual] = sum(len(p) + 2 for p in parts)
-        parts.append(_entry(qual, obj))
+        add(f"{name}.{attr}", obj)
         if inspect.isclass(obj):
             for mname, member in _class_members(obj):
-                mqual = f"{qual}.{mname}"
-                anchors[mqual] = sum(len(p) + 2 for p in parts)
-                parts.append(_entry(mqual, member))
-    if not anchors and not rest.strip():
+                add(f"{name}.{attr}.{mname}", member)
+    if not anchors and not module_doc:
         return None  # an implementation module whose API a parent page already covers
     return Document(id=f"pydocs:module:{name}", title=title, url=MODULE_URL.format(page=name.lower()),
                     text="\n\n".join(parts), meta={"kind": "module", "module": name, "anchors": anchors})
+
+
+def _first_sentence(text: str, limit: int = 80) -> str:
+    """The docstring's first sentence on one line, cut at a word near `limit` chars."""
+    para = " ".join(text.split("\n\n", 1)[0].split())
+    m = re.search(r"(?<=[.!?])\s", para)
+    sentence = para[: m.start()] if m else para
+    if len(sentence) > limit:
+        sentence = sentence[:limit].rsplit(" ", 1)[0] + " …"
+    return sentence
 
 
 def _public_members(mod):

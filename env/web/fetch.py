@@ -10,15 +10,20 @@ inflated in bounded steps, so a zip bomb is cut too); a wall-clock deadline cove
 
 Every failure is a `BrowserError` with a message the agent can read.
 
-Known limits: name resolution uses the system resolver in a helper thread; a resolver that hangs
-is abandoned at the deadline, not cancelled. TLS verification uses the policy's `verify`
-(the system/certifi store by default) and checks the certificate against the host name, not the
-pinned address.
+How the address is pinned: the transport is httpcore (httpx's own engine) with a network backend
+of ours, `_PinnedBackend`, which only opens sockets to the addresses this module checked for the
+host and holds every socket read, write and TLS handshake to the fetch's deadline (a server that
+sends one byte at a time cannot stretch a fetch). The url keeps its host name, so the Host header
+and TLS (SNI, certificate check) see the name, not the address.
+
+Known limit: name resolution uses the system resolver in a helper thread; a resolver that hangs
+is abandoned at the deadline, not cancelled.
 """
 from __future__ import annotations
 
 import codecs
 import ipaddress
+import os
 import re
 import socket
 import ssl
@@ -28,6 +33,7 @@ import zlib
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
+import httpcore
 import httpx
 
 from env.backends import BrowserError
@@ -59,7 +65,7 @@ class FetchPolicy:
     # a locally served corpus from wandering onto the web through an off-corpus link.
     only_hosts: tuple[str, ...] = ()
     user_agent: str = "citeagent/0.1 (text browser for question answering)"
-    # httpx `verify`: True (default trust store), a CA bundle path, or an ssl.SSLContext.
+    # TLS verification: True (certifi's trust store, as httpx), a CA file or directory, or an ssl.SSLContext.
     verify: bool | str | ssl.SSLContext = True
 
     def __post_init__(self):
@@ -84,28 +90,30 @@ class Fetcher:
         self.policy = policy or FetchPolicy()
         self._allow = [_parse_host_port(h) for h in self.policy.allow_hosts]
         self._only = [_parse_host_port(h) for h in self.policy.only_hosts]
+        self._ssl: ssl.SSLContext | None = None  # built on the first fetch (loading CAs takes a moment)
 
     def fetch(self, url: str, accept: tuple[str, ...] | None = None) -> Fetched:
         """GET url under the policy. `accept` overrides the policy's content types (e.g. JSON)."""
         p = self.policy
         accept = tuple(a.lower() for a in accept) if accept else p.content_types
         deadline = time.monotonic() + p.total_timeout
+        backend = _PinnedBackend(deadline)
+        if self._ssl is None:
+            self._ssl = _ssl_context(p.verify)
         seen: set[str] = set()
         redirects: list[str] = []
         current = url
-        with httpx.Client(
-            follow_redirects=False, trust_env=False, verify=p.verify,  # trust_env: no proxies from the environment
-            headers={"User-Agent": p.user_agent, "Accept": ", ".join(accept) + ";q=1.0, */*;q=0.1",
-                     "Accept-Encoding": "gzip, deflate"},
-        ) as client:
+        with httpcore.ConnectionPool(ssl_context=self._ssl, network_backend=backend, retries=0) as pool:
             while True:
                 target = self.check_url(current)
                 seen.add(_without_fragment(str(target)))
-                addresses = self.resolve_checked(target, deadline)
-                response = self._connect(client, target, addresses, deadline)
+                backend.pin(target, self.resolve_checked(target, deadline))
+                response = self._send(pool, target, accept)
                 try:
-                    if response.status_code in _REDIRECTS:
-                        nxt = _redirect_target(target, response)
+                    status = response.status
+                    headers = _headers(response)
+                    if status in _REDIRECTS:
+                        nxt = _redirect_target(target, status, headers)
                         redirects.append(str(target))
                         if _without_fragment(nxt) in seen:
                             raise BrowserError(f"redirect loop: {_short(nxt)} was already visited")
@@ -113,7 +121,7 @@ class Fetcher:
                             raise BrowserError(f"too many redirects (more than {p.max_redirects})")
                         current = nxt
                         continue
-                    return self._read(response, str(target), accept, deadline, redirects)
+                    return self._read(response, status, headers, str(target), accept, redirects)
                 finally:
                     response.close()
 
@@ -129,9 +137,10 @@ class Fetcher:
             u = httpx.URL(url.strip())
         except (httpx.InvalidURL, ValueError, TypeError) as e:
             raise BrowserError(f"refused: malformed url ({_short(str(e))})") from None
+        if not u.scheme:
+            raise BrowserError("refused: the url has no scheme; only http and https urls are opened")
         if u.scheme not in ("http", "https"):
-            scheme = u.scheme or "no scheme"
-            raise BrowserError(f"refused: {_short(scheme)} urls are not allowed; only http and https")
+            raise BrowserError(f"refused: {_short(u.scheme)} urls are not opened; only http and https")
         try:
             host = u.raw_host.decode("ascii").lower()
         except UnicodeDecodeError:
@@ -157,7 +166,7 @@ class Fetcher:
             if problem is None or self._allowed(host, ip, port, problem):
                 continue
             hint = "" if problem in ("multicast", "unspecified") else "; pass --allow-private to allow it"
-            named = str(ip) if str(ip) == host else f"{host} resolves to {ip}, which"
+            named = host if _ip(host) == ip else f"{host} resolves to {ip}, which"
             raise BrowserError(f"refused: {named} is {_article(problem)} {problem} address{hint}")
         return addresses
 
@@ -169,73 +178,151 @@ class Fetcher:
 
     # -- transfer ------------------------------------------------------------------------------
 
-    def _connect(self, client: httpx.Client, u: httpx.URL, addresses: list[IPAddress], deadline: float) -> httpx.Response:
-        """Send the GET to the checked addresses in turn (the url's host is kept for the Host
-        header and TLS), and return the first response with its body not yet read."""
+    def _send(self, pool: httpcore.ConnectionPool, u: httpx.URL, accept: tuple[str, ...]) -> httpcore.Response:
+        """Send the GET and return the response with its body not yet read."""
         p = self.policy
         host = u.raw_host.decode("ascii")
-        last_error = "no address"
-        for ip in addresses:
-            left = _time_left(deadline)
-            timeout = httpx.Timeout(connect=min(p.connect_timeout, left), read=min(p.read_timeout, left),
-                                    write=min(p.read_timeout, left), pool=min(p.connect_timeout, left))
-            extensions = {"sni_hostname": host} if u.scheme == "https" and _ip(host) is None else {}
-            pinned = u.copy_with(host=str(ip), username=None, password=None, fragment=None)
-            request = client.build_request("GET", pinned, headers={"Host": _host_header(u)},
-                                           extensions=extensions, timeout=timeout)
-            try:
-                return client.send(request, stream=True)
-            except httpx.ConnectTimeout:
-                last_error = f"connecting to {ip} timed out"
-            except httpx.ConnectError as e:
-                last_error = f"could not connect to {ip}: {_short(_reason(e))}"
-            except httpx.TimeoutException:
-                raise BrowserError(f"timed out waiting for {host} to respond") from None
-            except httpx.HTTPError as e:
-                raise BrowserError(f"could not fetch from {host}: {_short(_reason(e))}") from None
-        raise BrowserError(last_error)
+        request = httpcore.Request(
+            "GET",
+            httpcore.URL(scheme=u.raw_scheme, host=u.raw_host, port=u.port, target=u.raw_path),
+            headers=[(b"Host", _host_header(u).encode("ascii")),
+                     (b"User-Agent", p.user_agent.encode("latin-1", "replace")),
+                     (b"Accept", (", ".join(accept) + ", */*;q=0.1").encode("ascii", "replace")),
+                     (b"Accept-Encoding", b"gzip, deflate")],
+            extensions={"timeout": {"connect": p.connect_timeout, "read": p.read_timeout,
+                                    "write": p.read_timeout, "pool": p.connect_timeout}},
+        )
+        try:
+            return pool.handle_request(request)
+        except httpcore.ConnectTimeout:
+            raise BrowserError(f"timed out connecting to {_short(host)}") from None
+        except httpcore.TimeoutException:
+            raise BrowserError(f"timed out waiting for {_short(host)} to respond") from None
+        except httpcore.ConnectError as e:
+            raise BrowserError(f"could not connect to {_short(host)}: {_short(_reason(e))}") from None
+        except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as e:
+            raise BrowserError(f"could not fetch from {_short(host)}: {_short(_reason(e))}") from None
 
-    def _read(self, response: httpx.Response, url: str, accept: tuple[str, ...], deadline: float,
-              redirects: list[str]) -> Fetched:
-        status = response.status_code
+    def _read(self, response: httpcore.Response, status: int, headers: dict[str, str], url: str,
+              accept: tuple[str, ...], redirects: list[str]) -> Fetched:
         if status >= 400:
-            raise BrowserError(f"HTTP {status} {_short(response.reason_phrase or '')}".rstrip())
-        if status != 200 and status >= 300:
+            reason = response.extensions.get("reason_phrase", b"").decode("latin-1")
+            raise BrowserError(f"HTTP {status} {_short(reason)}".rstrip())
+        if status >= 300:
             raise BrowserError(f"HTTP {status}: nothing to show")
-        media_type, charset = parse_content_type(response.headers.get("content-type", ""))
+        media_type, charset = parse_content_type(headers.get("content-type", ""))
         if media_type and media_type not in accept:
             raise BrowserError(f"refused: content type {_short(media_type)} is not shown; "
                                f"allowed: {', '.join(accept)}")
-        body, truncated = self._read_body(response, deadline)
+        body, truncated = self._read_body(response, headers.get("content-encoding", ""))
         if not media_type:
             media_type = sniff_media_type(body, accept)
         text, used = decode_body(body, charset, media_type)
         return Fetched(url, status, media_type, used, text, truncated, redirects)
 
-    def _read_body(self, response: httpx.Response, deadline: float) -> tuple[bytes, bool]:
+    def _read_body(self, response: httpcore.Response, content_encoding: str) -> tuple[bytes, bool]:
         limit = self.policy.max_bytes
-        inflate = _Inflater(response.headers.get("content-encoding", ""))
+        inflate = _Inflater(content_encoding)
         out = bytearray()
         raw_size = 0
         try:
-            for chunk in response.iter_raw(chunk_size=65536):
-                if time.monotonic() > deadline:
-                    raise BrowserError(f"timed out: the page took longer than {self.policy.total_timeout:g}s")
+            for chunk in response.iter_stream():  # chunks as they arrive, never buffered up
                 raw_size += len(chunk)
                 out += inflate.feed(chunk, limit - len(out) + 1)
                 # The raw count also bounds a stream that inflates to nothing.
                 if len(out) > limit or raw_size > limit:
                     return bytes(out[:limit]), True
             out += inflate.flush(limit - len(out) + 1)
-        except httpx.TimeoutException:
-            raise BrowserError(f"timed out: no data for {self.policy.read_timeout:g}s") from None
-        except httpx.HTTPError as e:
+        except httpcore.TimeoutException:
+            raise BrowserError("timed out while reading the page") from None
+        except (httpcore.NetworkError, httpcore.ProtocolError, OSError) as e:
             raise BrowserError(f"the connection failed while reading: {_short(_reason(e))}") from None
         except zlib.error:
             raise BrowserError("the page's compressed body is corrupt") from None
         if len(out) > limit:
             return bytes(out[:limit]), True
         return bytes(out), False
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    """Opens sockets only to the addresses the fetcher checked for a host, and holds every socket
+    operation to the fetch's deadline."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self._pins: dict[tuple[str, int], list[IPAddress]] = {}
+        self._inner = httpcore.SyncBackend()
+
+    def pin(self, u: httpx.URL, addresses: list[IPAddress]) -> None:
+        self._pins[(u.raw_host.decode("ascii").lower(), _port(u))] = addresses
+
+    def limit(self, timeout: float | None) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("the fetch ran out of time")
+        return left if timeout is None else min(timeout, left)
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        addresses = self._pins.get((host.lower(), port))
+        if not addresses:  # never reached through Fetcher.fetch; a last gate, not a code path
+            raise httpcore.ConnectError(f"{host}:{port} was not checked before connecting")
+        error: Exception = httpcore.ConnectError("no address")
+        for ip in addresses:
+            try:
+                stream = self._inner.connect_tcp(str(ip), port, timeout=self.limit(timeout),
+                                                 local_address=local_address, socket_options=socket_options)
+                return _DeadlineStream(stream, self)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+                error = e  # try the host's next address
+        raise error
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise httpcore.ConnectError("unix sockets are not fetched")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, backend: _PinnedBackend):
+        self._inner = inner
+        self._backend = backend
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._backend.limit(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._backend.limit(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        inner = self._inner.start_tls(ssl_context, server_hostname, self._backend.limit(timeout))
+        return _DeadlineStream(inner, self._backend)
+
+    def get_extra_info(self, info: str):
+        return self._inner.get_extra_info(info)
+
+
+def _ssl_context(verify: bool | str | ssl.SSLContext) -> ssl.SSLContext:
+    try:
+        if isinstance(verify, ssl.SSLContext):
+            return verify
+        if isinstance(verify, str):  # a CA bundle file or a directory of CA certificates
+            if os.path.isdir(verify):
+                return ssl.create_default_context(capath=verify)
+            return ssl.create_default_context(cafile=verify)
+        return httpx.create_ssl_context(verify=bool(verify), trust_env=False)  # certifi's store
+    except (OSError, ssl.SSLError) as e:
+        raise BrowserError(f"could not set up TLS: {_short(_reason(e))}") from None
+
+
+def _headers(response: httpcore.Response) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in response.headers:
+        out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return out
 
 
 # -- addresses --------------------------------------------------------------------------------
@@ -259,10 +346,10 @@ def address_problem(ip: IPAddress) -> str | None:
         return "link-local"
     if ip.is_multicast:
         return "multicast"
-    if ip.is_private:
-        return "private"
     if ip.is_reserved:
         return "reserved"
+    if ip.is_private:
+        return "private"
     if not ip.is_global:
         return "non-public"  # e.g. 100.64.0.0/10 (carrier-grade NAT), documentation ranges
     return None
@@ -312,14 +399,17 @@ def _resolve(host: str, port: int, deadline: float) -> list[IPAddress]:
 
 
 def _parse_host_port(entry: str) -> tuple[str, int | None]:
-    entry = entry.strip().lower()
-    if entry.startswith("["):  # [v6] or [v6]:port
-        host, _, rest = entry[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:] else None
-    if entry.count(":") == 1:
-        host, port = entry.split(":")
-        return host, int(port)
-    return entry, None
+    """("localhost", 8080) from "localhost:8080", ("::1", None) from "[::1]" or "::1"."""
+    text = entry.strip().lower()
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host or (port and not port.isdigit()):
+        raise ValueError(f"bad host entry {entry!r}: use host, host:port or [ipv6]:port")
+    return host.rstrip("."), int(port) if port else None
 
 
 def _matches(rule: tuple[str, int | None], host: str, ip: IPAddress | None, port: int) -> bool:
@@ -352,14 +442,17 @@ def _time_left(deadline: float) -> float:
 
 # -- redirects --------------------------------------------------------------------------------
 
-def _redirect_target(current: httpx.URL, response: httpx.Response) -> str:
-    location = response.headers.get("location", "").strip()
+def _redirect_target(current: httpx.URL, status: int, headers: dict[str, str]) -> str:
+    location = headers.get("location", "").strip()
     if not location:
-        raise BrowserError(f"HTTP {response.status_code} redirect without a Location header")
+        raise BrowserError(f"HTTP {status} redirect without a Location header")
     nxt = urljoin(str(current), location)
     if "#" not in nxt and current.fragment:
         nxt += "#" + current.fragment  # a redirect keeps the fragment unless it names its own
-    return nxt
+    try:
+        return str(httpx.URL(nxt))  # the same spelling as the urls already seen
+    except (httpx.InvalidURL, ValueError):
+        return nxt  # check_url refuses it with a message
 
 
 def _without_fragment(url: str) -> str:
@@ -439,8 +532,7 @@ def sniff_media_type(body: bytes, accept: tuple[str, ...]) -> str:
 # Labels that browsers decode as windows-1252, a superset that also covers the bytes 0x80-0x9f.
 _WINDOWS_1252 = {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "ascii", "us-ascii", "iso_8859-1", "cp819"}
 # Codecs that are not character sets a page may use (UTF-7 is a classic filter-evasion trick).
-_NOT_CHARSETS = {"utf_7", "unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined",
-                 "utf_8_sig_unused", "mbcs", "oem", "charmap"}
+_NOT_CHARSETS = {"utf_7", "unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined"}
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,512}?charset\s*=\s*["']?\s*([a-zA-Z0-9_.:-]{1,40})""", re.I)
 
 

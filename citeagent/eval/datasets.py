@@ -1,0 +1,277 @@
+"""Evaluation data sets: each loads into a list of `EvalExample` (question, accepted answers,
+optional gold evidence) and names the corpus that holds its evidence.
+
+| name | corpus | gold evidence |
+| --- | --- | --- |
+| hotpotqa | all paragraphs of the shared split, pooled | supporting sentences |
+| hotpotqa-distractor | each question's own 10 paragraphs | supporting sentences |
+| nq-open, efficientqa | none here: --corpus or --web | - |
+| asqa | none here: --corpus or --web | - (short answers per interpretation) |
+| fever | none here: --corpus or --web | evidence sentences (page, sentence id) |
+| pydocs | pydocs | supporting pages (urls) |
+| PATH.jsonl | --corpus, or each line's "corpus" | optional |
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote as url_quote
+
+from env.paths import shared_data_dir
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+PYDOCS_QA = REPO / "corpora" / "pydocs_qa.jsonl"
+
+
+class DatasetError(ValueError):
+    """A data set that cannot be loaded; the message says why and what to do."""
+
+
+@dataclass
+class EvalExample:
+    id: str
+    question: str
+    answers: list[str]  # accepted answers; any one is correct
+    answer_groups: list[list[str]] | None = None  # ASQA: accepted short answers per interpretation
+    gold_sentences: list[tuple[str, int]] | None = None  # (page title, sentence id)
+    gold_urls: list[str] | None = None  # pages that support the answer
+    corpus: str | None = None  # this question's own corpus (per-question settings)
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class EvalDataset:
+    name: str
+    examples: list[EvalExample]
+    corpus: str | None  # the corpus spec the questions are asked against; None: the user names one
+    description: str = ""
+    skipped: list[str] = field(default_factory=list)  # why input lines were left out
+
+    @property
+    def per_question_corpus(self) -> bool:
+        return any(e.corpus for e in self.examples)
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8", errors="replace")
+
+
+def _data_file(*parts: str) -> Path:
+    path = shared_data_dir().joinpath(*parts)
+    if not path.is_file():
+        raise DatasetError(f"{path} is missing; the shared data folder should hold it (see its README.md).")
+    return path
+
+
+# --- HotpotQA ------------------------------------------------------------------------------
+
+def hotpot_example(rec: dict, per_question: bool) -> EvalExample:
+    return EvalExample(
+        id=str(rec["_id"]),
+        question=rec["question"],
+        answers=[rec["answer"]],
+        gold_sentences=[(str(t), int(s)) for t, s in rec.get("supporting_facts") or []],
+        corpus=f"hotpotqa:{rec['_id']}" if per_question else None,
+        meta={"type": rec.get("type"), "level": rec.get("level")},
+    )
+
+
+def load_hotpotqa(per_question: bool = False, limit: int | None = None) -> EvalDataset:
+    from env.sources.hotpotqa import read_hotpotqa_records
+
+    examples = [hotpot_example(r, per_question) for r in read_hotpotqa_records(limit=limit)]
+    if per_question:
+        return EvalDataset("hotpotqa-distractor", examples, None, "HotpotQA dev distractor, each question over its own 10 paragraphs")
+    return EvalDataset("hotpotqa", examples, "hotpotqa", "HotpotQA dev distractor, all paragraphs of the shared split pooled")
+
+
+# --- NQ-open / EfficientQA -----------------------------------------------------------------
+
+NQ_FILES = {
+    "nq-open": "NQ-open.dev.jsonl",
+    "efficientqa": "NQ-open.efficientqa.dev.1.1.jsonl",
+}
+
+
+def load_nq_open(name: str = "nq-open", limit: int | None = None) -> EvalDataset:
+    path = _data_file("nq-open", NQ_FILES[name])
+    examples, skipped = [], []
+    with _open_text(path) as f:
+        for ln, line in enumerate(f, 1):
+            if limit is not None and len(examples) >= limit:
+                break
+            try:
+                rec = json.loads(line)
+                answers = rec["answer"]
+                if isinstance(answers, str):
+                    answers = [answers]
+                examples.append(EvalExample(id=f"{name}-{ln}", question=rec["question"], answers=[str(a) for a in answers]))
+            except (ValueError, KeyError, TypeError) as e:
+                skipped.append(f"{path.name} line {ln}: {e}")
+    return EvalDataset(name, examples, None, f"{name} ({path.name}): question and accepted short answers", skipped)
+
+
+# --- ASQA ----------------------------------------------------------------------------------
+
+def load_asqa(limit: int | None = None) -> EvalDataset:
+    path = _data_file("asqa", "asqa_dev.json.gz")
+    with _open_text(path) as f:
+        data = json.load(f)
+    records = data.values() if isinstance(data, dict) else data
+    examples = []
+    for rec in records:
+        if limit is not None and len(examples) >= limit:
+            break
+        groups = [[str(a) for a in qa.get("short_answers") or []] for qa in rec.get("qa_pairs") or []]
+        groups = [g for g in groups if g]
+        examples.append(
+            EvalExample(
+                id=str(rec.get("id") or rec.get("sample_id")),
+                question=rec.get("question") or rec.get("ambiguous_question"),
+                answers=[a for g in groups for a in g],
+                answer_groups=groups,
+                meta={"wikipages": [w.get("url") for w in rec.get("wikipages") or [] if isinstance(w, dict)]},
+            )
+        )
+    return EvalDataset("asqa", examples, None, "ASQA dev (ALCE's questions): short answers per interpretation")
+
+
+# --- FEVER ---------------------------------------------------------------------------------
+
+FEVER_ANSWERS = {
+    "SUPPORTS": ["true", "supports"],
+    "REFUTES": ["false", "refutes"],
+    "NOT ENOUGH INFO": ["not enough info", "not enough information"],
+}
+_FEVER_TITLE = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}", "-COLON-": ":"}
+
+
+def fever_title(page: str) -> str:
+    """FEVER's wiki page id ("Soul_Food_-LRB-film-RRB-") as a page title ("Soul Food (film)")."""
+    for k, v in _FEVER_TITLE.items():
+        page = page.replace(k, v)
+    return page.replace("_", " ")
+
+
+def fever_question(claim: str) -> str:
+    return f"Is this claim true or false, or is there not enough information? Claim: {claim}"
+
+
+def load_fever(limit: int | None = None) -> EvalDataset:
+    path = _data_file("fever", "paper_dev.jsonl.gz")
+    examples, skipped = [], []
+    with _open_text(path) as f:
+        for ln, line in enumerate(f, 1):
+            if limit is not None and len(examples) >= limit:
+                break
+            try:
+                rec = json.loads(line)
+                label = rec["label"]
+                gold = sorted({(fever_title(p), int(s)) for group in rec.get("evidence") or [] for _, _, p, s in group if p is not None})
+                examples.append(
+                    EvalExample(
+                        id=str(rec["id"]), question=fever_question(rec["claim"]), answers=list(FEVER_ANSWERS[label]),
+                        gold_sentences=gold or None,
+                        gold_urls=sorted({"https://en.wikipedia.org/wiki/" + url_quote(t.replace(" ", "_")) for t, _ in gold}) or None,
+                        meta={"claim": rec["claim"], "label": label},
+                    )
+                )
+            except (ValueError, KeyError, TypeError) as e:
+                skipped.append(f"{path.name} line {ln}: {e!r}")
+    return EvalDataset("fever", examples, None, "FEVER 1.0 paper_dev claims: label as answer, evidence sentences as gold", skipped)
+
+
+# --- pydocs QA and any JSONL ---------------------------------------------------------------
+
+def load_pydocs_qa(limit: int | None = None) -> EvalDataset:
+    ds = load_jsonl_dataset(PYDOCS_QA, limit=limit, default_corpus="pydocs")
+    ds.name = "pydocs"
+    ds.description = "The project's Python-documentation QA set (corpora/pydocs_qa.jsonl) over the pydocs corpus"
+    return ds
+
+
+def example_from_dict(d: dict, fallback_id: str) -> EvalExample:
+    """One question of a user JSONL. Needs `question` and `answers` (a list) or `answer`; may
+    carry `id`, gold evidence as `supporting_facts` ([[title, sentence id]]) and/or
+    `urls` / `support_urls` (pages), and its own `corpus`."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+    q = d.get("question")
+    if not isinstance(q, str) or not q.strip():
+        raise ValueError("no 'question' text")
+    answers = d.get("answers", d.get("answer"))
+    if isinstance(answers, str):
+        answers = [answers]
+    if not isinstance(answers, list) or not answers:
+        raise ValueError("no 'answers' (a non-empty list) or 'answer'")
+    sf = d.get("supporting_facts")
+    urls = d.get("support_urls", d.get("urls"))
+    return EvalExample(
+        id=str(d.get("id", d.get("_id", fallback_id))),
+        question=q.strip(),
+        answers=[str(a) for a in answers],
+        gold_sentences=[(str(t), int(s)) for t, s in sf] if sf else None,
+        gold_urls=[str(u) for u in urls] if urls else None,
+        corpus=d.get("corpus"),
+        meta={k: v for k, v in d.items() if k in ("topic", "type", "level", "source")},
+    )
+
+
+def load_jsonl_dataset(path: str | Path, limit: int | None = None, default_corpus: str | None = None) -> EvalDataset:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"No data set file at {path}.")
+    examples, skipped, seen = [], [], set()
+    with _open_text(path) as f:
+        for ln, line in enumerate(f, 1):
+            if limit is not None and len(examples) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                ex = example_from_dict(json.loads(line), f"{path.stem}-{ln}")
+            except (ValueError, TypeError) as e:
+                skipped.append(f"{path.name} line {ln}: {e}")
+                continue
+            if ex.id in seen:
+                skipped.append(f"{path.name} line {ln}: duplicate id {ex.id!r}")
+                continue
+            seen.add(ex.id)
+            examples.append(ex)
+    if skipped:
+        log.warning("%s: left out %d malformed line(s): %s", path, len(skipped), "; ".join(skipped[:5]))
+    if not examples:
+        raise DatasetError(f"{path} holds no usable question ({len(skipped)} malformed line(s)).")
+    return EvalDataset(path.stem, examples, default_corpus, f"questions from {path}", skipped)
+
+
+DATASETS = {
+    "hotpotqa": lambda limit: load_hotpotqa(per_question=False, limit=limit),
+    "hotpotqa-distractor": lambda limit: load_hotpotqa(per_question=True, limit=limit),
+    "nq-open": lambda limit: load_nq_open("nq-open", limit),
+    "efficientqa": lambda limit: load_nq_open("efficientqa", limit),
+    "asqa": load_asqa,
+    "fever": load_fever,
+    "pydocs": load_pydocs_qa,
+}
+
+
+def load_dataset(name_or_path: str, limit: int | None = None, corpus: str | None = None) -> EvalDataset:
+    """A named data set or a JSONL path; `corpus` overrides the corpus the questions are asked
+    against (the named corpus of a data set that has none here)."""
+    if name_or_path in DATASETS:
+        ds = DATASETS[name_or_path](limit)
+    elif Path(name_or_path).exists() or name_or_path.endswith((".jsonl", ".jsonl.gz")):
+        ds = load_jsonl_dataset(name_or_path, limit=limit)
+    else:
+        raise DatasetError(f"Unknown data set {name_or_path!r}: use one of {', '.join(DATASETS)} or a JSONL path.")
+    if corpus:
+        ds.corpus = corpus
+        for e in ds.examples:
+            e.corpus = None
+    return ds

@@ -1,0 +1,258 @@
+"""Training the offline support judge: a MiniLM cross-encoder that reads (evidence, claim) and
+says whether the evidence supports the claim, trained on HotpotQA's gold supporting sentences.
+
+Pairs per question (claim = `claim_text(question, statement)`):
+
+| kind | evidence | statement | label |
+| --- | --- | --- | --- |
+| gold | all gold supporting sentences | the gold answer (in a random template) | 1 |
+| gold+noise | gold sentences plus a distractor sentence | the gold answer | 1 |
+| answer-sentence | all gold sentences | the gold sentence that contains the answer | 1 |
+| distractors | sentences of non-gold paragraphs | the gold answer | 0 |
+| wrong-answer | all gold sentences | a wrong answer (flipped yes/no, or another title of the context) | 0 |
+| partial | the gold paragraph that cannot carry the answer alone | the gold answer | 0 |
+| off-topic | one distractor sentence | that same sentence | 0 |
+
+"partial" is what makes ALCE citation precision meaningful (one of two needed citations alone
+does not support); "off-topic" teaches that a true sentence that does not answer the question
+is no support for an answer.
+
+Split: questions, not pairs, are held out, by file order: the first `heldout_fraction` of the
+shared HotpotQA split is never trained on, so an evaluation with `--limit` up to that many
+HotpotQA questions asks the judge only about questions it never saw.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from citeagent.eval import answer_metrics as am
+from citeagent.eval.judge import META_FILE, claim_text, default_judge_dir, evidence_text
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = ["{a}", "{a}.", "The answer is {a}.", "It is {a}."]
+
+
+@dataclass
+class JudgeTrainConfig:
+    out: str | None = None  # default: citeagent_home()/judges/support-minilm
+    base_model: str | None = None  # default: the bundled all-MiniLM-L6-v2
+    heldout_fraction: float = 0.3
+    limit: int | None = None  # HotpotQA records to read (None: all of the shared split)
+    epochs: int = 2
+    batch_size: int = 16
+    lr: float = 3e-5
+    warmup_fraction: float = 0.1
+    max_length: int = 256
+    max_steps: int | None = None  # stop early (tests, smoke runs)
+    # The word embeddings are half of MiniLM's weights; frozen, a CPU step costs far less and
+    # the classifier barely changes (the task needs new judgements, not new words).
+    freeze_embeddings: bool = True
+    seed: int = 0
+    threads: int = 2
+
+
+@dataclass
+class Pair:
+    evidence: str
+    claim: str
+    label: int
+    kind: str
+    question_id: str
+
+
+def _sentences(record: dict) -> dict[str, list[str]]:
+    return {title: sents for title, sents in record["context"]}
+
+
+def pairs_for_record(record: dict, rng: random.Random) -> list[Pair]:
+    q, a, qid = record["question"], record["answer"], record["_id"]
+    paras = _sentences(record)
+    gold = [(t, paras[t][s].strip()) for t, s in record["supporting_facts"] if t in paras and 0 <= s < len(paras[t])]
+    if not gold or not a.strip():
+        return []
+    gold_titles = list(dict.fromkeys(t for t, _ in gold))
+    distractor = [(t, s.strip()) for t, sents in paras.items() if t not in gold_titles for s in sents if s.strip()]
+    yes_no = am.normalize_answer(a) in ("yes", "no")
+
+    def statement(ans: str) -> str:
+        if am.normalize_answer(ans) in ("yes", "no"):
+            return rng.choice(["{a}", "{a}."]).format(a=ans.strip().capitalize())
+        return rng.choice(TEMPLATES).format(a=ans.strip())
+
+    def pair(ev, stmt, label, kind):
+        return Pair(evidence_text(ev), claim_text(q, stmt), label, kind, qid)
+
+    out = [pair(gold, statement(a), 1, "gold")]
+    if distractor:
+        noisy = gold + [rng.choice(distractor)]
+        rng.shuffle(noisy)
+        out.append(pair(noisy, statement(a), 1, "gold+noise"))
+        out.append(pair(rng.sample(distractor, min(3, len(distractor))), statement(a), 0, "distractors"))
+        off = rng.choice(distractor)
+        if not am.contains_answer(off[1], [a]):
+            out.append(pair([off], off[1], 0, "off-topic"))
+    if not yes_no:
+        holding = [s for _, s in gold if am.contains_answer(s, [a])]
+        if holding:
+            out.append(pair(gold, rng.choice(holding), 1, "answer-sentence"))
+    wrong = _wrong_answer(a, paras, rng)
+    if wrong:
+        out.append(pair(gold, statement(wrong), 0, "wrong-answer"))
+    if len(gold_titles) > 1:
+        # A paragraph that does not even contain the answer cannot support it alone; for a
+        # comparison question neither paragraph can.
+        alone = [t for t in gold_titles if record.get("type") == "comparison"
+                 or not any(am.contains_answer(s, [a]) for tt, s in gold if tt == t)]
+        if alone:
+            t = rng.choice(alone)
+            out.append(pair([g for g in gold if g[0] == t], statement(a), 0, "partial"))
+    return out
+
+
+def _wrong_answer(answer: str, paras: dict, rng: random.Random) -> str | None:
+    norm = am.normalize_answer(answer)
+    if norm == "yes":
+        return "no"
+    if norm == "no":
+        return "yes"
+    # Another page title of the same question: same kind of entity, plausible, but wrong.
+    titles = [t for t in paras if am.normalize_answer(t) != norm and norm not in am.normalize_answer(t)
+              and am.normalize_answer(t) not in norm]
+    return rng.choice(titles) if titles else None
+
+
+def build_pairs(records: list[dict], seed: int = 0) -> list[Pair]:
+    out = []
+    for r in records:
+        out.extend(pairs_for_record(r, random.Random(f"{seed}:{r['_id']}")))
+    return out
+
+
+def split_records(records: list[dict], heldout_fraction: float) -> tuple[list[dict], list[dict]]:
+    """(train, heldout): the first `heldout_fraction` of the records, in file order, is held out."""
+    k = math.ceil(len(records) * heldout_fraction)
+    return records[k:], records[:k]
+
+
+def evaluate_judge(model, tokenizer, pairs: list[Pair], max_length: int = 256, batch_size: int = 64, threshold: float = 0.5) -> dict:
+    """Accuracy overall and per pair kind, at `threshold` on the sigmoid output."""
+    import torch
+
+    model.eval()
+    probs = []
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch_size):
+            b = pairs[i : i + batch_size]
+            enc = tokenizer([p.evidence for p in b], [p.claim for p in b], truncation=True, max_length=max_length,
+                            padding=True, return_tensors="pt")
+            probs.extend(torch.sigmoid(model(**enc).logits[:, 0]).tolist())
+    right = [(p >= threshold) == bool(x.label) for p, x in zip(probs, pairs)]
+    by_kind: dict[str, list[bool]] = {}
+    for ok, x in zip(right, pairs):
+        by_kind.setdefault(x.kind, []).append(ok)
+    pos = [ok for ok, x in zip(right, pairs) if x.label == 1]
+    neg = [ok for ok, x in zip(right, pairs) if x.label == 0]
+    return {
+        "accuracy": sum(right) / len(right) if right else None,
+        "balanced_accuracy": (sum(pos) / len(pos) + sum(neg) / len(neg)) / 2 if pos and neg else None,
+        "n_pairs": len(pairs),
+        "by_kind": {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(by_kind.items())},
+    }
+
+
+def train_judge(config: JudgeTrainConfig | None = None, records: list[dict] | None = None, progress: bool = True) -> dict:
+    """Train, measure on held-out questions, save; returns the saved meta (also judge_meta.json)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    from env.search.embedder import minilm_path
+
+    c = config or JudgeTrainConfig()
+    torch.manual_seed(c.seed)
+    torch.set_num_threads(c.threads)
+    if records is None:
+        from env.sources.hotpotqa import read_hotpotqa_records
+
+        records = list(read_hotpotqa_records(limit=c.limit))
+    train_recs, held_recs = split_records(records, c.heldout_fraction)
+    train_pairs, held_pairs = build_pairs(train_recs, c.seed), build_pairs(held_recs, c.seed + 1)
+    if not train_pairs:
+        raise ValueError("no training pairs: the HotpotQA records have no usable supporting facts")
+    base = c.base_model or str(minilm_path())
+    local = Path(base).is_dir()
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=local)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, local_files_only=local)
+
+    if c.freeze_embeddings:
+        for param in model.base_model.embeddings.parameters():
+            param.requires_grad = False
+    rng = random.Random(c.seed)
+    steps_per_epoch = math.ceil(len(train_pairs) / c.batch_size)
+    total = steps_per_epoch * c.epochs if c.max_steps is None else min(c.max_steps, steps_per_epoch * c.epochs)
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=c.lr, weight_decay=0.01)
+    sched = get_linear_schedule_with_warmup(opt, int(total * c.warmup_fraction), total)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    t0, step, losses = time.time(), 0, []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="training judge", unit="step")
+    model.train()
+    while step < total:
+        order = list(range(len(train_pairs)))
+        rng.shuffle(order)
+        for i in range(0, len(order), c.batch_size):
+            if step >= total:
+                break
+            b = [train_pairs[j] for j in order[i : i + c.batch_size]]
+            enc = tokenizer([p.evidence for p in b], [p.claim for p in b], truncation=True, max_length=c.max_length,
+                            padding=True, return_tensors="pt")
+            logits = model(**enc).logits[:, 0]
+            loss = loss_fn(logits, torch.tensor([float(p.label) for p in b]))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+            step += 1
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    if bar:
+        bar.close()
+    train_seconds = time.time() - t0
+    heldout = evaluate_judge(model, tokenizer, held_pairs, c.max_length) if held_pairs else {}
+
+    out = Path(c.out) if c.out else default_judge_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    meta = {
+        "kind": "support-classifier",
+        "base_model": base,
+        "threshold": 0.5,
+        "claim_format": claim_text("<question>", "<statement>"),
+        "heldout_accuracy": heldout.get("accuracy"),
+        "heldout_balanced_accuracy": heldout.get("balanced_accuracy"),
+        "heldout": heldout,
+        "n_train_pairs": len(train_pairs),
+        "n_train_questions": len(train_recs),
+        "n_heldout_questions": len(held_recs),
+        "train_question_ids": [r["_id"] for r in train_recs],
+        "steps": step,
+        "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+        "train_seconds": round(train_seconds, 1),
+        "config": asdict(c),
+        "data": "HotpotQA dev distractor (shared split): gold supporting sentences vs. constructed negatives",
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    return meta | {"path": str(out)}

@@ -1,0 +1,385 @@
+"""`citeagent eval`: run a policy (or read answers made elsewhere) on a data set, score every
+answer, and write the run:
+
+    <out>/config.json     what was run
+    <out>/records.jsonl   one line per question: question, trace, answer, quotes, metrics, reasons
+    <out>/summary.json    means with bootstrap 95% intervals, decline curves, failure counts
+    <out>/report.html     plots and the worst answers, for a person to read
+
+Records are appended as each batch finishes, so an interrupted run resumes (`resume=True`)
+from the questions it has not finished.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from citeagent.answer import Answer
+from citeagent.eval.datasets import DatasetError, EvalDataset, EvalExample, load_dataset
+from citeagent.eval.scoring import ScoringConfig, score_answer
+from citeagent.eval.summary import ALL_METRICS, summarize
+
+log = logging.getLogger(__name__)
+
+RECORDS = "records.jsonl"
+SUMMARY = "summary.json"
+CONFIG = "config.json"
+REPORT = "report.html"
+# Changing any of these between an interrupted run and its resumption would mix two runs.
+IDENTITY = ("dataset", "policy", "predictions", "corpus", "search", "web", "judge", "reward_model", "max_actions", "seed")
+
+
+@dataclass
+class EvalConfig:
+    dataset: str = "hotpotqa"  # a name (see datasets.DATASETS) or a JSONL path
+    policy: str = "baseline"  # baseline | lm | a model name or path
+    predictions: str | None = None  # score this JSONL of answers instead of running a policy
+    limit: int | None = None  # the first N questions (or N prediction lines)
+    out: str | None = None  # default eval_runs/<dataset>__<policy>
+    resume: bool = False
+    judge: str | None = "default"  # the trained judge; a HF NLI model name/dir; "none"
+    reward_model: str | None = None  # a second decline curve, ranked by this model's scores
+    corpus: str | None = None  # override the data set's corpus (required where it has none)
+    search: str = "bm25"
+    web: bool = False
+    search_url: str | None = None
+    max_actions: int = 20
+    batch_size: int = 8
+    seed: int = 0
+    bootstrap: int = 1000
+    max_citations: int = 3
+    progress: bool = True
+
+    def run_name(self) -> str:
+        ds = Path(self.dataset).stem if self.dataset.endswith((".jsonl", ".gz")) else self.dataset
+        who = f"predictions-{Path(self.predictions).stem}" if self.predictions else Path(self.policy).name
+        return f"{ds}__{who}".replace(":", "-").replace("/", "-")
+
+
+class EvalError(ValueError):
+    """A run that cannot start; the message says what to do."""
+
+
+# --- corpora and backends ------------------------------------------------------------------
+
+class Corpora:
+    """The backends a policy browses and the documents quotes are checked against, for a data
+    set whose questions share one corpus or each have their own."""
+
+    def __init__(self, dataset: EvalDataset, config: EvalConfig):
+        self.config = config
+        self.dataset = dataset
+        self._shared = None  # (corpus, backend)
+        self._corpus = None  # the shared corpus alone, when no policy browses it
+        self._web = None
+        if config.web:
+            from citeagent.backend import BackendOptions, make_backend
+
+            self._web = make_backend(BackendOptions(web=True, search_url=config.search_url))
+        elif not dataset.corpus and not dataset.per_question_corpus:
+            raise EvalError(
+                f"The data set {dataset.name!r} has no local corpus holding its evidence: pass --corpus SPEC "
+                "(a corpus you have, e.g. a JSONL of documents or hf:<name>) or --web --search-url URL."
+            )
+
+    def _shared_pair(self):
+        if self._shared is None:
+            from env.index import open_index
+            from env.local import LocalBackend
+
+            corpus, searcher = open_index(self.dataset.corpus, kind=self.config.search, build_if_missing=True)
+            self._shared = (corpus, LocalBackend(corpus, searcher))
+        return self._shared
+
+    def _own_pair(self, spec: str):
+        from env.index import in_memory_index
+        from env.local import LocalBackend
+        from env.sources import load_corpus
+
+        corpus = load_corpus(spec)
+        _, searcher = in_memory_index(corpus, self.config.search)
+        return corpus, LocalBackend(corpus, searcher)
+
+    def backend(self, example: EvalExample):
+        if self._web is not None:
+            return self._web
+        return self._own_pair(example.corpus)[1] if example.corpus else self._shared_pair()[1]
+
+    def lookup(self, example: EvalExample, backend=None):
+        from citeagent.eval.quote_metrics import corpus_lookup
+
+        if self._web is not None:
+            return corpus_lookup(None, fallback_open=self._web.open)
+        if example.corpus:
+            corpus = getattr(backend, "corpus", None) if backend is not None else None
+            if corpus is None:
+                from env.sources import load_corpus
+
+                corpus = load_corpus(example.corpus)
+            return corpus_lookup(corpus)
+        return corpus_lookup(self._shared_corpus())
+
+    def _shared_corpus(self):
+        # Scoring answers made elsewhere needs the documents, not a search index.
+        if self._shared is None and self.config.predictions:
+            if self._corpus is None:
+                from env.sources import load_corpus
+
+                self._corpus = load_corpus(self.dataset.corpus)
+            return self._corpus
+        return self._shared_pair()[0]
+
+
+# --- records -------------------------------------------------------------------------------
+
+def read_records(path: Path) -> list[dict]:
+    """Finished records; a torn last line (the run was killed mid-write) is dropped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _record(example: EvalExample | None, answer: Answer | None, scored: dict | None, **extra) -> dict:
+    rec = {
+        "id": example.id if example else extra.pop("id"),
+        "question": example.question if example else (answer.question if answer else ""),
+        "gold_answers": example.answers if example else [],
+        "corpus": example.corpus if example else None,
+        "answer": answer.to_dict() if answer else None,
+        "answer_text": (answer.plain_text() if answer and not answer.declined else ""),
+        "metrics": scored["metrics"] if scored else {},
+        "reasons": scored["reasons"] if scored else [],
+        "statements": scored.get("statements", []) if scored else [],
+        "quoted_sentences": scored.get("quoted_sentences", []) if scored else [],
+        "quote_checks": scored.get("quote_checks", []) if scored else [],
+        "score": None, "reward_score": None, "trace": [], "error": None,
+    }
+    rec.update(extra)
+    return rec
+
+
+def failure_metrics(example: EvalExample | None, judged: bool) -> dict:
+    """What an answer that could not be read scores: 0 wherever it would have been measured."""
+    m = {"answered": 0.0, "em": 0.0, "f1": 0.0, "correct": 0.0, "quote_verbatim_rate": 0.0, "all_quotes_verbatim": 0.0}
+    if example is not None and example.answer_groups:
+        m.update(str_em=0.0, str_hit=0.0)
+    if example is not None and example.gold_sentences is not None:
+        m.update(sp_em=0.0, sp_precision=0.0, sp_recall=0.0, sp_f1=0.0, joint_em=0.0, joint_f1=0.0)
+    if example is not None and example.gold_urls:
+        m.update(evidence_page_precision=0.0, evidence_page_recall=0.0)
+    if judged:
+        m.update(citation_recall=0.0, citation_precision=0.0, supported=0.0, supported_and_plausible=0.0)
+    return m
+
+
+# --- the run -------------------------------------------------------------------------------
+
+class EvalRun:
+    def __init__(self, config: EvalConfig):
+        self.config = config
+        self.out = Path(config.out or Path("eval_runs") / config.run_name())
+        self.records_path = self.out / RECORDS
+
+    def _check_resume(self) -> list[dict]:
+        done = read_records(self.records_path)
+        if not done:
+            return []
+        if not self.config.resume:
+            raise EvalError(f"{self.out} already holds {len(done)} evaluated question(s). Pass --resume to continue "
+                            "that run, or --out DIR for a new one.")
+        old = json.loads((self.out / CONFIG).read_text()) if (self.out / CONFIG).is_file() else {}
+        changed = [k for k in IDENTITY if k in old and old[k] != getattr(self.config, k)]
+        if changed:
+            raise EvalError(f"Cannot resume {self.out}: it was run with different {', '.join(changed)} "
+                            f"({', '.join(f'{k}={old[k]!r}' for k in changed)}). Use a new --out.")
+        # Rewrite without a torn last line, so appends start on a clean line.
+        self.records_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done), encoding="utf-8")
+        return done
+
+    def run(self) -> dict:
+        from citeagent.eval.judge import load_judge
+
+        c = self.config
+        dataset = load_dataset(c.dataset, limit=None if c.predictions else c.limit, corpus=c.corpus)
+        # Fail on a missing judge before spending time on the policy.
+        judge = load_judge(c.judge)
+        reward = None
+        if c.reward_model:
+            from citeagent.reward import load_reward_model
+
+            reward = load_reward_model(c.reward_model)
+        self.out.mkdir(parents=True, exist_ok=True)
+        done = self._check_resume()
+        (self.out / CONFIG).write_text(json.dumps(asdict(c), indent=2))
+        done_ids = {r["id"] for r in done}
+        corpora = Corpora(dataset, c)
+        scoring = ScoringConfig(max_citations=c.max_citations)
+        self.judge_trained_ids = set(getattr(judge, "meta", {}).get("train_question_ids", [])) if judge else set()
+        t0 = time.time()
+        if c.predictions:
+            self._score_predictions(dataset, corpora, judge, reward, scoring, done_ids)
+        else:
+            self._run_policy(dataset, corpora, judge, reward, scoring, done_ids)
+        records = read_records(self.records_path)
+        summary = self.write_summary(records, dataset, judge, time.time() - t0)
+        return summary
+
+    # --- answers from elsewhere -----------------------------------------------------------
+    def _score_predictions(self, dataset, corpora, judge, reward, scoring, done_ids):
+        from citeagent.eval.predictions import read_predictions
+
+        preds = read_predictions(self.config.predictions, dataset.examples)
+        if self.config.limit is not None:
+            preds = preds[: self.config.limit]
+        bar = _bar(len(preds), self.config.progress, "scoring")
+        with open(self.records_path, "a", encoding="utf-8") as f:
+            for p in preds:
+                rid = p.example.id if p.example and p.answer else f"line-{p.line}"
+                if rid in done_ids:
+                    bar.update(1)
+                    continue
+                if p.answer is None:  # malformed: a failure on every metric
+                    rec = _record(p.example, None, None, id=rid, error=p.error, reasons=[p.error],
+                                  metrics=failure_metrics(p.example, judge is not None))
+                elif p.example is None:  # not a question of this data set: listed, not scored
+                    rec = _record(None, p.answer, None, id=rid, error=p.error, reasons=[p.error], unscored=True)
+                else:
+                    rec = self._score(p.example, p.answer, corpora.lookup(p.example), judge, reward, scoring)
+                    rec["score"] = p.score
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                f.flush()
+                bar.update(1)
+        bar.close()
+
+    # --- a policy in the browser ----------------------------------------------------------
+    def _run_policy(self, dataset, corpora, judge, reward, scoring, done_ids):
+        from citeagent.policies import make_policy
+
+        c = self.config
+        todo = [e for e in dataset.examples[: c.limit] if e.id not in done_ids]
+        bar = _bar(min(len(dataset.examples), c.limit or len(dataset.examples)), c.progress, f"eval {c.policy}")
+        bar.update(min(len(dataset.examples), c.limit or len(dataset.examples)) - len(todo))
+        if not todo:
+            bar.close()
+            return
+        policy = make_policy(c.policy)
+        with open(self.records_path, "a", encoding="utf-8") as f:
+            for lo in range(0, len(todo), c.batch_size):
+                batch = todo[lo : lo + c.batch_size]
+                backends = [corpora.backend(e) for e in batch]
+                for rec in self._episodes(batch, backends, policy, corpora, judge, reward, scoring, first=lo == 0):
+                    f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                f.flush()
+                bar.update(len(batch))
+        bar.close()
+
+    def _episodes(self, batch, backends, policy, corpora, judge, reward, scoring, first: bool) -> list[dict]:
+        from citeagent.rollout import run_episodes
+        from env.browser import BrowserConfig
+
+        c = self.config
+        browser = BrowserConfig(max_actions=c.max_actions)
+        try:
+            results = run_episodes(lambda i: backends[i], policy, [e.question for e in batch], seed=c.seed,
+                                   batch_size=len(batch), config=browser)
+        except Exception:
+            if first and len(batch) == 1:
+                raise
+            # One question may break the batch; run them one by one so only it fails.
+            results = []
+            for i, e in enumerate(batch):
+                try:
+                    results.append(run_episodes(backends[i], policy, [e.question], seed=c.seed, batch_size=1, config=browser)[0])
+                except Exception as err:
+                    results.append(err)
+            if first and all(isinstance(r, Exception) for r in results):
+                raise results[0]
+        recs = []
+        for e, b, res in zip(batch, backends, results):
+            if isinstance(res, Exception):
+                why = f"policy failed: {type(res).__name__}: {res}"
+                log.warning("%s: %s\n%s", e.id, why, "".join(traceback.format_exception(res))[-2000:])
+                recs.append(_record(e, None, None, error=why, reasons=[why], metrics=failure_metrics(e, judge is not None)))
+                continue
+            rec = self._score(e, res.answer, corpora.lookup(e, b), judge, reward, scoring)
+            rec["metrics"].update(n_actions=res.n_actions, n_invalid=res.n_invalid,
+                                  tokens_generated=res.tokens_generated, seconds=res.seconds)
+            rec.update(score=res.score, terminated=res.terminated, truncated=res.truncated, trace=res.trace)
+            if res.truncated:
+                rec["reasons"].append(f"ran out of actions ({c.max_actions}) without answering")
+            recs.append(rec)
+        return recs
+
+    def _score(self, example, answer, lookup, judge, reward, scoring) -> dict:
+        try:
+            scored = score_answer(example, answer, lookup, judge, scoring)
+        except Exception as err:  # a scoring bug must not lose the run; the record says what broke
+            why = f"scoring failed: {type(err).__name__}: {err}"
+            log.warning("%s: %s", example.id, why)
+            return _record(example, answer, None, error=why, reasons=[why], metrics=failure_metrics(example, judge is not None))
+        rec = _record(example, answer, scored)
+        if reward is not None and not answer.declined:
+            rec["reward_score"] = float(reward.score(example.question, answer))
+        if self.judge_trained_ids:
+            rec["judge_trained_on_question"] = example.id in self.judge_trained_ids
+        return rec
+
+    # --- summary and report ---------------------------------------------------------------
+    def write_summary(self, records: list[dict], dataset: EvalDataset | None = None, judge=None, seconds: float = 0.0) -> dict:
+        scored = [r for r in records if not r.get("unscored")]
+        summary = summarize(scored, n_resamples=self.config.bootstrap, seed=self.config.seed)
+        summary["n_unscored_lines"] = len(records) - len(scored)
+        summary["config"] = asdict(self.config)
+        summary["out"] = str(self.out)
+        if dataset is not None:
+            summary["dataset"] = {"name": dataset.name, "description": dataset.description, "corpus": dataset.corpus,
+                                  "n_available": len(dataset.examples), "skipped_lines": dataset.skipped[:20]}
+        if judge is not None:
+            meta = getattr(judge, "meta", {}) or {}
+            summary["judge"] = {"name": judge.name, "threshold": judge.threshold,
+                                "heldout_accuracy": meta.get("heldout_accuracy"),
+                                "heldout_balanced_accuracy": meta.get("heldout_balanced_accuracy")}
+            seen = sum(1 for r in scored if r.get("judge_trained_on_question"))
+            summary["judge"]["questions_in_judge_training"] = seen
+        else:
+            summary["judge"] = None
+            summary["not_measured"] = "judge-based metrics (citation recall/precision, supported): --judge none"
+        summary["seconds"] = round(seconds, 1)
+        (self.out / SUMMARY).write_text(json.dumps(summary, indent=2))
+        try:
+            from citeagent.eval.report import write_report
+
+            write_report(self.out, scored, summary)
+        except Exception as err:  # the numbers are saved; a plotting failure should say so, not hide them
+            log.warning("the HTML report could not be written: %s", err)
+            summary["report_error"] = str(err)
+        return summary
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="q", disable=not enabled)
+
+
+def run_eval(config: EvalConfig) -> dict:
+    return EvalRun(config).run()
+
+
+def config_from_dict(d: dict) -> EvalConfig:
+    names = {f.name for f in fields(EvalConfig)}
+    return EvalConfig(**{k: v for k, v in d.items() if k in names})
+
+
+def headline(summary: dict) -> list[tuple[str, dict]]:
+    return [(m, summary["metrics"][m]) for m in ALL_METRICS if m in summary["metrics"]]

@@ -1,0 +1,670 @@
+"""Grammar-constrained decoding (GopherCite's constrained sampling): every command the LM writes parses.
+
+The grammar runs on bytes, so it is independent of how a tokenizer splits text: a token is allowed
+when each of its bytes is a legal next byte. Three pieces:
+
+- TokenIndex: the vocabulary as byte strings, a byte trie over them, and per-token tables for the
+  free-text fast path. Built once per tokenizer.
+- CommandGrammar: the byte automaton for one row, built from the env's `info` (docs/ENV_SPEC.md):
+  command keywords restricted to `valid_commands`, link ids, `Scrolled down 1|2|3`, one-line
+  free text (Search, Find in page), `Quote:` text that must stay a verbatim substring of
+  `quotable_text`, and in the answering phase free text whose `[n]` markers must name existing
+  quotes. A command ends with a newline or EOS, allowed only where the command is complete.
+- generate(): a batched decoding loop with a KV cache that masks the logits of each row to the
+  tokens its grammar allows, and returns the text, the token ids and their log-probs.
+
+The allowed set of a state is found by walking the trie with the automaton, which only visits
+tokens that are live prefixes (a few for a keyword, the substrings at the current quote
+positions). Free-text states would visit the whole vocabulary, so they use a precomputed mask of
+the tokens without special bytes and check only the few hundred tokens that have them. Every
+state that does not depend on the quote text is cached, so after warm-up most steps are a dict
+lookup.
+
+Quotes are contiguous text (`Quote: <text>`), starting at a word start. The `<start>━<end>` span
+form is not generated: a small LM copies a contiguous span more reliably than it picks two anchors.
+"""
+from __future__ import annotations
+
+import json
+import re
+import weakref
+from dataclasses import dataclass, field
+
+import torch
+
+from env.documents import normalize_ws
+
+# --- the command language (docs/ENV_SPEC.md) ----------------------------------------------------
+
+# keyword -> (literal the command starts with, argument kind)
+COMMANDS = {
+    "Search": ("Search ", "line"),
+    "Clicked on link": ("Clicked on link ", "link"),
+    "Find in page:": ("Find in page: ", "line"),
+    "Quote:": ("Quote: ", "quote"),
+    "Scrolled down": ("Scrolled down ", "scroll"),
+    "Scrolled up": ("Scrolled up ", "scroll"),
+    "Top": ("Top", None),
+    "Back": ("Back", None),
+    "End: Answer": ("End: Answer", None),
+    "End: Decline": ("End: Decline", None),
+}
+LINE_LIMIT = 300  # bytes of a Search / Find argument (the spec's 300 chars; bytes >= chars)
+QUOTE_LIMIT = 1000  # bytes of a quote (the browser's default max_quote_chars)
+QUOTE_SEP = "\u2501".encode()  # ━ would turn a quote into the <start>━<end> form, so never copy it
+SCROLLS = (b"1", b"2", b"3")
+NL = 0x0A
+SPACE = 0x20
+WHITESPACE = frozenset(b" \t\r\n")
+CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # never inside a one-line argument
+
+
+def _utf8_step(pending: int, b: int) -> int:
+    """Continuation bytes still expected after byte b, or -1 when b breaks UTF-8.
+
+    Coarse (overlong forms pass), enough to never end a command inside a character."""
+    if pending:
+        return pending - 1 if 0x80 <= b <= 0xBF else -1
+    if b < 0x80:
+        return 0
+    if 0xC2 <= b <= 0xDF:
+        return 1
+    if 0xE0 <= b <= 0xEF:
+        return 2
+    if 0xF0 <= b <= 0xF4:
+        return 3
+    return -1
+
+
+# --- the vocabulary as bytes --------------------------------------------------------------------
+
+def _gpt2_byte_decoder() -> dict[str, int]:
+    """GPT-2 byte-level BPE spells each byte as one printable char; this maps the char back."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    out, n = {}, 0
+    for b in range(256):
+        if b in printable:
+            out[chr(b)] = b
+        else:
+            out[chr(256 + n)] = b
+            n += 1
+    return out
+
+
+def _decoder_types(node) -> set[str]:
+    if isinstance(node, dict):
+        return {node.get("type", "")} | {t for v in node.values() for t in _decoder_types(v)}
+    if isinstance(node, list):
+        return {t for v in node for t in _decoder_types(v)}
+    return set()
+
+
+def vocab_bytes(tokenizer, vocab_size: int | None = None) -> list[bytes | None]:
+    """The bytes each token id stands for; None for special tokens and ids the tokenizer lacks."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocab = tokenizer.get_vocab()
+    if backend is not None:
+        kinds = _decoder_types(json.loads(backend.to_str()).get("decoder"))
+        byte_level = "ByteLevel" in kinds
+    else:
+        byte_level = any(t.startswith("Ġ") for t in vocab)
+    size = vocab_size or max(vocab.values()) + 1  # the model's logits decide; extra ids are unusable
+    special = set(tokenizer.all_special_ids)
+    added = {i: t for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items()}
+    special |= {i for i, t in added.items() if getattr(t, "special", False)}
+    byte_of = _gpt2_byte_decoder()
+    out: list[bytes | None] = [None] * size
+    for piece, i in vocab.items():
+        if i in special or i >= size:
+            continue
+        if i in added:  # added tokens are stored as plain text, not byte-encoded
+            out[i] = str(added[i]).encode()
+        elif byte_level:
+            try:
+                out[i] = bytes(byte_of[c] for c in piece)
+            except KeyError:  # not a byte-level piece (e.g. a stray added word)
+                out[i] = piece.encode()
+        else:  # SentencePiece: "▁" is a space, "<0xNN>" a raw byte
+            m = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
+            out[i] = bytes([int(m.group(1), 16)]) if m else piece.replace("▁", " ").encode()
+    return [b if b else None for b in out]
+
+
+class Allowed:
+    """A set of token ids, kept as an index tensor when small and as a bool mask when large."""
+
+    def __init__(self, ids: list[int], size: int):
+        t = torch.tensor(sorted(set(ids)), dtype=torch.long)
+        self.n = len(t)
+        if self.n > size // 16:
+            self.mask, self.ids = torch.zeros(size, dtype=torch.bool).index_fill_(0, t, True), None
+        else:
+            self.mask, self.ids = None, t
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor) -> "Allowed":
+        a = cls.__new__(cls)
+        a.mask, a.ids, a.n = mask, None, int(mask.sum())
+        return a
+
+    def id_list(self) -> list[int]:
+        return (self.mask.nonzero().flatten() if self.mask is not None else self.ids).tolist()
+
+    def union(self, other: "Allowed") -> "Allowed":
+        size = len(self.mask) if self.mask is not None else len(other.mask) if other.mask is not None else 0
+        if size == 0:
+            a = self.__class__.__new__(self.__class__)
+            a.ids = torch.unique(torch.cat([self.ids, other.ids]))
+            a.mask, a.n = None, len(a.ids)
+            return a
+        return Allowed.from_mask(self.as_mask(size) | other.as_mask(size))
+
+    def as_mask(self, size: int) -> torch.Tensor:
+        if self.mask is not None:
+            return self.mask
+        return torch.zeros(size, dtype=torch.bool).index_fill_(0, self.ids, True)
+
+
+class TokenIndex:
+    """A tokenizer's vocabulary as bytes, with the byte trie and the free-text tables."""
+
+    CACHE_LIMIT = 20_000
+
+    def __init__(self, tokenizer, vocab_size: int | None = None, eos_ids: list[int] | None = None):
+        self.tokens = vocab_bytes(tokenizer, vocab_size)
+        self.size = len(self.tokens)
+        eos = eos_ids if eos_ids is not None else [tokenizer.eos_token_id]
+        self.eos_ids = [int(e) for e in eos if e is not None]
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.max_len = max(len(t) for t in self.tokens if t)
+
+        # The trie: children[node] maps a byte to a child node; ends[node] lists the tokens spelled
+        # by the path to that node.
+        self.children: list[dict[int, int]] = [{}]
+        self.ends: list[list[int]] = [[]]
+        for i, tok in enumerate(self.tokens):
+            if tok is None:
+                continue
+            node = 0
+            for b in tok:
+                nxt = self.children[node].get(b)
+                if nxt is None:
+                    nxt = len(self.children)
+                    self.children[node][b] = nxt
+                    self.children.append({})
+                    self.ends.append([])
+                node = nxt
+            self.ends[node].append(i)
+
+        # Free text: "plain" tokens (no byte the grammar treats specially) are allowed from a
+        # free-text state whenever they continue the UTF-8 sequence correctly, so their set is a
+        # precomputed mask per (kind, pending continuation bytes); only the rest is checked.
+        utf8_ok = [[False] * self.size for _ in range(4)]
+        line_plain, answer_plain = [False] * self.size, [False] * self.size
+        self.special = {"line": [], "answer": []}
+        for i, tok in enumerate(self.tokens):
+            if tok is None:
+                continue
+            if tok.isascii():  # most tokens: fine unless a multi-byte character is open
+                utf8_ok[0][i] = True
+            else:
+                for p in range(4):
+                    utf8_ok[p][i] = self._utf8_after(p, tok) >= 0
+            if CONTROL.search(tok) is None:
+                line_plain[i] = True
+                if b"[" not in tok:
+                    answer_plain[i] = True
+                else:
+                    self.special["answer"].append(i)
+            else:
+                self.special["line"].append(i)
+                self.special["answer"].append(i)
+        self.plain = {}
+        for kind, plain in (("line", line_plain), ("answer", answer_plain)):
+            for p in range(4):
+                self.plain[kind, p] = torch.tensor(plain) & torch.tensor(utf8_ok[p])
+        self.cache: dict = {}
+
+    @staticmethod
+    def _utf8_after(pending: int, tok: bytes) -> int:
+        for b in tok:
+            pending = _utf8_step(pending, b)
+            if pending < 0:
+                return -1
+        return pending
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer, vocab_size: int | None = None, eos_ids=None) -> "TokenIndex":
+        """One index per tokenizer object (building one takes about a second)."""
+        key = (vocab_size, tuple(eos_ids) if eos_ids is not None else None)
+        per_tok = _INDEXES.setdefault(tokenizer, {})
+        if key not in per_tok:
+            per_tok[key] = cls(tokenizer, vocab_size, eos_ids)
+        return per_tok[key]
+
+    # --- allowed sets ---------------------------------------------------------------------------
+    def allowed(self, g: "CommandGrammar", state: tuple) -> Allowed:
+        """The token ids that keep `state` alive (EOS included where the command is complete)."""
+        if state[0] == "kw":
+            # Split by literal: each literal's set (with the tokens crossing into its argument)
+            # depends only on that literal, so it is cached across different info dicts.
+            prefix, lits = state[1], state[2]
+            parts = [self._cached(g.literal_key(i, prefix), lambda i=i: self._walk(g, ("kw", prefix, (i,))))
+                     for i in lits]
+            out = parts[0]
+            for p in parts[1:]:
+                out = out.union(p)
+            return out
+        key = g.cache_key(state)
+        if key is None:
+            return self._compute(g, state)
+        return self._cached(key, lambda: self._compute(g, state))
+
+    def _cached(self, key, make) -> Allowed:
+        hit = self.cache.get(key)
+        if hit is None:
+            if len(self.cache) > self.CACHE_LIMIT:
+                self.cache.clear()
+            hit = self.cache[key] = make()
+        return hit
+
+    def _compute(self, g: "CommandGrammar", state: tuple) -> Allowed:
+        kind = g.free_kind(state)
+        if kind is None:
+            return self._walk(g, state)
+        pending = state[3] if kind == "line" else state[2]
+        mask = self.plain[kind, pending].clone()
+        extra = [i for i in self.special[kind] if g.run(state, self.tokens[i]) is not None]
+        if g.can_end(state):
+            extra += self.eos_ids
+        if extra:
+            mask.index_fill_(0, torch.tensor(extra, dtype=torch.long), True)
+        return Allowed.from_mask(mask)
+
+    def _walk(self, g: "CommandGrammar", state: tuple) -> Allowed:
+        """Depth-first walk of the trie, advancing the automaton one byte per edge."""
+        out = list(self.eos_ids) if g.can_end(state) else []
+        stack = [(0, state)]
+        children, ends = self.children, self.ends
+        while stack:
+            node, s = stack.pop()
+            edges = g.edges(s)
+            kids = children[node]
+            if edges is None:  # free text: any byte may be legal, test each child
+                for b, child in kids.items():
+                    ns = g.step(s, b)
+                    if ns is not None:
+                        out.extend(ends[child])
+                        stack.append((child, ns))
+            else:
+                for b, ns in edges.items():
+                    child = kids.get(b)
+                    if child is not None:
+                        out.extend(ends[child])
+                        stack.append((child, ns))
+        return Allowed(out, self.size)
+
+    def brute_force(self, g: "CommandGrammar", state: tuple) -> list[int]:
+        """The allowed set by running every token through the automaton (tests check against it)."""
+        out = [i for i, tok in enumerate(self.tokens) if tok is not None and g.run(state, tok) is not None]
+        return sorted(out + (self.eos_ids if g.can_end(state) else []))
+
+
+_INDEXES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+# --- the grammar ----------------------------------------------------------------------------------
+# States are tuples (hashable, cheap):
+#   ("kw", prefix, literal indices)     inside a command keyword
+#   ("done",)                           a command without argument, complete
+#   ("line", literal, n bytes, pending) one-line free text (Search, Find in page)
+#   ("int", literal, digits)            link id or scroll count
+#   ("quote", end positions, n bytes)   quote text; positions index the quotable text's bytes
+#   ("answer", marker digits | None, pending, has text)
+#   ("end",)                            past the newline that ended the command
+
+
+class CommandGrammar:
+    """The byte automaton of one legal action, given the env's info dict."""
+
+    def __init__(self, info: dict):
+        self.answer = info.get("phase") == "answer"
+        self.quote_numbers = tuple(sorted({str(int(n)).encode() for n in info.get("quote_numbers") or []}))
+        self.link_ids = tuple(sorted({str(int(n)).encode() for n in info.get("link_ids") or []}))
+        self.text = normalize_ws(info.get("quotable_text") or "").encode()
+        # A quote starts at a word: the text start or after a space.
+        self.word_starts = tuple(i for i, b in enumerate(self.text) if b != SPACE and (i == 0 or self.text[i - 1] == SPACE))
+        valid = info.get("valid_commands") or list(COMMANDS)
+        self.literals: list[tuple[bytes, str | None]] = []
+        for kw in COMMANDS:
+            if kw not in valid:
+                continue
+            lit, arg = COMMANDS[kw]
+            if (arg == "link" and not self.link_ids) or (arg == "quote" and not self.word_starts):
+                continue  # the command is listed but no argument could be valid
+            self.literals.append((lit.encode(), arg))
+        if not self.literals:  # the spec says Search is always valid
+            self.literals.append((COMMANDS["Search"][0].encode(), "line"))
+
+    def initial(self) -> tuple:
+        if self.answer:
+            return ("answer", None, 0, False)
+        return ("kw", b"", tuple(range(len(self.literals))))
+
+    # --- the automaton ----------------------------------------------------------------------------
+    def can_end(self, s: tuple) -> bool:
+        kind = s[0]
+        if kind in ("done", "end"):
+            return True
+        if kind == "line":
+            return s[2] > 0 and s[3] == 0
+        if kind == "int":
+            return s[2] in self._choices(s[1])
+        if kind == "quote":
+            p = s[1][0]  # every position follows the same bytes, so checking one is enough
+            return s[2] > 0 and (p == len(self.text) or not 0x80 <= self.text[p] <= 0xBF)
+        if kind == "answer":
+            return s[1] is None and s[2] == 0 and s[3]
+        return False
+
+    def step(self, s: tuple, b: int) -> tuple | None:
+        """The state after byte b, or None when b is illegal."""
+        kind = s[0]
+        if kind == "end":
+            return s if b in WHITESPACE else None
+        if b == NL:
+            return ("end",) if self.can_end(s) else None
+        if kind == "kw":
+            new = s[1] + bytes((b,))
+            alive = []
+            for i in s[2]:
+                lit = self.literals[i][0]
+                if lit.startswith(new):
+                    if len(lit) == len(new):
+                        return self._arg_start(i)
+                    alive.append(i)
+            return ("kw", new, tuple(alive)) if alive else None
+        if kind == "line":
+            n = s[2]
+            if b < 0x20 or b == 0x7F or (n == 0 and b == SPACE):
+                return None
+            pending = _utf8_step(s[3], b)
+            if pending < 0 or n + 1 + pending > LINE_LIMIT:
+                return None
+            return ("line", s[1], n + 1, pending)
+        if kind == "int":
+            digits = s[2] + bytes((b,))
+            return ("int", s[1], digits) if any(c.startswith(digits) for c in self._choices(s[1])) else None
+        if kind == "quote":
+            text = self.text
+            if s[2] >= QUOTE_LIMIT:
+                return None
+            ps = tuple(p + 1 for p in s[1] if p < len(text) and text[p] == b)
+            if b == QUOTE_SEP[0]:
+                ps = tuple(p for p in ps if text[p - 1:p + 2] != QUOTE_SEP)
+            return ("quote", ps, s[2] + 1) if ps else None
+        if kind == "answer":
+            marker = s[1]
+            if marker is not None:
+                if b == ord("]"):
+                    return ("answer", None, 0, s[3]) if marker in self.quote_numbers else None
+                digits = marker + bytes((b,))
+                ok = 0x30 <= b <= 0x39 and any(q.startswith(digits) for q in self.quote_numbers)
+                return ("answer", digits, 0, s[3]) if ok else None
+            if b < 0x20 or b == 0x7F:
+                return None
+            if b == ord("["):
+                return ("answer", b"", 0, s[3]) if self.quote_numbers and s[2] == 0 else None
+            pending = _utf8_step(s[2], b)
+            return None if pending < 0 else ("answer", None, pending, s[3] or b not in WHITESPACE)
+        return None  # "done": only the newline (handled above) may follow
+
+    def run(self, s: tuple, data: bytes) -> tuple | None:
+        for b in data:
+            s = self.step(s, b)
+            if s is None:
+                return None
+        return s
+
+    def edges(self, s: tuple) -> dict[int, tuple] | None:
+        """All legal (byte -> next state) pairs where there are few; None for free text."""
+        kind = s[0]
+        if kind in ("line", "answer") and (kind == "line" or s[1] is None):
+            return None
+        if kind == "quote":
+            groups: dict[int, list[int]] = {}
+            text = self.text
+            for p in s[1]:
+                if p < len(text):
+                    groups.setdefault(text[p], []).append(p + 1)
+            out = {}
+            for b in groups:  # step() applies the length limit and the ━ rule
+                ns = self.step(s, b)
+                if ns is not None:
+                    out[b] = ns
+        elif kind == "kw":
+            out = {}
+            for i in s[2]:
+                b = self.literals[i][0][len(s[1])]
+                if b not in out:
+                    out[b] = self.step(s, b)
+        elif kind == "end":
+            out = {b: s for b in WHITESPACE}
+        else:  # int, answer marker, done: at most a dozen candidate bytes
+            out = {}
+            for b in b"0123456789]":
+                ns = self.step(s, b)
+                if ns is not None:
+                    out[b] = ns
+        if kind != "end" and self.can_end(s):
+            out[NL] = ("end",)
+        return out
+
+    # --- caching -----------------------------------------------------------------------------------
+    def free_kind(self, s: tuple) -> str | None:
+        """'line' or 'answer' where the precomputed plain-token mask applies, else None."""
+        if s[0] == "line" and s[2] > 0 and s[2] + self.max_token_room <= LINE_LIMIT:
+            return "line"
+        if s[0] == "answer" and s[1] is None:
+            return "answer"
+        return None
+
+    max_token_room = 128  # more than the longest token of any vocabulary we use; checked in generate
+
+    def cache_key(self, s: tuple):
+        """A key covering everything the allowed set of s depends on; None if not worth caching."""
+        kind = s[0]
+        if kind == "line":
+            n = s[2]
+            return ("line", n if self.free_kind(s) is None else -1, s[3])
+        if kind == "int":
+            return ("int", self._choices(s[1]), s[2])
+        if kind == "answer":
+            return ("answer", s[1], s[2], s[3], self.quote_numbers)
+        if kind == "done":
+            return ("done",)
+        return None  # quote positions are specific to one window text
+
+    def literal_key(self, i: int, prefix: bytes):
+        lit, arg = self.literals[i]
+        dep = self.link_ids if arg == "link" else self.text if arg == "quote" else None
+        return ("kw", lit, prefix, dep)
+
+    def _arg_start(self, i: int) -> tuple:
+        arg = self.literals[i][1]
+        if arg is None:
+            return ("done",)
+        if arg == "line":
+            return ("line", i, 0, 0)
+        if arg == "quote":
+            return ("quote", self.word_starts, 0)
+        return ("int", i, b"")
+
+    def _choices(self, i: int) -> tuple[bytes, ...]:
+        return self.link_ids if self.literals[i][1] == "link" else SCROLLS
+
+
+# --- decoding -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DecodeConfig:
+    max_new_tokens: int = 64  # past this the grammar steers each row to its nearest end
+    overtime: int = 32  # hard cap on the extra tokens that steering may take
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass
+class Generation:
+    text: str  # the command (or answer), without the newline / EOS that ended it
+    token_ids: list[int]  # everything generated, the ending token included
+    prompt_ids: list[int]
+    logprob: float  # sum over token_ids of log p under the grammar-masked distribution (T=1)
+    model_logprob: float  # the same under the unmasked model (T=1), for KL / PPO ratios
+    token_logprobs: list[float] = field(default_factory=list)
+    token_model_logprobs: list[float] = field(default_factory=list)
+    complete: bool = True  # False only if the overtime cap cut a command short
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    index: TokenIndex,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    grammars: list[CommandGrammar | None],
+    config: DecodeConfig = DecodeConfig(),
+    max_new_tokens: list[int] | None = None,
+    generator: torch.Generator | None = None,
+) -> list[Generation]:
+    """Decode one action per row of a left-padded batch. A None grammar decodes unconstrained
+    (until EOS or the token limit), which the benchmark uses to time the loop alone."""
+    if index.max_len > CommandGrammar.max_token_room:
+        raise ValueError(f"a token of {index.max_len} bytes is longer than the grammar's free-text room")
+    B = input_ids.shape[0]
+    limits = max_new_tokens or [config.max_new_tokens] * B
+    if generator is None and config.temperature > 0:
+        generator = torch.Generator().manual_seed(config.seed)
+    states = [g.initial() if g is not None else None for g in grammars]
+    out_ids: list[list[int]] = [[] for _ in range(B)]
+    out_text: list[bytearray] = [bytearray() for _ in range(B)]
+    lps: list[list[float]] = [[] for _ in range(B)]
+    mlps: list[list[float]] = [[] for _ in range(B)]
+    done = [False] * B
+    complete = [True] * B
+    eos = set(index.eos_ids)
+
+    # Left padding: positions count only real tokens, so a padded row sees what it would alone.
+    dev = input_ids.device
+    mask = attention_mask.to(torch.long)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    past, last_pos = out.past_key_values, pos[:, -1:]
+    logits = out.logits[:, -1, :].float().cpu()  # the grammar's masks live on the CPU
+    V = logits.shape[-1]
+    if V > index.size:
+        raise ValueError(f"the model has {V} logits but the token index only {index.size} tokens")
+
+    step = 0
+    while not all(done):
+        # 1. mask each live row to what its grammar allows
+        masked = torch.full_like(logits, float("-inf"))
+        for i in range(B):
+            if done[i]:
+                masked[i, index.pad_id] = 0.0
+                continue
+            g, s = grammars[i], states[i]
+            if g is None:
+                masked[i] = logits[i]
+                continue
+            if step >= limits[i] - 1:  # at the budget's last token: end now if possible, else take the shortest way
+                allowed = _steer_to_end(index, g, s)
+            else:
+                allowed = index.allowed(g, s)
+            if allowed.mask is not None:
+                masked[i] = logits[i].masked_fill(~allowed.mask[:V], float("-inf"))
+            else:
+                masked[i, allowed.ids] = logits[i, allowed.ids]
+
+        # 2. choose
+        if config.temperature > 0:
+            probs = _top_p(torch.softmax(masked / config.temperature, -1), config.top_p)
+            chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            chosen = masked.argmax(-1)
+        lp = torch.log_softmax(masked, -1).gather(1, chosen[:, None]).squeeze(1).tolist()
+        mlp = torch.log_softmax(logits, -1).gather(1, chosen[:, None]).squeeze(1).tolist()
+
+        # 3. advance each row's grammar
+        for i, t in enumerate(chosen.tolist()):
+            if done[i]:
+                continue
+            out_ids[i].append(t)
+            lps[i].append(lp[i])
+            mlps[i].append(mlp[i])
+            if t in eos:
+                done[i] = True
+                continue
+            tok = index.tokens[t] or b""
+            if grammars[i] is not None:
+                states[i] = grammars[i].run(states[i], tok)
+                assert states[i] is not None, "the mask let through a token the grammar rejects"
+                if states[i][0] == "end":
+                    tok = tok[: tok.index(NL)]
+                    done[i] = True
+            out_text[i] += tok
+            if step + 1 >= limits[i] + (config.overtime if grammars[i] is not None else 0):
+                complete[i] = done[i] or grammars[i] is None
+                done[i] = True
+        step += 1
+        if all(done):
+            break
+
+        # 4. one forward step for the whole batch; finished rows feed padding
+        nxt = chosen[:, None].to(dev)  # a finished row's only allowed token was padding
+        mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long, device=dev)], 1)
+        last_pos = last_pos + 1
+        out = model(input_ids=nxt, attention_mask=mask, position_ids=last_pos, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        logits = out.logits[:, -1, :].float().cpu()
+
+    prompts = [row[m.bool()].tolist() for row, m in zip(input_ids, attention_mask)]
+    return [
+        Generation(
+            text=out_text[i].decode("utf-8", errors="replace"),
+            token_ids=out_ids[i],
+            prompt_ids=prompts[i],
+            logprob=float(sum(lps[i])),
+            model_logprob=float(sum(mlps[i])),
+            token_logprobs=lps[i],
+            token_model_logprobs=mlps[i],
+            complete=complete[i],
+        )
+        for i in range(B)
+    ]
+
+
+def _steer_to_end(index: TokenIndex, g: CommandGrammar, s: tuple) -> Allowed:
+    """Over the token budget: EOS if the command is complete, else the tokens that complete it
+    in one step if any, else the usual set (each grammar path makes progress towards an end)."""
+    if g.can_end(s):
+        return Allowed(index.eos_ids, index.size)
+    ids = index.allowed(g, s).id_list()
+    ending = [t for t in ids if t not in index.eos_ids and g.can_end(g.run(s, index.tokens[t]))]
+    return Allowed(ending or ids, index.size)
+
+
+def _top_p(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    if top_p >= 1.0:
+        return probs
+    sorted_p, order = probs.sort(-1, descending=True)
+    # keep a token if the mass before it is below top_p (the most likely one always stays)
+    drop = sorted_p.cumsum(-1) - sorted_p >= top_p
+    sorted_p = sorted_p.masked_fill(drop, 0.0)
+    return torch.zeros_like(probs).scatter_(-1, order, sorted_p)

@@ -1,0 +1,170 @@
+"""Throughput of grammar-constrained decoding against plain `model.generate`, same model, same prompts.
+
+The prompts are real LM-policy prompts built from browser observations over the pydocs corpus: a
+fresh episode (the model writes a Search), a page window where only Quote: is allowed, a page
+window with every command open, and the answering phase.
+
+Fairness: the constrained decoder runs first and takes S steps (its longest row); generate then
+runs with min_new_tokens = max_new_tokens = S, so both do the same prefill and the same S-1
+cached forward steps over the same batch. Throughput counts B*S token slots for both. The prefill
+(identical for both) is also timed alone, so the JSON gives the ratio with and without it.
+
+    python scripts/bench_decode.py --out bench_decode.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+QUESTIONS = [
+    ("What does json.dumps return?", "json dumps"),
+    ("How does collections.Counter count items?", "collections Counter"),
+    ("What does itertools.chain do?", "itertools chain"),
+    ("What is functools.lru_cache for?", "functools lru_cache"),
+    ("What does json.loads raise on invalid input?", "json loads JSONDecodeError"),
+    ("What is a collections.deque?", "collections deque"),
+    ("How does itertools.groupby group items?", "itertools groupby"),
+    ("What does functools.partial return?", "functools partial"),
+]
+KINDS = ("search", "quote", "browse", "answer")
+
+
+def observations() -> list[tuple[str, dict, str]]:
+    """(observation, info, kind) for each question, cycling through KINDS."""
+    from env.gym_env import TextBrowserEnv
+    from env.index import in_memory_index
+    from env.local import LocalBackend
+    from env.sources.pydocs import build_pydocs
+
+    corpus = build_pydocs(include_topics=False, modules=["json", "collections", "itertools", "functools"])
+    env = TextBrowserEnv(LocalBackend(corpus, in_memory_index(corpus, "bm25")))
+    rows = []
+    for i, (question, query) in enumerate(QUESTIONS):
+        kind = KINDS[i % len(KINDS)]
+        obs, info = env.reset(options={"question": question})
+        if kind != "search":
+            obs, _, _, _, info = env.step(f"Search {query}")
+            obs, _, _, _, info = env.step("Clicked on link 0")
+            assert info["error"] is None, info["error"]
+        if kind == "quote":
+            info = dict(info, valid_commands=["Quote:"])
+        if kind == "answer":
+            words = info["quotable_text"].split()
+            obs, _, _, _, info = env.step("Quote: " + " ".join(words[:12]))
+            obs, _, _, _, info = env.step("End: Answer")
+            assert info["phase"] == "answer", info["error"]
+        rows.append((obs, info, kind))
+    return rows
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", default=None, help="model name or dir (default: bundled SmolLM2-135M-Instruct)")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--max-new-tokens", type=int, default=32, help="for commands and answers alike")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per batch (median taken)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--out", default=None, help="also write the JSON here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from citeagent.models import load_policy_model
+    from citeagent.policies.lm import LMPolicy, LMPolicyConfig
+
+    load_s, (model, tok) = timed(lambda: load_policy_model(args.policy))
+    cfg = LMPolicyConfig(max_new_tokens=args.max_new_tokens, max_answer_tokens=args.max_new_tokens)
+    policy = LMPolicy(args.policy, cfg, model=model, tokenizer=tok)
+    rows = observations()
+    policy.act_batch([r[0] for r in rows], [r[1] for r in rows])  # warm-up: fills the grammar caches
+
+    result = {
+        "model": args.policy or "SmolLM2-135M-Instruct (bundled)",
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "model_load_s": round(load_s, 2),
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+        "kinds": [r[2] for r in rows],
+        "batches": {},
+    }
+    for bs in args.batch_sizes:
+        slots = useful = 0
+        t_con = t_gen = t_pre = 0.0
+        samples = []
+        for lo in range(0, len(rows), bs):
+            chunk = rows[lo:lo + bs]
+            obs, infos = [r[0] for r in chunk], [r[1] for r in chunk]
+            enc = tok([policy.prompt(o) for o in obs], return_tensors="pt", padding=True, add_special_tokens=False)
+            gens = policy._decode(obs, infos)
+            steps = max(g.n_tokens for g in gens)
+
+            def constrained():
+                return policy._decode(obs, infos)
+
+            def unconstrained():
+                return model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, do_sample=False,
+                                      max_new_tokens=steps, min_new_tokens=steps, pad_token_id=tok.pad_token_id)
+
+            def prefill():
+                with torch.no_grad():
+                    return model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, use_cache=True,
+                                 logits_to_keep=1)
+
+            runs = {"constrained": [], "generate": [], "prefill": []}
+            for _ in range(args.repeats):  # interleaved, so load changes hit every method alike
+                for name, fn in (("constrained", constrained), ("generate", unconstrained), ("prefill", prefill)):
+                    dt, out = timed(fn)
+                    runs[name].append(dt)
+                    if name == "generate":
+                        assert out.shape[1] - enc.input_ids.shape[1] == steps
+            med = {k: statistics.median(v) for k, v in runs.items()}
+            t_con, t_gen, t_pre = t_con + med["constrained"], t_gen + med["generate"], t_pre + med["prefill"]
+            slots += len(chunk) * steps
+            useful += sum(g.n_tokens for g in gens)
+            samples += [{"kind": r[2], "prompt_tokens": len(g.prompt_ids), "tokens": g.n_tokens, "text": g.text[:120]}
+                        for r, g in zip(chunk, gens)]
+        dec_con, dec_gen = t_con - t_pre, t_gen - t_pre
+        result["batches"][str(bs)] = {
+            "token_slots": slots,  # batch size x steps, summed over batches; the same for both
+            "constrained_tokens": useful,  # tokens the rows actually needed (rows stop at their end)
+            "seconds": {"constrained": round(t_con, 3), "generate": round(t_gen, 3), "prefill": round(t_pre, 3)},
+            "tokens_per_s": {"constrained": round(slots / t_con, 2), "generate": round(slots / t_gen, 2)},
+            "decode_tokens_per_s": {"constrained": round(slots / dec_con, 2) if dec_con > 0 else None,
+                                    "generate": round(slots / dec_gen, 2) if dec_gen > 0 else None},
+            "ratio": round(t_gen / t_con, 3),  # constrained throughput / generate throughput
+            "ratio_decode_only": round(dec_gen / dec_con, 3) if dec_con > 0 and dec_gen > 0 else None,
+            "samples": samples,
+        }
+    result["goal"] = "ratio >= 0.9 at every batch size"
+    result["meets_goal"] = all(b["ratio"] >= 0.9 for b in result["batches"].values())
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""`citeagent ask` and `citeagent browse` as a user runs them: real subprocesses, the real pydocs
+corpus, real index built on first use."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from env.documents import normalize_ws
+
+QUESTION = "How do I serialize a Python object to a JSON formatted string?"
+
+
+def run(*args, input=None, timeout=900):
+    return subprocess.run([sys.executable, "-m", "citeagent.cli", *args], input=input, capture_output=True,
+                          text=True, timeout=timeout, env=os.environ.copy())
+
+
+@pytest.fixture(scope="module")
+def pydocs():
+    from env.index import open_index
+
+    corpus, _ = open_index("pydocs", kind="bm25", build_if_missing=True)
+    return corpus
+
+
+def check_verbatim(answer, corpus):
+    assert answer["quotes"], "the answer cites nothing"
+    numbers = [q["n"] for q in answer["quotes"]]
+    assert numbers == list(range(1, len(numbers) + 1))
+    import re
+
+    markers = [int(m) for m in re.findall(r"\[(\d+)\]", answer["text"])]
+    assert markers and set(markers) <= set(numbers)
+    for q in answer["quotes"]:
+        doc = corpus.by_url(q["url"])
+        assert doc is not None, q["url"]
+        assert q["text"] in normalize_ws(doc.text)
+        assert normalize_ws(doc.text[q["start"]:q["end"]]) == q["text"]
+
+
+def test_ask_baseline_answers_with_verbatim_citations(pydocs):
+    r = run("ask", QUESTION, "--json")
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    check_verbatim(answer, pydocs)
+    assert any("json" in q["url"] for q in answer["quotes"])
+
+
+def test_ask_human_and_gophercite_output_and_trace(pydocs):
+    r = run("ask", QUESTION, "--show-trace")
+    assert r.returncode == 0, r.stderr
+    assert "Sources:" in r.stdout and "[1] " in r.stdout
+    assert ">>> Search " in r.stderr and "Next action:" in r.stderr
+    r = run("ask", QUESTION, "--gophercite")
+    assert r.returncode == 0 and r.stdout.startswith("%<") and "%[" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ask", "   "], "question is empty"),
+        (["ask", "x" * 5000], "limit is"),
+        (["ask", "what?", "--corpus", "no-such-corpus"], "no-such-corpus"),
+        (["ask", "what?", "--web"], "--search-url"),
+        (["ask", "what?", "--policy", ""], "--policy is empty"),
+    ],
+)
+def test_ask_bad_input_gets_one_clear_line(args, message, pydocs):
+    r = run(*args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_browse_saves_demonstrations_and_keeps_earlier_ones(tmp_path, pydocs):
+    out = tmp_path / "demos.jsonl"
+    out.write_text('{"earlier": "line kept"}\n')
+    commands = "\n".join(["Search json dumps", "Bogus command", "Clicked on link 0", "Find in page: dumps",
+                          "End: Answer", "No quotes, so no markers."]) + "\n"
+    r = run("browse", "--question", "What does json.dumps do?", "--out", str(out), input=commands)
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    assert json.loads(lines[0]) == {"earlier": "line kept"}
+    rec = json.loads(lines[1])
+    assert rec["complete"] and rec["question"] == "What does json.dumps do?"
+    assert [s["action"] for s in rec["steps"]][:2] == ["Search json dumps", "Bogus command"]
+    assert rec["steps"][1]["error"] and rec["steps"][0]["observation"].startswith("Question:")
+    assert rec["answer"]["text"] == "No quotes, so no markers."
+    # an interrupted session (input ends mid-episode) is saved, marked incomplete
+    r = run("browse", "--question", "csv?", "--out", str(out), input="Search csv reader\n")
+    rec = json.loads(out.read_text().splitlines()[2])
+    assert r.returncode == 0 and rec["complete"] is False and len(rec["steps"]) == 1

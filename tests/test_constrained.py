@@ -1,0 +1,212 @@
+"""Grammar-constrained decoding with SmolLM2's real tokenizer and a tiny random model built from config.
+
+A random model puts mass on every kind of token (newlines, brackets, byte pieces), so sampling
+from it under many seeds is a good fuzzer of the grammar: whatever it writes must parse."""
+import re
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from citeagent.policies.constrained import (
+    COMMANDS,
+    LINE_LIMIT,
+    CommandGrammar,
+    DecodeConfig,
+    TokenIndex,
+    generate,
+    vocab_bytes,
+)
+from env.commands import Command, parse_command
+from env.documents import normalize_ws
+
+PAGE = (
+    "json.dumps(obj) serializes obj to a JSON formatted str using this conversion table. "
+    "If skipkeys is true, dict keys that are not basic types are skipped instead of raising a TypeError. "
+    "Le café coûte 3 € — très cher. 中文 text too.   Extra   spaces\tand\nnewlines are normalised. "
+    "A ━ separator must never be copied. The end."
+)
+BROWSE = {"phase": "browse", "valid_commands": list(COMMANDS), "link_ids": [0, 7, 12],
+          "quotable_text": normalize_ws(PAGE), "quote_numbers": [1, 3]}
+INFOS = [
+    BROWSE,
+    dict(BROWSE, valid_commands=["Quote:"]),
+    dict(BROWSE, valid_commands=["Clicked on link", "Scrolled down", "Scrolled up"]),
+    dict(BROWSE, valid_commands=["Search", "Find in page:"]),
+    {"phase": "browse", "valid_commands": ["Search", "End: Answer", "End: Decline"], "link_ids": [],
+     "quotable_text": "", "quote_numbers": []},
+    {"phase": "answer", "valid_commands": [], "link_ids": [], "quotable_text": "", "quote_numbers": [1, 3, 12]},
+    {"phase": "answer", "valid_commands": [], "link_ids": [], "quotable_text": "", "quote_numbers": []},
+]
+PROMPTS = ["Question: what does json.dumps return?\nNext action:", "Hi", "The answer is",
+           "Quote: the", "Search", "[1] says", "Write the answer.\nAnswer:"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from citeagent.models import bundled_gguf
+
+    try:
+        gguf = bundled_gguf()
+    except ModuleNotFoundError as e:
+        pytest.skip(str(e))
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok.padding_side = "left"
+    return tok
+
+
+@pytest.fixture(scope="module")
+def index(tokenizer):
+    return TokenIndex.for_tokenizer(tokenizer, 49152, [tokenizer.eos_token_id])
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tokenizer):
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=True, initializer_range=0.1,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return LlamaForCausalLM(config).eval()
+
+
+def check_action(text: str, info: dict) -> None:
+    """The assertions every generated action must pass, per docs/ENV_SPEC.md."""
+    assert "\n" not in text
+    if info["phase"] == "answer":
+        assert text.strip(), "empty answer"
+        # every [ opens a marker naming an existing quote
+        assert text.count("[") == len(re.findall(r"\[\d+\]", text)), text
+        assert {int(m) for m in re.findall(r"\[(\d+)\]", text)} <= set(info["quote_numbers"]), text
+        return
+    cmd = parse_command(text)
+    assert isinstance(cmd, Command), f"{text!r}: {cmd}"
+    assert cmd.kind in info["valid_commands"], text
+    assert text.rstrip() == str(cmd) or cmd.kind == "Quote:", f"{text!r} is not in canonical form"
+    if cmd.kind == "Clicked on link":
+        assert cmd.number in info["link_ids"]
+    if cmd.kind in ("Scrolled down", "Scrolled up"):
+        assert cmd.arg in ("1", "2", "3")
+    if cmd.kind == "Quote:":
+        quote = text[len("Quote: "):]
+        page = info["quotable_text"]
+        at = page.find(quote)
+        assert at >= 0, f"{quote!r} is not verbatim in the page"
+        assert "\u2501" not in quote
+        starts = [m.start() for m in re.finditer(r"(?:(?<= )|^)\S", page)]
+        assert any(page.startswith(quote, s) for s in starts), f"{quote!r} does not start at a word"
+    if cmd.kind in ("Search", "Find in page:"):
+        assert len(cmd.arg) <= LINE_LIMIT and not text[len(cmd.kind) + 1:].startswith(" ")
+
+
+# --- the vocabulary and the trie ---------------------------------------------------------------
+
+
+def test_vocab_bytes_spell_what_the_tokenizer_encodes(tokenizer, index):
+    text = "Quote: Le café coûte 3 € — très cher.\n\tx = [1, 2]  # 中文"
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert b"".join(index.tokens[i] for i in ids) == text.encode()
+    assert index.tokens[tokenizer.eos_token_id] is None  # special tokens are never grammar text
+
+
+def test_sentencepiece_style_vocab():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "<0x0A>": 3, "<0xC3>": 4, "▁Search": 5, "▁the": 6, "S": 7, "é": 8}
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", byte_fallback=True))
+    tk.pre_tokenizer = pre_tokenizers.Metaspace()
+    tk.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    out = vocab_bytes(tok)
+    assert out[:3] == [None, None, None]
+    assert out[3:] == [b"\n", b"\xc3", b" Search", b" the", b"S", "é".encode()]
+
+
+def sample_states(g: CommandGrammar) -> list[tuple]:
+    start = g.initial()
+    prefixes = [b"", b"S", b"Scr", b"Scrolled ", b"End: ", b"Search", b"Search ", b"Search json",
+                b"Clicked on link ", b"Clicked on link 1", b"Quote:", b"Quote: ", b"Quote: If skip",
+                b"Quote: Le caf\xc3", b"Quote: Le caf\xc3\xa9", b"Find in page: x \xe2\x82", b"Top"]
+    states = [s for s in (g.run(start, p) for p in prefixes) if s is not None]
+    states.append(("line", 0, LINE_LIMIT - 3, 0))  # near the length limit the mask cannot be used
+    return states
+
+
+@pytest.mark.parametrize("info", [BROWSE, INFOS[2], INFOS[4], INFOS[5], INFOS[6]], ids=lambda i: str(i["valid_commands"])[:30])
+def test_trie_walk_equals_brute_force(index, info):
+    g = CommandGrammar(info)
+    states = sample_states(g) if info["phase"] == "browse" else [
+        g.initial(), g.run(g.initial(), b"It is "), g.run(g.initial(), b"It is \xe4\xb8"),
+    ] + ([g.run(g.initial(), b"It [1"), g.run(g.initial(), b"x [1")] if info["quote_numbers"] else [])
+    assert len(states) >= 3 and all(s is not None for s in states)
+    for s in states:
+        got = index.allowed(g, s).id_list()
+        assert got == index.brute_force(g, s), s[:3]
+        assert got, f"no token allowed in {s[:3]}"
+
+
+def test_keywords_follow_valid_commands(index, tokenizer):
+    g = CommandGrammar(INFOS[4])
+    firsts = {index.tokens[t][:1] for t in index.allowed(g, g.initial()).id_list()}
+    assert firsts == {b"S", b"E"}
+    g = CommandGrammar(dict(BROWSE, link_ids=[]))  # listed but nothing to click: not offered
+    assert all(lit != b"Clicked on link " for lit, _ in g.literals)
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+def run(model, tokenizer, index, rows, config, limits=None):
+    prompts, infos = zip(*rows)
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True)
+    return generate(model, index, enc.input_ids, enc.attention_mask, [CommandGrammar(i) for i in infos],
+                    config, max_new_tokens=limits)
+
+
+def test_every_sampled_action_is_valid(tiny_model, tokenizer, index):
+    rows = list(zip(PROMPTS, INFOS))
+    seen = set()
+    for seed in range(12):
+        gens = run(tiny_model, tokenizer, index, rows, DecodeConfig(max_new_tokens=20, temperature=1.0, seed=seed))
+        for (_, info), gen in zip(rows, gens):
+            check_action(gen.text, info)
+            assert gen.complete and 1 <= gen.n_tokens <= 20
+            assert gen.n_tokens == len(gen.token_ids) == len(gen.token_logprobs) == len(gen.token_model_logprobs)
+            # masking renormalises over a subset, so a token is never less likely masked than unmasked
+            assert gen.model_logprob <= gen.logprob + 1e-4 <= 1e-4
+            assert gen.logprob == pytest.approx(sum(gen.token_logprobs), abs=1e-4)
+            spelled = b"".join(index.tokens[t] or b"" for t in gen.token_ids)
+            assert spelled.startswith(gen.text.encode())
+            seen.add(gen.text.split(" ")[0] if info["phase"] == "browse" else "answer")
+    assert {"Quote:", "Clicked", "Search", "answer"} <= seen  # the fuzzing reached every argument kind
+
+
+def test_over_budget_rows_are_steered_to_a_complete_command(tiny_model, tokenizer, index):
+    rows = [("x", dict(BROWSE, valid_commands=["Scrolled down"])), ("x", dict(BROWSE, valid_commands=["Quote:"])),
+            ("x", INFOS[5])]
+    for seed in range(4):
+        gens = run(tiny_model, tokenizer, index, rows, DecodeConfig(max_new_tokens=1, temperature=1.0, seed=seed))
+        for (_, info), gen in zip(rows, gens):
+            check_action(gen.text, info)
+            assert gen.complete
+    assert gens[0].n_tokens > 1  # "Scrolled down 2" does not fit in one token
+
+
+def test_sampling_is_reproducible_under_a_seed(tiny_model, tokenizer, index):
+    rows = list(zip(PROMPTS, INFOS))
+    a = run(tiny_model, tokenizer, index, rows, DecodeConfig(temperature=1.0, top_p=0.9, seed=3))
+    b = run(tiny_model, tokenizer, index, rows, DecodeConfig(temperature=1.0, top_p=0.9, seed=3))
+    c = run(tiny_model, tokenizer, index, rows, DecodeConfig(temperature=1.0, top_p=0.9, seed=4))
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+    assert [g.token_ids for g in a] != [g.token_ids for g in c]
+
+
+def test_batched_greedy_equals_unbatched(tiny_model, tokenizer, index):
+    rows = list(zip(PROMPTS, INFOS))  # prompts of different lengths: the batch is left-padded
+    together = run(tiny_model, tokenizer, index, rows, DecodeConfig(max_new_tokens=16))
+    for row, gen in zip(rows, together):
+        alone = run(tiny_model, tokenizer, index, [row], DecodeConfig(max_new_tokens=16))[0]
+        assert alone.token_ids == gen.token_ids and alone.text == gen.text
+        assert alone.logprob == pytest.approx(gen.logprob, abs=1e-3)
+        assert alone.model_logprob == pytest.approx(gen.model_logprob, abs=1e-3)

@@ -1,0 +1,117 @@
+"""The evaluation data set loaders, on the real shared data, and HotpotQA scoring on a real
+record."""
+import json
+
+import pytest
+
+from citeagent.answer import Answer, Quote
+from citeagent.eval.datasets import (
+    DatasetError, fever_title, load_dataset, load_jsonl_dataset,
+)
+from citeagent.eval.quote_metrics import corpus_lookup
+from citeagent.eval.scoring import score_answer
+from env.sources import load_corpus
+
+
+def test_hotpotqa_pooled_and_per_question():
+    pooled = load_dataset("hotpotqa", limit=5)
+    assert pooled.corpus == "hotpotqa" and not pooled.per_question_corpus
+    first = pooled.examples[0]
+    assert first.id == "5a8b57f25542995d1e6f1371"
+    assert first.answers == ["yes"]
+    assert first.gold_sentences == [("Scott Derrickson", 0), ("Ed Wood", 0)]
+    per_q = load_dataset("hotpotqa-distractor", limit=2)
+    assert per_q.per_question_corpus and per_q.examples[1].corpus == f"hotpotqa:{per_q.examples[1].id}"
+    assert len(load_dataset("hotpotqa").examples) == 886
+
+
+def test_nq_open_and_efficientqa():
+    nq = load_dataset("nq-open", limit=3)
+    assert nq.corpus is None
+    assert nq.examples[0].question == "when was the last time anyone was on the moon"
+    assert nq.examples[0].answers == ["14 December 1972 UTC", "December 1972"]
+    assert len(load_dataset("nq-open").examples) == 3610
+    assert len(load_dataset("efficientqa").examples) == 1800
+
+
+def test_asqa_short_answers_per_interpretation():
+    ds = load_dataset("asqa", limit=2)
+    ex = ds.examples[0]
+    assert ex.id == "-7013890438520559398"
+    assert ex.question == "Who has the highest goals in world football?"
+    assert ex.answer_groups == [["Daei", "Ali Daei"], ["Bican", "Josef Bican"], ["Sinclair", "Christine Sinclair"]]
+    assert "Josef Bican" in ex.answers
+    assert len(load_dataset("asqa").examples) == 948
+
+
+def test_fever_claims_labels_and_evidence():
+    ds = load_dataset("fever", limit=3)
+    nei, _, sup = ds.examples
+    assert nei.meta["label"] == "NOT ENOUGH INFO" and nei.gold_sentences is None
+    assert sup.meta["claim"] == "Fox 2000 Pictures released the film Soul Food."
+    assert sup.answers[0] == "true"
+    assert sup.gold_sentences == [("Soul Food (film)", 0)]
+    assert sup.gold_urls == ["https://en.wikipedia.org/wiki/Soul_Food_%28film%29"]
+    assert fever_title("Soul_Food_-LRB-film-RRB-") == "Soul Food (film)"
+
+
+def test_datasets_without_a_corpus_can_take_one():
+    ds = load_dataset("nq-open", limit=1, corpus="hotpotqa")
+    assert ds.corpus == "hotpotqa"
+    with pytest.raises(DatasetError, match="Unknown data set"):
+        load_dataset("no-such-set")
+
+
+def test_user_jsonl_keeps_good_lines_and_says_why_bad_ones_went(tmp_path):
+    path = tmp_path / "qs.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"id": "a", "question": "Q1?", "answer": "x", "urls": ["https://h/p"]}),
+        "{not json",
+        json.dumps({"question": "Q2?"}),  # no answers
+        json.dumps({"question": "Q3?", "answers": ["y", "z"], "supporting_facts": [["T", 1]]}),
+        json.dumps({"id": "a", "question": "again", "answer": "w"}),
+    ]) + "\n")
+    ds = load_jsonl_dataset(path)
+    assert [e.question for e in ds.examples] == ["Q1?", "Q3?"]
+    assert ds.examples[0].gold_urls == ["https://h/p"] and ds.examples[1].gold_sentences == [("T", 1)]
+    assert len(ds.skipped) == 3
+    assert "line 2" in ds.skipped[0] and "answers" in ds.skipped[1] and "duplicate" in ds.skipped[2]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("nonsense\n")
+    with pytest.raises(DatasetError, match="no usable question"):
+        load_jsonl_dataset(bad)
+
+
+def test_hotpot_supporting_facts_and_joint_on_a_real_record():
+    ds = load_dataset("hotpotqa-distractor", limit=1)
+    ex = ds.examples[0]  # Scott Derrickson / Ed Wood, gold ("Scott Derrickson", 0), ("Ed Wood", 0)
+    corpus = load_corpus(ex.corpus)
+    lookup = corpus_lookup(corpus)
+    sd, ew, film = corpus.get("Scott Derrickson"), corpus.get("Ed Wood"), corpus.get("Ed Wood (film)")
+
+    def first_sentence(doc):
+        s, e = doc.meta["sentences"][0]
+        return doc.text[s:e].strip()
+
+    gold_answer = Answer(ex.question, "Yes [1][2].", [
+        Quote(1, sd.title, sd.url, first_sentence(sd)), Quote(2, ew.title, ew.url, first_sentence(ew))])
+    m = score_answer(ex, gold_answer, lookup)["metrics"]
+    assert (m["sp_em"], m["sp_precision"], m["sp_recall"], m["sp_f1"]) == (1.0, 1.0, 1.0, 1.0)
+    assert (m["em"], m["joint_em"], m["joint_f1"]) == (1.0, 1.0, 1.0)
+
+    # One gold sentence plus a distractor sentence, answer "no": sp tp=1 fp=1 fn=1 -> P=R=F1=.5;
+    # HotpotQA scores "no" against "yes" as 0, so every joint metric is 0.
+    wrong = Answer(ex.question, "No [1][2].", [
+        Quote(1, sd.title, sd.url, first_sentence(sd)), Quote(2, film.title, film.url, first_sentence(film))])
+    scored = score_answer(ex, wrong, lookup)
+    m = scored["metrics"]
+    assert (m["sp_precision"], m["sp_recall"], m["sp_f1"], m["sp_em"]) == (0.5, 0.5, 0.5, 0.0)
+    assert (m["em"], m["joint_f1"], m["joint_em"]) == (0.0, 0.0, 0.0)
+    assert scored["quoted_sentences"] == [["Ed Wood (film)", 0], ["Scott Derrickson", 0]]
+    assert any("('Ed Wood', 0)" in r for r in scored["reasons"])
+
+    # A long answer: the answer words are right but HotpotQA's answer P/R on "yes" is 0 (the
+    # yes/no rule); our `correct` (answer contained) still sees it.
+    long = Answer(ex.question, "Yes, both were American [1][2].", gold_answer.quotes)
+    m = score_answer(ex, long, lookup)["metrics"]
+    assert (m["em"], m["correct"], m["joint_f1"], m["sp_f1"]) == (0.0, 1.0, 0.0, 1.0)
