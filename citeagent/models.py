@@ -7,6 +7,8 @@ those. Any other name is handed to `from_pretrained` unchanged (a Hugging Face i
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
 import os
 import shutil
@@ -41,9 +43,10 @@ def smollm2_dir() -> Path:
     """The converted safetensors copy of the bundled model, converting it on first use."""
     out = citeagent_home() / "models" / CACHE_NAME
     if not (out / "model.safetensors").is_file():
+        gguf = bundled_gguf()
         print(f"citeagent: converting the bundled {CACHE_NAME} GGUF to safetensors in {out} (once, ~30 s)",
               file=sys.stderr)
-        convert_gguf(bundled_gguf(), out)
+        convert_gguf(gguf, out)
     return out
 
 
@@ -69,11 +72,10 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     A GGUF-loaded model refuses save_pretrained, so the weights move into a fresh model built from
     the same config. Everything is written to a temporary sibling dir that is renamed into place
     last, so an interrupted conversion never leaves a half-written cache behind."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    gmodel = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = gmodel.config
+    gmodel, tokenizer = load_gguf(gguf)
+    config = copy.deepcopy(gmodel.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the saved weights are plain floats
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -100,12 +102,22 @@ def convert_gguf(gguf: Path, out: Path) -> None:
         raise
 
 
+def load_gguf(gguf: Path):
+    """(model, tokenizer) straight from a GGUF file, dequantised to float32 (slow: ~20 s for 135M)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    return model.eval(), tokenizer
+
+
 def _from_pretrained(path: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        with _no_progress_bars():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError) as e:
         if Path(path).exists():
             raise
@@ -116,3 +128,17 @@ def _from_pretrained(path: str, dtype: torch.dtype):
                       f"`hf download {path}` on a machine with internet, or pass a local model "
                       f"directory. ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """A 135M model loads in seconds; its per-tensor progress bar is noise on every run."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()

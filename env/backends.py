@@ -26,6 +26,8 @@ class Page:
     text: str  # plain text; link anchors sit at Link.start:Link.end inside it
     links: list[Link] = field(default_factory=list)
     doc_id: str = ""
+    # Where to open the page (a char offset), e.g. the entry a url's #fragment names; -1 = top.
+    offset: int = -1
 
 
 class BrowserError(Exception):

@@ -193,6 +193,7 @@ class Browser:
         except BrowserError as e:
             return f"Could not open {url}: {e}"
         view = PageView(page, self.config.window_chars)
+        offset = offset if offset >= 0 else page.offset  # a search hit, else the url's #fragment
         self._go(_Doc(view, view.window_of(offset) if offset >= 0 else 0))
         s.visited.append(page.url or url)
         return None

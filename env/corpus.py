@@ -1,6 +1,6 @@
 """A corpus: documents by id and url, and the passages search runs over.
 
-Saved as two JSONL files in a directory:
+Saved in a directory as:
 
     documents.jsonl   one Document.to_dict() per line
     passages.jsonl    {"id", "doc_id", "start", "end"} per line; the passage text is
@@ -88,7 +88,8 @@ class Corpus:
                 f.write(json.dumps(doc.to_dict(), ensure_ascii=False) + "\n")
         with open(directory / "passages.jsonl", "w", encoding="utf-8") as f:
             for p in self.passages:
-                f.write(json.dumps({"id": p.id, "doc_id": p.doc_id, "start": p.start, "end": p.end}, ensure_ascii=False) + "\n")
+                row = {"id": p.id, "doc_id": p.doc_id, "start": p.start, "end": p.end}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
         info = {"name": self.name, "chunk_chars": self.chunk_chars,
                 "documents": len(self.documents), "passages": len(self.passages)}
         (directory / "corpus.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -111,7 +112,8 @@ class Corpus:
                 if line.strip():
                     r = json.loads(line)
                     doc = by_id[r["doc_id"]]
-                    passages.append(Passage(r["id"], doc.id, r["start"], r["end"], doc.text[r["start"]:r["end"]], doc.title))
+                    start, end = r["start"], r["end"]
+                    passages.append(Passage(r["id"], doc.id, start, end, doc.text[start:end], doc.title))
         if len(documents) != info.get("documents") or len(passages) != info.get("passages"):
             raise CorpusError(f"The saved corpus in {directory} is incomplete ({len(documents)} documents and "
                               f"{len(passages)} passages on disk, corpus.json says {info.get('documents')} and "
@@ -160,7 +162,8 @@ def documents_from_records(records: Iterable[tuple[int, object]], column_map: di
                 problem = str(e)
         if problem:
             if strict:
-                raise CorpusError(f"{source}, {unit} {n}: {problem}. (Without strict mode bad {unit}s are skipped with a warning.)")
+                raise CorpusError(f"{source}, {unit} {n}: {problem}. "
+                                  f"(Without strict mode bad {unit}s are skipped with a warning.)")
             bad.append((n, problem))
             continue
         seen.add(doc.id)
@@ -248,7 +251,7 @@ def record_to_document(record, column_map: dict[str, str], default_id: str, corp
         if text is None:
             raise CorpusError(f"no 'text' field; its fields are: {', '.join(map(str, record))} "
                               "(map one with --column-map text=FIELD)")
-        raise CorpusError(f"'{col['text']}' is a {type(text).__name__}, not a string")
+        raise CorpusError(f"'{col['text']}' is not a string (it is {type(text).__name__})")
     doc_id = value("id")
     doc_id = default_id if doc_id is None or doc_id == "" else str(doc_id)
     title = value("title")

@@ -221,7 +221,8 @@ def open_index(spec_or_dir: str | Path | None = DEFAULT_CORPUS, kind: str = "bm2
             flags = f" --kinds {','.join(needed)}" if needed != ["bm25"] else ""
             flags += f" --embedder {embedder}" if embedder and "dense" in needed else ""
             out = f" --out {index_dir}" if index_dir != default_index_dir(spec) else ""
-            raise IndexMissingError(f"No {' + '.join(missing)} index for corpus {spec!r} at {index_dir}. Build it with:\n"
+            raise IndexMissingError(f"No {' + '.join(missing)} index for corpus {spec!r} at {index_dir}. "
+                                    "Build it with:\n"
                                     f"  citeagent index build --corpus {spec}{flags}{out}")
         build_index(spec, out_dir=index_dir, kinds=needed, embedder=embedder, **build_opts)
         manifest = read_manifest(index_dir)
@@ -294,7 +295,7 @@ def list_indexes() -> list[dict]:
     root = citeagent_home() / "indexes"
     out = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
-        manifest = read_manifest(d) if d.is_dir() else None
+        manifest = read_manifest(d) if d.is_dir() and not d.name.startswith(".") else None  # . = staging
         if manifest:
             out.append({"directory": str(d), "spec": manifest["spec"], "passages": manifest["passages"],
                         "kinds": sorted(manifest.get("kinds", {}))})

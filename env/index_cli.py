@@ -29,7 +29,8 @@ def add_index_parser(subparsers) -> argparse.ArgumentParser:
     build.add_argument("--column-map", default=None, metavar="FIELD=COLUMN,...",
                        help="for JSONL/HF corpora: which columns hold id,title,url,text,links, e.g. id=doc_id,text=body")
     build.add_argument("--chunk-chars", type=int, default=600, help="maximum passage length in characters")
-    build.add_argument("--split", default=None, help="dataset split (hotpotqa: default validation)")
+    build.add_argument("--split", default=None,
+                       help="hotpotqa: which split of the records (default validation); hf: specs say hf:NAME:SPLIT")
     build.add_argument("--strict", action="store_true", help="fail on the first bad JSONL line instead of skipping it")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cli_index_build)

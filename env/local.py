@@ -53,4 +53,6 @@ class LocalBackend:
         doc = self.corpus.by_url(url) or self.corpus.by_url(url.split("#", 1)[0])
         if doc is None:
             raise BrowserError(f"no page at {url}")
-        return Page(title=doc.title, url=doc.url, text=doc.text, links=list(doc.links), doc_id=doc.id)
+        fragment = url.split("#", 1)[1] if "#" in url else ""
+        offset = int((doc.meta.get("anchors") or {}).get(fragment, -1)) if fragment else -1
+        return Page(title=doc.title, url=doc.url, text=doc.text, links=list(doc.links), doc_id=doc.id, offset=offset)

@@ -1,6 +1,6 @@
 """Search latency and index-build throughput of env/ against the bare libraries. Prints JSON.
 
-    .venv/bin/python scripts/bench_search.py                  # 1,000,000 passages: ~15 min, ~10 GB
+    .venv/bin/python scripts/bench_search.py                  # 1,000,000 passages: ~20 min, ~5 GB
     .venv/bin/python scripts/bench_search.py --quick          # a smoke run in about a minute
 
 Latency (milliseconds, p50/p90 over --queries distinct queries, one query at a time) over a
@@ -10,7 +10,8 @@ unit vectors stand in for the passages' embeddings (queries are embedded by the 
 
     bm25s_retrieve          bare `retriever.retrieve(tokens)` on pre-tokenised queries
     bm25s_tokenize_retrieve bare `bm25s.tokenize` + `retrieve`, the library's documented use
-    faiss_search            bare `index.search` on pre-embedded queries (the same faiss index)
+    faiss_search            bare `index.search` on pre-embedded queries (the same faiss index),
+                            on one thread as ours runs it; faiss_search_default_threads: as is
     encode_faiss_search     bare `model.encode` + `index.search` (what a dense query costs)
     bm25 / dense / hybrid   our Searcher.search
     backend_bm25 / backend_hybrid   LocalBackend.search (one result per document)
@@ -124,29 +125,17 @@ def timed(fn, items, warmup: int = 5) -> dict:
         t = time.perf_counter()
         fn(x)
         ms.append((time.perf_counter() - t) * 1000)
-    ms.sort()
+    return summary(ms)
+
+
+def summary(ms: list[float]) -> dict:
+    ms = sorted(ms)
     return {"p50": round(statistics.median(ms), 3), "p90": round(ms[int(0.9 * (len(ms) - 1))], 3),
             "mean": round(statistics.fmean(ms), 3), "n": len(ms)}
 
 
 def rate(n: int, seconds: float) -> float:
     return round(n / seconds, 1) if seconds > 0 else float("inf")
-
-
-class torch_threads:
-    def __init__(self, n):
-        self.n = n
-
-    def __enter__(self):
-        import torch
-
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.before)
 
 
 # --- the benchmark -----------------------------------------------------------------------------------
@@ -157,7 +146,7 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--build-sample", type=int, default=100_000, help="passages for ours-vs-bare bm25s build")
-    ap.add_argument("--encode-passages", type=int, default=5000, help="real pydocs passages for the encoder")
+    ap.add_argument("--encode-passages", type=int, default=2000, help="real pydocs passages for the encoder")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     args = ap.parse_args(argv)
@@ -171,7 +160,7 @@ def main(argv=None) -> int:
 
     from env.local import LocalBackend
     from env.search.bm25 import BM25Searcher, passage_text
-    from env.search.dense import DenseConfig, DenseSearcher, encode, get_embedder
+    from env.search.dense import DenseConfig, DenseSearcher, encode, get_embedder, one_thread
     from env.search.hybrid import HybridSearcher
     from env.sources.pydocs import build_pydocs
 
@@ -219,8 +208,9 @@ def main(argv=None) -> int:
     lat["bm25s_tokenize_retrieve"] = timed(lambda q: retriever.retrieve(
         bm25s.tokenize([q], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False),
         k=k, show_progress=False), queries)
-    with torch_threads(1):  # the same setting our dense search uses for one query
-        qvecs = {q: encode(model, [q]) for q in queries}
+    qvecs = {q: encode(model, [q]) for q in queries}
+    lat["faiss_search_default_threads"] = timed(lambda q: dense.index.search(qvecs[q], k), queries)
+    with one_thread():  # the setting our dense search uses for one query (see env.search.dense)
         lat["faiss_search"] = timed(lambda q: dense.index.search(qvecs[q], k), queries)
         lat["encode_faiss_search"] = timed(
             lambda q: dense.index.search(model.encode([q], normalize_embeddings=True, convert_to_numpy=True), k),
@@ -254,11 +244,9 @@ def main(argv=None) -> int:
                 step_ms.append((time.perf_counter() - t) * 1000)
             if info.get("error"):
                 raise SystemExit(f"the environment rejected a search: {info['error']}")
-        step_ms.sort()
-        lat["env_search_bm25"] = {"p50": round(statistics.median(step_ms), 3),
-                                  "p90": round(step_ms[int(0.9 * (len(step_ms) - 1))], 3),
-                                  "mean": round(statistics.fmean(step_ms), 3), "n": len(step_ms)}
+        lat["env_search_bm25"] = summary(step_ms)
     out["latency_ms"] = lat
+    log("latency p50/p90 ms: " + ", ".join(f"{name} {v['p50']:.1f}/{v['p90']:.1f}" for name, v in lat.items()))
 
     def ratio(a, b):
         return round(lat[a]["p50"] / lat[b]["p50"], 3) if a in lat and b in lat else None

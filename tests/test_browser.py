@@ -218,3 +218,24 @@ def test_page_text_cannot_forge_link_markers():
     shown = PageView(evil).render(0)
     assert "【7†" not in shown and "[7+admin panel]" in shown
     assert "【0†real one】" in shown
+
+
+def test_in_page_link_with_fragment_opens_at_that_entry():
+    from env.index import open_index
+
+    corpus, searcher = open_index("pydocs", kind="bm25", build_if_missing=True)
+    doc = corpus.get("pydocs:module:json")
+    target = doc.meta["anchors"]["json.dumps"]
+    page = LocalBackend(corpus, searcher).open(doc.url + "#json.dumps")
+    assert page.offset == target
+    env = TextBrowserEnv(LocalBackend(corpus, searcher), BrowserConfig(window_chars=800))
+    env.reset(options={"question": "json.dumps"})
+    browser = env.browser
+    from env.browser import _Results
+    from env.backends import SearchResult
+
+    # a result without a hit offset: the click falls back to the url's fragment
+    browser.state.view = _Results("q", [SearchResult(doc.title, doc.url + "#json.dumps", "", -1)])
+    *_, info = env.step("Clicked on link 0")
+    lo = info["page"]["window"]
+    assert "json.dumps" in info["window_text"] and lo > 0

@@ -1,5 +1,4 @@
 """Every metric against cases worked out by hand."""
-import math
 
 import pytest
 

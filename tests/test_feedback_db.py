@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
 from citeagent.feedback.auth import authenticate, check_password, create_user, hash_password, set_active
 from citeagent.feedback.db import Assignment, Judgement, Pair, make_engine, transaction
@@ -16,10 +17,25 @@ from citeagent.reward.schema import DataError
 from feedback_support import PASSWORD, write_policy_answers
 
 
-@pytest.fixture
-def db(tmp_path):
-    path = tmp_path / "labels.db"
-    return path, make_engine(f"sqlite:///{path}")
+# Set CITEAGENT_TEST_PG_URL (a PostgreSQL database the tests may wipe) to run every test on PostgreSQL too.
+PG_URL = os.environ.get("CITEAGENT_TEST_PG_URL")
+
+
+@pytest.fixture(params=["sqlite"] + (["postgresql"] if PG_URL else []))
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        path = tmp_path / "labels.db"
+        engine = make_engine(f"sqlite:///{path}")
+    else:
+        from citeagent.feedback.db import Base
+
+        path = None
+        wipe = create_engine(PG_URL)
+        Base.metadata.drop_all(wipe)
+        wipe.dispose()
+        engine = make_engine(PG_URL)
+    yield path, engine
+    engine.dispose()
 
 
 def count(engine, model) -> int:
@@ -35,8 +51,9 @@ FORM = JudgementForm(preference=-3, left={"supported": True, "plausible": True, 
                      right={"supported": False, "plausible": True, "harmful": True}, reason="left quotes it")
 
 
-def test_sqlite_is_wal_with_full_sync(db):
-    path, engine = db
+def test_sqlite_is_wal_with_full_sync(tmp_path):
+    path = tmp_path / "labels.db"
+    engine = make_engine(f"sqlite:///{path}")
     with engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
@@ -208,3 +225,30 @@ def test_accounts(db):
     assert authenticate(engine, "nobody", PASSWORD) is None
     set_active(engine, "alice", False)
     assert authenticate(engine, "alice", PASSWORD) is None
+
+
+def test_active_selection_serves_the_least_certain_pairs_first(db, tmp_path):
+    from citeagent.feedback.queue import reprioritize, uncertainty
+    from citeagent.reward.model import RewardModel, build_backbone, load_reward_model
+
+    _, engine = db
+    model, tokenizer = build_backbone("tiny", seed=3)
+    rm = load_reward_model(RewardModel(model, tokenizer, max_length=64).save(tmp_path / "rm"))
+    items, _ = read_pairs(write_policy_answers(tmp_path / "a.jsonl", n_questions=6, hostile=False))
+    pri = uncertainty(rm, items)
+    assert all(0.0 <= p <= 1.0 for p in pri) and len(set(pri)) > 1
+    enqueue(engine, items, priorities=pri)
+    alice, = users(engine, "alice")
+    served = []
+    while (a := next_assignment(engine, alice.id, labels_per_pair=1)) is not None:
+        skip_assignment(engine, alice, a.id, a.nonce)
+        with transaction(engine) as s:
+            served.append(s.get(Pair, a.pair_id).priority)
+    assert served == sorted(pri, reverse=True)
+    # a newer model re-scores whatever is still unjudged
+    with transaction(engine) as s:
+        for p in s.scalars(select(Pair)):
+            p.priority = 0.0
+    assert reprioritize(engine, rm) == 6
+    with transaction(engine) as s:
+        assert sorted(p.priority for p in s.scalars(select(Pair))) == pytest.approx(sorted(pri))

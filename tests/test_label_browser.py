@@ -2,15 +2,13 @@
 submit; then the database and the export are checked. Debian's chromium, driven by Playwright."""
 from __future__ import annotations
 
-import os
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from citeagent.reward.sources import load_webgpt_file
-from feedback_support import PASSWORD, REPO, XSS_TITLE, run_cli, start_server, write_policy_answers
+from feedback_support import PASSWORD, XSS_TITLE, run_cli, start_server, write_policy_answers
 
 CHROMIUM = "/usr/bin/chromium"
 # Without these the sandboxed, closed network refuses Chromium's connections (see the project brief).
@@ -82,10 +80,7 @@ def _label_three_pairs(browser, base: str, tmp_path: Path) -> None:
     assert page.evaluate("window.__pwned") is None  # ... and never ran; nor did the onerror image
     assert page.locator("a.url[href^='javascript']").count() == 0
     assert page.locator(".source .url", has_text="javascript:window.__pwned=3").count() == 1
-    shot = tmp_path / "label_app.png"
-    page.screenshot(path=str(shot), full_page=True)
-    if os.environ.get("CITEAGENT_UPDATE_SCREENSHOT") == "1":
-        shutil.copy(shot, REPO / "docs" / "label_app.png")
+    page.screenshot(path=str(tmp_path / "label_app.png"), full_page=True)  # docs/ has scripts/label_app_screenshot.py's
 
     # submitting with nothing chosen is stopped by the form itself: still the same pair, nothing stored
     page.click("#submit")

@@ -64,6 +64,19 @@ def test_bm25_stems(pydocs_bm25):
     assert pydocs_bm25.search("serializing JSON", 1)[0].doc_id == pydocs_bm25.search("serialize JSON", 1)[0].doc_id
 
 
+def test_bm25_query_words_are_cut_like_the_passages(pydocs_bm25):
+    from env.search.bm25 import _tokenizer
+
+    # A copy: Tokenizer.tokenize caches query words, and the index's own tokenizer must stay clean.
+    tokenizer, original = _tokenizer(pydocs_bm25.config), pydocs_bm25.tokenizer
+    tokenizer.word_to_stem, tokenizer.stem_to_sid = dict(original.word_to_stem), dict(original.stem_to_sid)
+    tokenizer.word_to_id = dict(original.word_to_id)
+    empty = tokenizer.word_to_id.get("")
+    for q in ["Serializing JSON objects!", "os.path.join(a, b)", "the quick brown foxes", "ÜBER straße"]:
+        expected = [i for i in tokenizer.tokenize([q], update_vocab=False, show_progress=False)[0] if i != empty]
+        assert pydocs_bm25.query_ids(q) == expected
+
+
 def test_bm25_k_larger_than_corpus():
     docs = [Document(str(i), f"T{i}", f"u{i}", f"apple number {i}") for i in range(3)]
     searcher = BM25Searcher.build(Corpus(docs).passages, show_progress=False)

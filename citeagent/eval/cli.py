@@ -25,9 +25,10 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
                    "{question, answers[, supporting_facts | urls, id, corpus]} (default: %(default)s)")
     p.add_argument("--policy", default=_D.policy, help="baseline, lm, or a model name/path (default: %(default)s)")
     p.add_argument("--predictions", default=None, metavar="FILE",
-                   help="score this JSONL of {question, answer, quotes[, id, score, declined]} instead of running a policy")
+                   help="score this JSONL of {question, answer, quotes[, id, score, declined]} instead of running a "
+                        "policy; an earlier run's records.jsonl scores that run again (e.g. with another --judge)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N questions")
-    p.add_argument("--out", default=None, help="run directory (default: eval_runs/<dataset>__<policy>)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/eval/<dataset>__<policy>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, skipping finished questions")
     p.add_argument("--judge", default=_D.judge, help="support judge: 'default' (the trained MiniLM judge), a Hugging "
                    "Face NLI model name or directory, or 'none' to leave judge metrics unmeasured (default: %(default)s)")

@@ -7,6 +7,9 @@ Bad input never stops the run. Each line ends up as one of:
   why); it is scored 0 on every metric, with that reason;
 - unmatched: an answer to a question the data set does not have, or a second answer to the
   same question; listed in the run, not scored.
+
+The records.jsonl of an earlier `citeagent eval` run is also a predictions file: its answers are
+scored again (with another judge, say) and its traces, costs and scores are kept.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from citeagent.answer import Answer
 from citeagent.eval.answer_metrics import normalize_answer
 from citeagent.eval.datasets import EvalExample
 
+COST_METRICS = ("n_actions", "n_invalid", "tokens_generated", "seconds")
+
 
 @dataclass
 class Prediction:
@@ -26,6 +31,7 @@ class Prediction:
     answer: Answer | None  # None: malformed
     score: float | None
     error: str  # "" when the line is a usable answer
+    carried: dict | None = None  # from an earlier run's record: trace, costs, reward score
 
 
 def _question_key(q: str) -> str:
@@ -51,6 +57,18 @@ def read_predictions(path: str | Path, examples: list[EvalExample]) -> list[Pred
             except json.JSONDecodeError as e:
                 out.append(Prediction(ln, None, None, None, f"malformed prediction, line {ln}: not JSON ({e.msg})"))
                 continue
+            carried = None
+            if isinstance(d, dict) and "metrics" in d and d.get("answer") is None:  # a failed record of a run
+                ex = by_id.get(str(d.get("id")))
+                if ex is not None:
+                    taken.add(ex.id)
+                out.append(Prediction(ln, ex, None, None, f"line {ln}: the earlier run has no answer: {d.get('error')}"))
+                continue
+            if isinstance(d, dict) and isinstance(d.get("answer"), dict) and "metrics" in d:
+                carried = {"trace": d.get("trace") or [], "reward_score": d.get("reward_score"),
+                           "cost": {k: v for k, v in (d.get("metrics") or {}).items() if k in COST_METRICS},
+                           "terminated": d.get("terminated"), "truncated": d.get("truncated")}
+                d = {**d["answer"], "id": d.get("id"), "score": d.get("score")}
             ex = None
             if isinstance(d, dict):
                 ex = by_id.get(str(d.get("id"))) if d.get("id") is not None else None
@@ -71,5 +89,5 @@ def read_predictions(path: str | Path, examples: list[EvalExample]) -> list[Pred
                 continue
             taken.add(ex.id)
             score = d.get("score")
-            out.append(Prediction(ln, ex, ans, float(score) if isinstance(score, (int, float)) else None, ""))
+            out.append(Prediction(ln, ex, ans, float(score) if isinstance(score, (int, float)) else None, "", carried))
     return out

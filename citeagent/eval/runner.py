@@ -15,13 +15,13 @@ import json
 import logging
 import time
 import traceback
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from citeagent.answer import Answer
-from citeagent.eval.datasets import DatasetError, EvalDataset, EvalExample, load_dataset
+from citeagent.eval.datasets import EvalDataset, EvalExample, load_dataset
 from citeagent.eval.scoring import ScoringConfig, score_answer
-from citeagent.eval.summary import ALL_METRICS, summarize
+from citeagent.eval.summary import summarize
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class EvalConfig:
     policy: str = "baseline"  # baseline | lm | a model name or path
     predictions: str | None = None  # score this JSONL of answers instead of running a policy
     limit: int | None = None  # the first N questions (or N prediction lines)
-    out: str | None = None  # default eval_runs/<dataset>__<policy>
+    out: str | None = None  # default runs/eval/<dataset>__<policy>
     resume: bool = False
     judge: str | None = "default"  # the trained judge; a HF NLI model name/dir; "none"
     reward_model: str | None = None  # a second decline curve, ranked by this model's scores
@@ -101,7 +101,7 @@ class Corpora:
         from env.sources import load_corpus
 
         corpus = load_corpus(spec)
-        _, searcher = in_memory_index(corpus, self.config.search)
+        searcher = in_memory_index(corpus, self.config.search)
         return corpus, LocalBackend(corpus, searcher)
 
     def backend(self, example: EvalExample):
@@ -187,7 +187,7 @@ def failure_metrics(example: EvalExample | None, judged: bool) -> dict:
 class EvalRun:
     def __init__(self, config: EvalConfig):
         self.config = config
-        self.out = Path(config.out or Path("eval_runs") / config.run_name())
+        self.out = Path(config.out or Path("runs") / "eval" / config.run_name())
         self.records_path = self.out / RECORDS
 
     def _check_resume(self) -> list[dict]:
@@ -256,6 +256,12 @@ class EvalRun:
                 else:
                     rec = self._score(p.example, p.answer, corpora.lookup(p.example), judge, reward, scoring)
                     rec["score"] = p.score
+                    if p.carried:  # an earlier run's record, scored again
+                        rec["metrics"].update(p.carried["cost"])
+                        rec.update(trace=p.carried["trace"], terminated=p.carried["terminated"],
+                                   truncated=p.carried["truncated"])
+                        if rec["reward_score"] is None:
+                            rec["reward_score"] = p.carried["reward_score"]
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
                 f.flush()
                 bar.update(1)
@@ -343,7 +349,7 @@ class EvalRun:
         summary["out"] = str(self.out)
         if dataset is not None:
             summary["dataset"] = {"name": dataset.name, "description": dataset.description, "corpus": dataset.corpus,
-                                  "n_available": len(dataset.examples), "skipped_lines": dataset.skipped[:20]}
+                                  "n_loaded": len(dataset.examples), "skipped_lines": dataset.skipped[:20]}
         if judge is not None:
             meta = getattr(judge, "meta", {}) or {}
             summary["judge"] = {"name": judge.name, "threshold": judge.threshold,
@@ -374,12 +380,3 @@ def _bar(total: int, enabled: bool, desc: str):
 
 def run_eval(config: EvalConfig) -> dict:
     return EvalRun(config).run()
-
-
-def config_from_dict(d: dict) -> EvalConfig:
-    names = {f.name for f in fields(EvalConfig)}
-    return EvalConfig(**{k: v for k, v in d.items() if k in names})
-
-
-def headline(summary: dict) -> list[tuple[str, dict]]:
-    return [(m, summary["metrics"][m]) for m in ALL_METRICS if m in summary["metrics"]]

@@ -165,7 +165,9 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
         return data
 
     def login_redirect(request: Request) -> RedirectResponse:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        # back to the page after logging in; a form post (session expired) goes back to labelling
+        target = request.url.path if request.method == "GET" else "/label"
+        return RedirectResponse(f"/login?next={target}", status_code=303)
 
     @app.exception_handler(SubmitError)
     async def submit_error(request: Request, exc: SubmitError):

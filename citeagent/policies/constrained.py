@@ -168,7 +168,7 @@ class Allowed:
 class TokenIndex:
     """A tokenizer's vocabulary as bytes, with the byte trie and the free-text tables."""
 
-    CACHE_LIMIT = 20_000
+    CACHE_LIMIT = 4096  # entries; a mask entry is ~50 KB
 
     def __init__(self, tokenizer, vocab_size: int | None = None, eos_ids: list[int] | None = None):
         self.tokens = vocab_bytes(tokenizer, vocab_size)
@@ -597,9 +597,11 @@ def generate(
             probs = _top_p(torch.softmax(masked / config.temperature, -1), config.top_p)
             chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
-            chosen = masked.argmax(-1)
-        lp = torch.log_softmax(masked, -1).gather(1, chosen[:, None]).squeeze(1).tolist()
-        mlp = torch.log_softmax(logits, -1).gather(1, chosen[:, None]).squeeze(1).tolist()
+            chosen = masked.max(-1).indices
+        # log p(chosen) = logit - logsumexp(logits): cheaper than a full log_softmax over the vocab
+        pick = chosen[:, None]
+        lp = (masked.gather(1, pick).squeeze(1) - masked.logsumexp(-1)).tolist()
+        mlp = (logits.gather(1, pick).squeeze(1) - logits.logsumexp(-1)).tolist()
 
         # 3. advance each row's grammar
         for i, t in enumerate(chosen.tolist()):

@@ -16,10 +16,10 @@ _WHERE = {
     "Comparison": "citeagent.reward.schema",
     "RewardModel": "citeagent.reward.model",
     "load_reward_model": "citeagent.reward.model",
-    "default_reward_model_dir": "citeagent.reward.model",
+    "default_reward_model_dir": "citeagent.reward.config",
     "load_source": "citeagent.reward.sources",
     "load_sources": "citeagent.reward.sources",
-    "RMConfig": "citeagent.reward.trainer",
+    "RMConfig": "citeagent.reward.config",
     "train_reward_model": "citeagent.reward.trainer",
 }
 

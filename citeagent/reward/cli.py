@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import sys
 
-from citeagent.reward.trainer import RMConfig
+from citeagent.reward.config import RMConfig
 
 HELP = {
     "data": "comma-separated sources: webgpt, hh-rlhf[:split+split], lfqa, hotpotqa-synth[:N], hotpotqa-gold:PATH, "
@@ -68,24 +68,39 @@ def cmd_train_rm(args) -> int:
     cfg = config_from_args(args, RMConfig)
     if args.eval_only:
         return _eval_only(cfg)
+    from citeagent.reward.sources import load_sources
+
+    sources = load_sources(cfg.data)  # bad data stops here, before torch is even imported
     from citeagent.reward.trainer import train_reward_model
 
-    train_reward_model(cfg)
+    train_reward_model(cfg, sources=sources)
     print(cfg.out_dir() / "report.md")
     return 0
 
 
 def _eval_only(cfg: RMConfig) -> int:
+    """Re-measure a saved model on the held-out pairs of --data; its report's held-out part is replaced."""
+    import json
+
     from citeagent.reward.model import load_reward_model
-    from citeagent.reward.report import evaluate_sources, markdown_table
+    from citeagent.reward.report import evaluate_sources, markdown_table, write_report
     from citeagent.reward.sources import load_sources, split_heldout, subsample
 
-    rm = load_reward_model(cfg.out_dir())
+    out = cfg.out_dir()
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    rm = load_reward_model(out)
     heldout = {}
     for name, (comps, _stats) in load_sources(cfg.data).items():
         _train, he = split_heldout(comps, cfg.heldout_frac, seed=cfg.seed)
         heldout[name] = subsample(he, cfg.max_heldout_pairs, cfg.seed)
-    print(markdown_table(evaluate_sources(rm, heldout, cfg.label_mode, cfg.n_boot, cfg.seed)))
+    results = evaluate_sources(rm, heldout, cfg.label_mode, cfg.n_boot, cfg.seed)
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
+    report.update(heldout=results, evaluated_on=cfg.data)
+    write_report(report, out)
+    print(markdown_table(results))
     return 0
 
 

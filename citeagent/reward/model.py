@@ -17,17 +17,11 @@ from pathlib import Path
 import torch
 
 from citeagent.answer import Answer, render_for_model
+from citeagent.reward.config import default_reward_model_dir
 
 META_FILE = "citeagent_reward.json"
 FORMAT_VERSION = 1
 BACKBONES_HELP = "minilm (offline default), tiny (random, for tests), policy[:NAME] (the policy LM with a scalar head), or any Hugging Face name/path"
-
-
-def default_reward_model_dir() -> Path:
-    """Where `citeagent train rm` saves the default model and where others load it from."""
-    from env.paths import citeagent_home
-
-    return citeagent_home() / "reward" / "minilm-default"
 
 
 def resolve_backbone(name: str) -> str:
@@ -73,6 +67,23 @@ def build_backbone(name: str, seed: int = 0):
     return model, tokenizer
 
 
+def _cut_question(tokenizer, question: str, budget: int) -> str:
+    if budget <= 0 or len(question) < budget * 2:  # no token is shorter than half a char on average
+        return question
+    if getattr(tokenizer, "is_fast", False):
+        offsets = tokenizer(question, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        if len(offsets) <= budget:
+            return question
+        return "..." + question[offsets[-budget][0]:]
+    return "..." + question[-budget * 4:]  # slow tokenizers: about four characters a token
+
+
+def encode_answer(tokenizer, question: str, answer: Answer, max_length: int, max_question_tokens: int) -> list[int]:
+    """Token ids of (question, answer, quotes) as the reward model reads them."""
+    text = render_for_model(_cut_question(tokenizer, question, max_question_tokens), answer)
+    return tokenizer(text, truncation=True, max_length=max_length)["input_ids"]
+
+
 class RewardModel:
     """Scores cited answers; higher is better. P(a better than b) = sigmoid(score(a) - score(b))."""
 
@@ -85,22 +96,8 @@ class RewardModel:
         self.meta = dict(meta or {})
         self.device = device
 
-    # --- text to tokens ---------------------------------------------------------------------------
-    def _cut_question(self, question: str) -> str:
-        budget = self.max_question_tokens
-        if budget <= 0 or len(question) < budget * 2:  # no token is shorter than half a char on average
-            return question
-        if getattr(self.tokenizer, "is_fast", False):
-            enc = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-            offsets = enc["offset_mapping"]
-            if len(offsets) <= budget:
-                return question
-            return "..." + question[offsets[-budget][0]:]
-        return "..." + question[-budget * 4:]  # slow tokenizers: about four characters a token
-
     def encode(self, question: str, answer: Answer) -> list[int]:
-        text = render_for_model(self._cut_question(question), answer)
-        return self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"]
+        return encode_answer(self.tokenizer, question, answer, self.max_length, self.max_question_tokens)
 
     # --- scoring ----------------------------------------------------------------------------------
     @torch.inference_mode()

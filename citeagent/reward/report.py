@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from citeagent.eval.bootstrap import bootstrap_ci
 from citeagent.reward.schema import Comparison
 
 N_BINS = 10
@@ -18,8 +17,10 @@ def evaluate_comparisons(rm, comps: list[Comparison], label_mode: str = "webgpt"
     """Metrics of one reward model on one set of comparisons.
 
     Accuracy counts only comparisons with a preferred side (ties have no right answer) and gives
-    half credit when the model scores both answers exactly the same. Calibration bins the model's
-    confidence in the side it prefers; a calibrated model is right 70% of the time when it is 70% sure."""
+    half credit when the model scores both answers exactly the same. Its interval resamples
+    questions, not pairs: several judgements of one question (LFQA's experts, two annotators in the
+    app) are not independent evidence. Calibration bins the model's confidence in the side it
+    prefers; a calibrated model is right 70% of the time when it is 70% sure."""
     if not comps:
         return {"n": 0}
     questions = [c.question for c in comps for _ in (0, 1)]
@@ -41,7 +42,7 @@ def evaluate_comparisons(rm, comps: list[Comparison], label_mode: str = "webgpt"
         "n": len(comps),
         "n_decided": int(decided.sum()),
         "n_ties": int((~decided).sum()),
-        "accuracy": bootstrap_ci(correct.tolist(), n_resamples=n_boot, seed=seed),
+        "accuracy": cluster_bootstrap(correct, [c.split_key() for c, k in zip(comps, decided) if k], n_boot, seed),
         "log_loss": log_loss,
         "calibration": calib,
         "tie_mean_abs_margin": float(np.mean(np.abs(d[~decided]))) if (~decided).any() else None,
@@ -49,6 +50,24 @@ def evaluate_comparisons(rm, comps: list[Comparison], label_mode: str = "webgpt"
         "preferred_mean": float(preferred.mean()) if preferred.size else None,
         "dispreferred_mean": float(other.mean()) if other.size else None,
     }
+
+
+def cluster_bootstrap(values: np.ndarray, groups: list[str], n_boot: int = 1000, seed: int = 0,
+                      confidence: float = 0.95) -> dict | None:
+    """Mean of `values` with a percentile-bootstrap interval that resamples whole groups."""
+    if len(values) == 0:
+        return None
+    index = {g: i for i, g in enumerate(dict.fromkeys(groups))}
+    gid = np.asarray([index[g] for g in groups])
+    sums = np.bincount(gid, weights=values, minlength=len(index))
+    counts = np.bincount(gid, minlength=len(index)).astype(float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(index), size=(n_boot, len(index)))
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return {"mean": float(np.mean(values)), "ci_low": float(lo), "ci_high": float(hi), "n": int(len(values)),
+            "n_questions": len(index)}
 
 
 def _calibration(p: np.ndarray, y: np.ndarray) -> dict:

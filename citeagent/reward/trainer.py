@@ -15,55 +15,17 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from citeagent.reward.model import RewardModel, build_backbone, default_reward_model_dir
+from citeagent.reward.config import RMConfig
+from citeagent.reward.model import RewardModel, build_backbone
 from citeagent.reward.report import evaluate_sources, markdown_table, write_report
-from citeagent.reward.schema import LABEL_MODES, Comparison
+from citeagent.reward.schema import Comparison
 from citeagent.reward.sources import load_sources, split_heldout, subsample
-
-
-@dataclass
-class RMConfig:
-    data: str = "hh-rlhf,lfqa,hotpotqa-synth"  # sources, see citeagent.reward.sources
-    backbone: str = "minilm"
-    out: str = ""  # default: citeagent_home()/reward/minilm-default for minilm, else .../reward/<backbone>
-    label_mode: str = "webgpt"  # webgpt: ties 0.5, others hard by sign; graded: p = (1 + score_0) / 2
-    heldout_frac: float = 0.2  # of each source's questions, never trained on
-    max_train_pairs: int | None = None  # per source
-    max_heldout_pairs: int | None = None  # per source
-    max_length: int = 256  # tokens per (question, answer, quotes)
-    max_question_tokens: int = 96  # long dialogues keep their last turns
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 8  # pairs per step
-    lr: float = 5e-5
-    weight_decay: float = 0.0
-    warmup: float = 0.05  # fraction of the steps
-    center_rewards: float | None = 0.01  # keeps scores near 0 so that they compare across runs
-    group_by_length: bool = True
-    seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 leaves torch's default
-    n_boot: int = 1000
-    logging_steps: int = 10
-
-    def __post_init__(self):
-        if self.label_mode not in LABEL_MODES:
-            raise ValueError(f"--label-mode must be one of {', '.join(LABEL_MODES)} (got {self.label_mode!r})")
-        if self.batch_size < 1 or self.max_length < 16:
-            raise ValueError("--batch-size must be >= 1 and --max-length >= 16")
-
-    def out_dir(self) -> Path:
-        if self.out:
-            return Path(self.out)
-        if self.backbone == "minilm":
-            return default_reward_model_dir()
-        return default_reward_model_dir().parent / self.backbone.replace("/", "--").replace(":", "-")
 
 
 @dataclass
@@ -77,11 +39,36 @@ class SoftPreferenceCollator(DataCollatorForPreference):
         return out
 
 
+def is_head(name: str, model) -> bool:
+    """The scalar head (and BERT's pooler, which only the head reads), as opposed to the backbone."""
+    return not name.startswith(model.base_model_prefix + ".") or ".pooler." in name
+
+
 class CiteRewardTrainer(RewardTrainer):
-    def __init__(self, *args, processing_class=None, data_collator=None, **kwargs):
+    def __init__(self, *args, processing_class=None, data_collator=None, head_lr: float | None = None, **kwargs):
         if data_collator is None and processing_class is not None:
             data_collator = SoftPreferenceCollator(pad_token_id=processing_class.pad_token_id)
+        self.head_lr = head_lr
         super().__init__(*args, processing_class=processing_class, data_collator=data_collator, **kwargs)
+
+    def create_optimizer(self, model=None):
+        # The head starts from random weights and the backbone from pretrained ones: on a budget of a
+        # few hundred steps the head needs a larger step than the backbone can take without damage.
+        fresh = self.optimizer is None
+        opt = super().create_optimizer(model)
+        if fresh and self.head_lr:
+            model = self.model if model is None else model
+            head = {id(p) for n, p in model.named_parameters() if is_head(n, model)}
+            moved = []
+            for group in opt.param_groups:
+                params = group["params"]
+                group["params"] = [p for p in params if id(p) not in head]
+                if len(group["params"]) < len(params):
+                    moved.append({**{k: v for k, v in group.items() if k != "params"}, "lr": self.head_lr,
+                                  "params": [p for p in params if id(p) in head]})
+            for group in moved:
+                opt.add_param_group(group)
+        return opt
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -110,13 +97,14 @@ class CiteRewardTrainer(RewardTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def pair_rows(rm: RewardModel, comps: list[Comparison], label_mode: str) -> list[dict]:
-    """Tokenised (chosen, rejected, P(chosen better)) rows; the preferred answer goes first."""
+def pair_rows(encode, comps: list[Comparison], label_mode: str) -> list[dict]:
+    """Tokenised (chosen, rejected, P(chosen better)) rows; the preferred answer goes first.
+    `encode(question, answer)` gives token ids, e.g. RewardModel.encode."""
     rows = []
     for c in comps:
         p = c.label(label_mode)
         a, b = (c.answer_0, c.answer_1) if p >= 0.5 else (c.answer_1, c.answer_0)
-        ca, cb = rm.encode(c.question, a), rm.encode(c.question, b)
+        ca, cb = encode(c.question, a), encode(c.question, b)
         rows.append({"chosen_ids": ca, "rejected_ids": cb, "label_prob": max(p, 1 - p), "length": max(len(ca), len(cb))})
     return rows
 
@@ -130,6 +118,8 @@ def reward_config(cfg: RMConfig, output_dir: str, **overrides) -> RewardConfig:
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         length_column_name="length", dataloader_num_workers=0, disable_tqdm=True,
         use_cpu=not torch.cuda.is_available(),
+        # TRL turns bf16 on by default; on a CPU bf16 autocast is slower than fp32 and coarsens the scores
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
     )
     kw.update(overrides)
     return RewardConfig(**kw)
@@ -143,18 +133,19 @@ def fit(rm: RewardModel, train: list[Comparison], cfg: RMConfig, log=None) -> di
         raise ValueError("No training comparisons: every source is empty after the held-out split.")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    rows = pair_rows(rm, train, cfg.label_mode)
+    rows = pair_rows(rm.encode, train, cfg.label_mode)
     work = tempfile.mkdtemp(prefix="citeagent-rm-")
     try:
         trainer = CiteRewardTrainer(model=rm.model, args=reward_config(cfg, work), train_dataset=Dataset.from_list(rows),
-                                    processing_class=rm.tokenizer)
+                                    processing_class=rm.tokenizer, head_lr=cfg.head_lr)
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
         history = [h for h in trainer.state.log_history if "loss" in h]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    rm.model = trainer.model.to(rm.device)
+    # unwrap: accelerate leaves a mixed-precision autocast wrapper on forward() after training
+    rm.model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).to(rm.device)
     rm.model.eval()
     steps = trainer.state.global_step
     pairs_seen = steps * cfg.batch_size
@@ -164,10 +155,12 @@ def fit(rm: RewardModel, train: list[Comparison], cfg: RMConfig, log=None) -> di
             "pairs_per_second": pairs_seen / max(seconds, 1e-9), "log_history": history}
 
 
-def train_reward_model(cfg: RMConfig, log=lambda m: print(m, file=sys.stderr)) -> tuple[RewardModel, dict]:
-    """Load the sources, split each by question, train, save the model and its held-out report."""
+def train_reward_model(cfg: RMConfig, log=lambda m: print(m, file=sys.stderr), sources: dict | None = None
+                       ) -> tuple[RewardModel, dict]:
+    """Load the sources (unless given, as `load_sources` returns them), split each by question,
+    train, save the model and its held-out report."""
     out = cfg.out_dir()
-    sources = load_sources(cfg.data)
+    sources = sources if sources is not None else load_sources(cfg.data)
     train, heldout, data_stats = [], {}, {}
     for name, (comps, stats) in sources.items():
         tr, he = split_heldout(comps, cfg.heldout_frac, seed=cfg.seed)

@@ -11,8 +11,9 @@ Two kinds of document:
 Dotted names a page mentions that another page documents (`json.dumps`, `os.path`) become
 Links to `<that page's url>#<qualified name>`.
 
-The build is deterministic for a given Python: names are visited in a fixed order, and signature
-defaults whose repr varies between runs (memory addresses, set order, os.environ) are rewritten.
+The build is deterministic for a given Python: it runs in a fresh standard-library-only process
+(see build_pydocs), names are visited in a fixed order, and signature defaults whose repr varies
+between runs (memory addresses, set order, os.environ) are rewritten.
 """
 from __future__ import annotations
 
