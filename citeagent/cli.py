@@ -96,12 +96,6 @@ TRAIN_PLUGINS = [
 def _register(sub, module: str, fn: str) -> None:
     import importlib
 
-    if os.environ.get("CITEAGENT_DEV_LENIENT_CLI") == "1":  # TODO(lead): remove before merge
-        try:
-            getattr(importlib.import_module(module), fn)(sub)
-        except (ImportError, AttributeError):
-            pass
-        return
     getattr(importlib.import_module(module), fn)(sub)
 
 

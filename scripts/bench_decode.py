@@ -88,11 +88,11 @@ def compare(policy, model, tok, rows, bs: int, repeats: int) -> dict:
         chunk = rows[lo:lo + bs]
         obs, infos = [r[0] for r in chunk], [r[1] for r in chunk]
         enc = tok([policy.prompt(o) for o in obs], return_tensors="pt", padding=True, add_special_tokens=False)
-        gens = policy._decode(obs, infos)  # untimed: finds the step count and warms the grammar caches
+        gens = policy.decode(obs, infos)  # untimed: finds the step count and warms the grammar caches
         steps = max(g.n_tokens for g in gens)
 
         def constrained():
-            return policy._decode(obs, infos)
+            return policy.decode(obs, infos)
 
         def unconstrained():
             out = model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, do_sample=False,

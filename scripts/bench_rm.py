@@ -1,14 +1,15 @@
 """Reward-model training speed: citeagent's trainer against TRL's RewardTrainer used plainly, on
-the same pre-tokenised pairs, the same backbone and the same number of steps, in one run.
+the same pre-tokenised pairs, the same backbone and the same number of whole epochs, in one run.
 
-    .venv/bin/python scripts/bench_rm.py --pairs 256 --steps 24 --out bench_rm.json
+    .venv/bin/python scripts/bench_rm.py --pairs 192 --epochs 1 --out bench_rm.json
 
 Variants:
 - trl_plain: RewardTrainer with RewardConfig's defaults (bf16 autocast, random batches, hard labels);
 - trl_plain_fp32: the same with bf16 off, to separate the precision effect from the batching one;
 - citeagent: CiteRewardTrainer (soft labels for ties, length-grouped batches, fp32 on CPU).
 pairs/s counts pairs seen by the optimiser per second of trainer.train(); the JSON also gives the
-ratio of citeagent to each plain variant.
+ratio of citeagent to each plain variant. Whole epochs, not a number of steps: length-grouped
+batches run from the longest to the shortest, so a partial epoch would time only the long ones.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def main() -> int:
     ap.add_argument("--data", default="hh-rlhf,hotpotqa-synth", help="preference sources (see citeagent train rm)")
     ap.add_argument("--backbone", default="minilm")
     ap.add_argument("--pairs", type=int, default=256, help="pairs in the training set")
-    ap.add_argument("--steps", type=int, default=24, help="optimiser steps per variant")
+    ap.add_argument("--epochs", type=int, default=1, help="passes over the pairs per variant")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -53,7 +54,7 @@ def main() -> int:
     comps = [c for cs, _ in load_sources(args.data).values() for c in cs]
     comps = subsample(comps, args.pairs, seed=0)
     _, tokenizer = build_backbone(args.backbone)
-    cfg = RMConfig(backbone=args.backbone, batch_size=args.batch_size, max_length=args.max_length, max_steps=args.steps,
+    cfg = RMConfig(backbone=args.backbone, batch_size=args.batch_size, max_length=args.max_length, epochs=args.epochs,
                    logging_steps=10**6, threads=args.threads)
     rows = pair_rows(lambda q, a: encode_answer(tokenizer, q, a, cfg.max_length, cfg.max_question_tokens), comps, "webgpt")
     lengths = [len(r["chosen_ids"]) for r in rows] + [len(r["rejected_ids"]) for r in rows]
@@ -68,7 +69,7 @@ def main() -> int:
             else:
                 plain = Dataset.from_list([{"chosen_ids": r["chosen_ids"], "rejected_ids": r["rejected_ids"]} for r in rows])
                 extra = {"bf16": False} if variant == "trl_plain_fp32" else {}
-                targs = RewardConfig(output_dir=work, per_device_train_batch_size=args.batch_size, max_steps=args.steps,
+                targs = RewardConfig(output_dir=work, per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs,
                                      learning_rate=cfg.lr, report_to="none", save_strategy="no", logging_steps=10**6,
                                      disable_tqdm=True, max_length=None, use_cpu=not torch.cuda.is_available(), **extra)
                 trainer = RewardTrainer(model=model, args=targs, train_dataset=plain, processing_class=tok)
@@ -84,10 +85,10 @@ def main() -> int:
             seconds = run(variant)
             best = results.get(variant)
             if best is None or seconds < best["seconds"]:
-                results[variant] = {"seconds": seconds, "pairs_per_second": args.steps * args.batch_size / seconds}
+                results[variant] = {"seconds": seconds, "pairs_per_second": len(rows) * args.epochs / seconds}
             print(f"{variant}: {seconds:.1f} s", file=sys.stderr)
     out = {
-        "backbone": args.backbone, "data": args.data, "pairs": len(rows), "steps": args.steps,
+        "backbone": args.backbone, "data": args.data, "pairs": len(rows), "epochs": args.epochs,
         "batch_size": args.batch_size, "max_length": args.max_length, "torch_threads": torch.get_num_threads(),
         "mean_tokens_per_answer": sum(lengths) / len(lengths), "device": "cuda" if torch.cuda.is_available() else "cpu",
         "results": results,

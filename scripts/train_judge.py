@@ -1,7 +1,7 @@
 """Train the offline support judge used by `citeagent eval` (same as `citeagent train judge`).
 
-    .venv/bin/python scripts/train_judge.py                 # ~30-60 min on 2 busy CPU cores
-    .venv/bin/python scripts/train_judge.py --epochs 1 --out /tmp/judge
+    .venv/bin/python scripts/train_judge.py                       # 263 steps, about an hour of CPU time
+    .venv/bin/python scripts/train_judge.py --max-steps 20 --out /tmp/judge   # a smoke run
 
 Saves to $CITEAGENT_HOME/judges/support-minilm (default ~/.cache/citeagent/...), where
 `citeagent eval` finds it; judge_meta.json beside the weights records the held-out accuracy.

@@ -48,6 +48,7 @@ def logits(model, tokenizer, text=PROMPT):
         return model(**tokenizer(text, return_tensors="pt")).logits
 
 
+@pytest.mark.slow
 def test_conversion_round_trips(converted, gguf_pair):
     model, tokenizer, message = converted
     ours = [line for line in message.splitlines() if line.startswith("citeagent:")]
@@ -122,6 +123,7 @@ def env():
     return TextBrowserEnv(LocalBackend(corpus, in_memory_index(corpus, "bm25")), BrowserConfig())
 
 
+@pytest.mark.slow
 def test_policy_end_to_end_with_smollm2(converted, env):
     model, tokenizer, _ = converted
     policy = LMPolicy(config=LMPolicyConfig(max_new_tokens=16, max_answer_tokens=24), model=model, tokenizer=tokenizer)

@@ -223,3 +223,16 @@ def test_head_gets_its_own_learning_rate(tmp_path):
     assert {names[i] for i in by_lr[1e-2]} == {"classifier.weight", "classifier.bias", "bert.pooler.dense.weight",
                                                "bert.pooler.dense.bias"}
     assert len(by_lr[1e-4]) == len(names) - 4
+
+
+def test_bench_script_runs_every_variant_on_the_same_pairs(tmp_path):
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "scripts/bench_rm.py", "--backbone", "tiny", "--data", "hotpotqa-synth:10",
+                        "--pairs", "16", "--max-length", "64", "--threads", "1", "--out", str(out)],
+                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    bench = json.loads(out.read_text())
+    assert bench["pairs"] == 16 and set(bench["results"]) == {"trl_plain", "trl_plain_fp32", "citeagent"}
+    assert all(v["pairs_per_second"] > 0 for v in bench["results"].values())
+    assert bench["speedup_vs_trl_plain"] == pytest.approx(bench["results"]["trl_plain"]["seconds"]
+                                                          / bench["results"]["citeagent"]["seconds"])

@@ -24,7 +24,7 @@ DEFAULT_JUDGE_NAME = "support-minilm"
 META_FILE = "judge_meta.json"
 TRAIN_HINT = (
     "Train it with `.venv/bin/python scripts/train_judge.py` (a MiniLM cross-encoder trained on "
-    "HotpotQA supporting sentences, about 10 minutes on 2 CPU cores), or pass `--judge` with a "
+    "HotpotQA supporting sentences; about an hour of CPU time), or pass `--judge` with a "
     "Hugging Face NLI model name or directory, or `--judge none` to leave the judge-based "
     "metrics (citation recall/precision, supported rate) unmeasured."
 )

@@ -45,9 +45,9 @@ class JudgeTrainConfig:
     base_model: str | None = None  # default: the bundled all-MiniLM-L6-v2
     heldout_fraction: float = 0.3
     limit: int | None = None  # HotpotQA records to read (None: all of the shared split)
-    epochs: int = 2
+    epochs: int = 1
     batch_size: int = 16
-    lr: float = 3e-5
+    lr: float = 5e-5
     warmup_fraction: float = 0.1
     max_length: int = 256
     max_steps: int | None = None  # stop early (tests, smoke runs)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from citeagent.policies.constrained import CommandGrammar, DecodeConfig, TokenIndex, generate
+from citeagent.policies.constrained import CommandGrammar, DecodeConfig, Generation, TokenIndex, generate
 
 SYSTEM = """You answer questions by browsing a text-only web and quoting evidence. Reply with exactly one command:
 Search <query> - search the web
@@ -79,13 +79,14 @@ class LMPolicy:
         gens = []
         bs = self.config.batch_size
         for lo in range(0, len(observations), bs):
-            gens += self._decode(observations[lo:lo + bs], infos[lo:lo + bs])
+            gens += self.decode(observations[lo:lo + bs], infos[lo:lo + bs])
         self.last_generations = gens
         self.last_tokens = [g.n_tokens for g in gens]
         self.tokens_generated += sum(self.last_tokens)
         return [g.text for g in gens]
 
-    def _decode(self, observations: list[str], infos: list[dict]):
+    def decode(self, observations: list[str], infos: list[dict]) -> list[Generation]:
+        """One batch through the constrained decoder; the counters above are act_batch's business."""
         c = self.config
         prompts = [self.prompt(o) for o in observations]
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
