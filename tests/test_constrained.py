@@ -233,6 +233,9 @@ def test_sampling_is_reproducible_under_a_seed(tiny_model, tokenizer, index):
 def test_batched_greedy_equals_unbatched(tiny_model, tokenizer, index):
     rows = list(zip(PROMPTS, INFOS))  # prompts of different lengths: the batch is left-padded
     together = run(tiny_model, tokenizer, index, rows, DecodeConfig(max_new_tokens=16))
+    kept = run(tiny_model, tokenizer, index, rows, DecodeConfig(max_new_tokens=16, drop_finished=False))
+    assert [g.token_ids for g in together] == [g.token_ids for g in kept]
+    assert len({g.n_tokens for g in together}) > 1  # rows did finish at different steps
     for row, gen in zip(rows, together):
         alone = run(tiny_model, tokenizer, index, [row], DecodeConfig(max_new_tokens=16))[0]
         assert alone.token_ids == gen.token_ids and alone.text == gen.text

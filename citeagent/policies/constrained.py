@@ -16,9 +16,9 @@ when each of its bytes is a legal next byte. Three pieces:
 The allowed set of a state is found by walking the trie with the automaton, which only visits
 tokens that are live prefixes (a few for a keyword, the substrings at the current quote
 positions). Free-text states would visit the whole vocabulary, so they use a precomputed mask of
-the tokens without special bytes and check only the few hundred tokens that have them. Every
-state that does not depend on the quote text is cached, so after warm-up most steps are a dict
-lookup.
+the tokens without special bytes and check only the few hundred tokens that have them. Allowed
+sets are cached per state (a quote's position sets excepted: they are specific to one window and
+cheap to walk), so after warm-up most steps are a dict lookup.
 
 Quotes are contiguous text (`Quote: <text>`), starting at a word start. The `<start>━<end>` span
 form is not generated: a small LM copies a contiguous span more reliably than it picks two anchors.
@@ -518,6 +518,9 @@ class DecodeConfig:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     seed: int = 0
+    # Drop finished rows from the batch (and the KV cache): a Back row should not keep computing
+    # while an answer row writes a paragraph. False keeps every row to the end, as generate() does.
+    drop_finished: bool = True
 
 
 @dataclass
@@ -575,25 +578,26 @@ def generate(
                          "with TokenIndex.for_tokenizer(tokenizer, vocab_size=<the model's logit count>)")
 
     step = 0
+    live = list(range(B))  # the rows still in the model's batch: logits row r is row live[r]
     while True:
-        # 1. mask each live row to what its grammar allows
+        # 1. mask each row to what its grammar allows
         masked = torch.full_like(logits, float("-inf"))
-        for i in range(B):
-            if done[i]:
-                masked[i, index.pad_id] = 0.0
+        for r, i in enumerate(live):
+            if done[i]:  # kept in the batch (drop_finished=False): it only feeds padding
+                masked[r, index.pad_id] = 0.0
                 continue
             g, s = grammars[i], states[i]
             if g is None:
-                masked[i] = logits[i]
+                masked[r] = logits[r]
                 continue
             if step >= limits[i] - 1:  # the budget's last token: end now, or head for the nearest end
                 allowed = _steer_to_end(index, g, s)
             else:
                 allowed = index.allowed(g, s)
             if allowed.mask is not None:
-                torch.where(allowed.mask, logits[i], _NEG_INF, out=masked[i])
+                torch.where(allowed.mask, logits[r], _NEG_INF, out=masked[r])
             else:
-                masked[i, allowed.ids] = logits[i, allowed.ids]
+                masked[r, allowed.ids] = logits[r, allowed.ids]
 
         # 2. choose
         if config.temperature > 0:
@@ -609,12 +613,13 @@ def generate(
         mlp = (logits.gather(1, pick).squeeze(1) - logits.logsumexp(-1)).tolist()
 
         # 3. advance each row's grammar
-        for i, t in enumerate(chosen.tolist()):
+        for r, t in enumerate(chosen.tolist()):
+            i = live[r]
             if done[i]:
                 continue
             out_ids[i].append(t)
-            lps[i].append(lp[i])
-            mlps[i].append(mlp[i])
+            lps[i].append(lp[r])
+            mlps[i].append(mlp[r])
             if t in eos:
                 done[i] = True
                 continue
@@ -633,9 +638,15 @@ def generate(
         if all(done):
             break
 
-        # 4. one forward step for the whole batch; finished rows feed padding
-        nxt = chosen[:, None].to(dev)  # a finished row's only allowed token was padding
-        mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long, device=dev)], 1)
+        # 4. one forward step for the batch
+        if config.drop_finished and any(done[i] for i in live):
+            keep = [r for r, i in enumerate(live) if not done[i]]
+            sel = torch.tensor(keep, device=dev)
+            past.batch_select_indices(sel)
+            mask, last_pos, chosen = mask[sel], last_pos[sel], chosen[keep]
+            live = [live[r] for r in keep]
+        nxt = chosen[:, None].to(dev)  # a finished row still in the batch was given padding
+        mask = torch.cat([mask, torch.ones(len(live), 1, dtype=torch.long, device=dev)], 1)
         last_pos = last_pos + 1
         out = model(input_ids=nxt, attention_mask=mask, position_ids=last_pos, past_key_values=past, use_cache=True)
         past = out.past_key_values
