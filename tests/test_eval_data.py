@@ -115,3 +115,16 @@ def test_hotpot_supporting_facts_and_joint_on_a_real_record():
     long = Answer(ex.question, "Yes, both were American [1][2].", gold_answer.quotes)
     m = score_answer(ex, long, lookup)["metrics"]
     assert (m["em"], m["correct"], m["joint_f1"], m["sp_f1"]) == (0.0, 1.0, 0.0, 1.0)
+
+
+def test_hotpotqa_records_without_an_id_get_a_unique_one():
+    ds = load_dataset("hotpotqa-distractor")
+    ids = [e.id for e in ds.examples]
+    assert len(set(ids)) == len(ids) == 886
+    made = [e for e in ds.examples if e.id.startswith("hotpot-")]
+    assert len(made) == 35  # the shared split has 35 records whose _id is null
+    # their own paragraphs make their corpus, though `hotpotqa:<_id>` could not find them
+    from citeagent.eval.datasets import example_corpus
+
+    corpus = example_corpus(made[0])
+    assert len(corpus) == 10 and all(corpus.get(t) is not None for t, _ in made[0].gold_sentences)

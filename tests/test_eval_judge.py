@@ -22,7 +22,7 @@ RECORD = {
 def test_pairs_for_a_comparison_record():
     pairs = pairs_for_record(RECORD, random.Random(0))
     kinds = {p.kind: p for p in pairs}
-    assert set(kinds) == {"gold", "gold+noise", "distractors", "off-topic", "wrong-answer", "partial"}
+    assert set(kinds) == {"gold", "gold+noise", "distractors", "off-topic", "wrong-answer", "partial", "non-answer"}
     assert [p.label for p in pairs] == [{"gold": 1, "gold+noise": 1}.get(p.kind, 0) for p in pairs]
     gold = kinds["gold"]
     assert gold.evidence == "Ann Lee: Ann Lee was a painter.\nBo Chan: Chan was a painter of landscapes."
@@ -31,6 +31,8 @@ def test_pairs_for_a_comparison_record():
     assert "Cy Dorn" in kinds["distractors"].evidence and "Bo Chan:" not in kinds["distractors"].evidence
     # comparison: one paragraph alone cannot support the answer
     assert kinds["partial"].evidence.count("\n") == 0
+    # a yes/no question is answered by no single sentence
+    assert kinds["non-answer"].claim.split("Answer: ")[1] in ("Ann Lee was a painter.", "Chan was a painter of landscapes.")
 
 
 def test_pairs_for_a_bridge_record_use_the_paragraph_without_the_answer_as_partial():
@@ -39,6 +41,7 @@ def test_pairs_for_a_bridge_record_use_the_paragraph_without_the_answer_as_parti
     pairs = {p.kind: p for p in pairs_for_record(rec, random.Random(0))}
     assert pairs["partial"].evidence.startswith("Bo Chan:")  # Ann Lee's holds "Oslo"
     assert pairs["answer-sentence"].claim.endswith("Answer: She lived in Oslo.")
+    assert pairs["non-answer"].claim.endswith("Answer: Chan was a painter of landscapes.") and pairs["non-answer"].label == 0
     assert pairs["wrong-answer"].claim.split("Answer: ")[1].rstrip(".") in ("Bo Chan", "Cy Dorn")
     assert "Oslo" not in pairs["wrong-answer"].claim.split("Answer:")[1]
 

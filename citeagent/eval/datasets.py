@@ -14,6 +14,7 @@ optional gold evidence) and names the corpus that holds its evidence.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -70,15 +71,41 @@ def _data_file(*parts: str) -> Path:
 
 # --- HotpotQA ------------------------------------------------------------------------------
 
+def hotpot_question_id(rec: dict) -> str:
+    """HotpotQA's `_id`. 35 records of the shared split have none (null), and ids must be unique
+    for resuming and pairing runs, so those get one made from their question."""
+    qid = str(rec.get("_id") or "")
+    if qid and qid != "None":
+        return qid
+    return "hotpot-" + hashlib.sha1(rec["question"].encode("utf-8")).hexdigest()[:16]
+
+
 def hotpot_example(rec: dict, per_question: bool) -> EvalExample:
+    qid = hotpot_question_id(rec)
+    meta = {"type": rec.get("type"), "level": rec.get("level")}
+    if per_question:
+        # The question's own paragraphs travel with it: `hotpotqa:<_id>` cannot find a record
+        # whose _id is null.
+        meta["paragraphs"] = rec["context"]
     return EvalExample(
-        id=str(rec["_id"]),
+        id=qid,
         question=rec["question"],
         answers=[rec["answer"]],
         gold_sentences=[(str(t), int(s)) for t, s in rec.get("supporting_facts") or []],
-        corpus=f"hotpotqa:{rec['_id']}" if per_question else None,
-        meta={"type": rec.get("type"), "level": rec.get("level")},
+        corpus=f"hotpotqa:{qid}" if per_question else None,
+        meta=meta,
     )
+
+
+def example_corpus(example: EvalExample):
+    """The per-question corpus of an example (its own paragraphs when it carries them)."""
+    if example.meta.get("paragraphs") is not None:
+        from env.sources.hotpotqa import question_corpus
+
+        return question_corpus({"_id": example.id, "context": example.meta["paragraphs"]})
+    from env.sources import load_corpus
+
+    return load_corpus(example.corpus)
 
 
 def load_hotpotqa(per_question: bool = False, limit: int | None = None) -> EvalDataset:

@@ -12,10 +12,12 @@ Pairs per question (claim = `claim_text(question, statement)`):
 | wrong-answer | all gold sentences | a wrong answer (flipped yes/no, or another title of the context) | 0 |
 | partial | the gold paragraph that cannot carry the answer alone | the gold answer | 0 |
 | off-topic | one distractor sentence | that same sentence | 0 |
+| non-answer | all gold sentences | a gold sentence that does not hold the answer | 0 |
 
 "partial" is what makes ALCE citation precision meaningful (one of two needed citations alone
-does not support); "off-topic" teaches that a true sentence that does not answer the question
-is no support for an answer.
+does not support); "off-topic" and "non-answer" teach that a true sentence that does not answer
+the question is no support for an answer (an extractive policy's typical failure: quoting the
+right page's wrong sentence).
 
 Split: questions, not pairs, are held out, by file order: the first `heldout_fraction` of the
 shared HotpotQA split is never trained on, so an evaluation with `--limit` up to that many
@@ -32,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from citeagent.eval import answer_metrics as am
+from citeagent.eval.datasets import hotpot_question_id
 from citeagent.eval.judge import META_FILE, claim_text, default_judge_dir, evidence_text
 
 log = logging.getLogger(__name__)
@@ -98,10 +101,13 @@ def pairs_for_record(record: dict, rng: random.Random) -> list[Pair]:
         off = rng.choice(distractor)
         if not am.contains_answer(off[1], [a]):
             out.append(pair([off], off[1], 0, "off-topic"))
-    if not yes_no:
-        holding = [s for _, s in gold if am.contains_answer(s, [a])]
-        if holding:
-            out.append(pair(gold, rng.choice(holding), 1, "answer-sentence"))
+    holding = [] if yes_no else [s for _, s in gold if am.contains_answer(s, [a])]
+    if holding:
+        out.append(pair(gold, rng.choice(holding), 1, "answer-sentence"))
+    # A yes/no question is answered by no single sentence; elsewhere, by those holding the answer.
+    lacking = [s for _, s in gold if s not in holding]
+    if lacking:
+        out.append(pair(gold, rng.choice(lacking), 0, "non-answer"))
     wrong = _wrong_answer(a, paras, rng)
     if wrong:
         out.append(pair(gold, statement(wrong), 0, "wrong-answer"))
@@ -139,6 +145,18 @@ def split_records(records: list[dict], heldout_fraction: float) -> tuple[list[di
     """(train, heldout): the first `heldout_fraction` of the records, in file order, is held out."""
     k = math.ceil(len(records) * heldout_fraction)
     return records[k:], records[:k]
+
+
+def _length_batches(order: list[int], pairs: list[Pair], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[Pair]]:
+    """Batches of similar length (less padding, so a CPU step costs less): the shuffled pairs are
+    cut into pools of `pool` batches, each pool sorted by length and cut into batches, and the
+    batches shuffled again."""
+    batches = []
+    for lo in range(0, len(order), batch_size * pool):
+        chunk = sorted(order[lo : lo + batch_size * pool], key=lambda j: len(pairs[j].evidence) + len(pairs[j].claim))
+        batches += [[pairs[j] for j in chunk[i : i + batch_size]] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def evaluate_judge(model, tokenizer, pairs: list[Pair], max_length: int = 256, batch_size: int = 64, threshold: float = 0.5) -> dict:
@@ -209,10 +227,10 @@ def train_judge(config: JudgeTrainConfig | None = None, records: list[dict] | No
     while step < total:
         order = list(range(len(train_pairs)))
         rng.shuffle(order)
-        for i in range(0, len(order), c.batch_size):
+        batches = _length_batches(order, train_pairs, c.batch_size, rng)
+        for b in batches:
             if step >= total:
                 break
-            b = [train_pairs[j] for j in order[i : i + c.batch_size]]
             enc = tokenizer([p.evidence for p in b], [p.claim for p in b], truncation=True, max_length=c.max_length,
                             padding=True, return_tensors="pt")
             logits = model(**enc).logits[:, 0]
@@ -247,7 +265,7 @@ def train_judge(config: JudgeTrainConfig | None = None, records: list[dict] | No
         "n_train_pairs": len(train_pairs),
         "n_train_questions": len(train_recs),
         "n_heldout_questions": len(held_recs),
-        "train_question_ids": [r["_id"] for r in train_recs],
+        "train_question_ids": [hotpot_question_id(r) for r in train_recs],
         "steps": step,
         "final_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
         "train_seconds": round(train_seconds, 1),

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from citeagent.answer import Answer
-from citeagent.eval.datasets import EvalDataset, EvalExample, load_dataset
+from citeagent.eval.datasets import EvalDataset, EvalExample, example_corpus, load_dataset
 from citeagent.eval.scoring import ScoringConfig, score_answer
 from citeagent.eval.summary import summarize
 
@@ -95,19 +95,18 @@ class Corpora:
             self._shared = (corpus, LocalBackend(corpus, searcher))
         return self._shared
 
-    def _own_pair(self, spec: str):
+    def _own_pair(self, example: EvalExample):
         from env.index import in_memory_index
         from env.local import LocalBackend
-        from env.sources import load_corpus
 
-        corpus = load_corpus(spec)
+        corpus = example_corpus(example)
         searcher = in_memory_index(corpus, self.config.search)
         return corpus, LocalBackend(corpus, searcher)
 
     def backend(self, example: EvalExample):
         if self._web is not None:
             return self._web
-        return self._own_pair(example.corpus)[1] if example.corpus else self._shared_pair()[1]
+        return self._own_pair(example)[1] if example.corpus else self._shared_pair()[1]
 
     def lookup(self, example: EvalExample, backend=None):
         from citeagent.eval.quote_metrics import corpus_lookup
@@ -116,11 +115,7 @@ class Corpora:
             return corpus_lookup(None, fallback_open=self._web.open)
         if example.corpus:
             corpus = getattr(backend, "corpus", None) if backend is not None else None
-            if corpus is None:
-                from env.sources import load_corpus
-
-                corpus = load_corpus(example.corpus)
-            return corpus_lookup(corpus)
+            return corpus_lookup(corpus if corpus is not None else example_corpus(example))
         return corpus_lookup(self._shared_corpus())
 
     def _shared_corpus(self):
