@@ -108,7 +108,8 @@ def compare(policy, model, tok, rows, bs: int, max_new: int, repeats: int) -> di
 
         def prefill():
             with torch.no_grad():
-                return model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, use_cache=True, logits_to_keep=1)
+                return model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, use_cache=True,
+                             logits_to_keep=1)
 
         fns = {"constrained": constrained, "generate": unconstrained, "prefill": prefill}
         if len(chunk) > 1:
@@ -171,7 +172,8 @@ def loop_overhead(policy, tok, rows, bs: int, max_new: int, repeats: int) -> dic
 
         def prefill():
             with torch.no_grad():
-                return tiny(input_ids=enc.input_ids, attention_mask=enc.attention_mask, use_cache=True, logits_to_keep=1)
+                return tiny(input_ids=enc.input_ids, attention_mask=enc.attention_mask, use_cache=True,
+                            logits_to_keep=1)
 
         times = {k: min(v) for k, v in measure({"constrained": constrained, "generate": unconstrained,
                                                 "prefill": prefill}, max(repeats, 5)).items()}
@@ -199,7 +201,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-new-tokens", type=int, default=32, help="for commands and answers alike")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per batch (median taken)")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads; 1 keeps timings stable when other processes share the cores, 0 = torch's choice")
+                    help="torch threads (0 = torch's choice); 1 keeps timings stable on cores shared with other jobs")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
     if args.threads:

@@ -143,7 +143,11 @@ def sample_states(g: CommandGrammar) -> list[tuple]:
     return states
 
 
-@pytest.mark.parametrize("info", [BROWSE, INFOS[2], INFOS[4], INFOS[5], INFOS[6]], ids=lambda i: str(i["valid_commands"])[:30])
+def info_id(info: dict) -> str:
+    return f'{info["phase"]}-{len(info["valid_commands"])}cmds-quotes{info["quote_numbers"]}'
+
+
+@pytest.mark.parametrize("info", [BROWSE, INFOS[2], INFOS[4], INFOS[5], INFOS[6]], ids=info_id)
 def test_trie_walk_equals_brute_force(index, info):
     g = CommandGrammar(info)
     states = sample_states(g) if info["phase"] == "browse" else [
@@ -156,7 +160,7 @@ def test_trie_walk_equals_brute_force(index, info):
         assert got, f"no token allowed in {s[:3]}"
 
 
-@pytest.mark.parametrize("info", INFOS, ids=lambda i: i["phase"] + str(i["valid_commands"])[:30] + str(i["quote_numbers"]))
+@pytest.mark.parametrize("info", INFOS, ids=info_id)
 def test_no_allowed_token_leads_to_a_dead_end(index, info):
     """After any allowed token the command can still be finished: the decoder never gets stuck."""
     g = CommandGrammar(info)

@@ -23,6 +23,15 @@ from env.local import LocalBackend
 PROMPT = "Question: What does json.dumps return?\nNext action:"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The test machine's cores are shared; two threads contending with other jobs run slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def gguf_pair():
     try:

@@ -339,7 +339,8 @@ class CommandGrammar:
         self.link_ids = tuple(sorted({str(int(n)).encode() for n in info.get("link_ids") or []}))
         self.text = normalize_ws(info.get("quotable_text") or "").encode()
         # A quote starts at a word: the text start or after a space.
-        self.word_starts = tuple(i for i, b in enumerate(self.text) if b != SPACE and (i == 0 or self.text[i - 1] == SPACE))
+        text = self.text
+        self.word_starts = tuple(i for i, b in enumerate(text) if b != SPACE and (i == 0 or text[i - 1] == SPACE))
         valid = info.get("valid_commands") or list(COMMANDS)
         self.literals: list[tuple[bytes, str | None]] = []
         for kw in COMMANDS:

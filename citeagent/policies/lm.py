@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from citeagent.policies.guided import guide
 from citeagent.policies.constrained import CommandGrammar, DecodeConfig, Generation, TokenIndex, generate
 
 SYSTEM = """You answer questions by browsing a text-only web and quoting evidence. Reply with exactly one command:
@@ -39,6 +40,9 @@ class LMPolicyConfig:
     batch_size: int = 8
     device: str = "cpu"
     dtype: str = "float32"
+    # The browsing scaffold (policies/guided.py) for a model not trained to browse: it picks the
+    # command, the model writes its argument. Off for behaviour cloning and RL.
+    guided: bool = True
 
 
 class LMPolicy:
@@ -90,7 +94,7 @@ class LMPolicy:
         c = self.config
         prompts = [self.prompt(o) for o in observations]
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        grammars = [CommandGrammar(i) for i in infos]
+        grammars = [CommandGrammar(guide(i) if c.guided else i) for i in infos]
         limits = [c.max_answer_tokens if g.answer else c.max_new_tokens for g in grammars]
         dc = DecodeConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, seed=c.seed)
         dev = self.model.device
