@@ -192,14 +192,9 @@ def cmd_stats(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m citeagent.feedback.cli ...`, the same as `citeagent label ...`."""
-    parser = argparse.ArgumentParser(prog="citeagent")
-    add_label_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["label", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as e:
-        print(f"citeagent: error: {e}", file=sys.stderr)
-        return 2
+    from citeagent.cli import main as citeagent_main
+
+    return citeagent_main(["label", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

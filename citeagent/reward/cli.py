@@ -106,14 +106,9 @@ def _eval_only(cfg: RMConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m citeagent.reward.cli ...`, the same as `citeagent train rm ...`."""
-    parser = argparse.ArgumentParser(prog="citeagent train")
-    add_train_rm_parser(parser.add_subparsers(dest="what", required=True))
-    args = parser.parse_args(["rm", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as e:
-        print(f"citeagent: error: {e}", file=sys.stderr)
-        return 2
+    from citeagent.cli import main as citeagent_main
+
+    return citeagent_main(["train", "rm", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
