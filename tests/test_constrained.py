@@ -245,3 +245,20 @@ def test_batched_greedy_equals_unbatched(tiny_model, tokenizer, index):
         assert alone.token_ids == gen.token_ids and alone.text == gen.text
         assert alone.logprob == pytest.approx(gen.logprob, abs=1e-3)
         assert alone.model_logprob == pytest.approx(gen.model_logprob, abs=1e-3)
+
+
+def test_guided_answer_must_cite_before_it_can_end():
+    from citeagent.policies.constrained import CommandGrammar
+    from citeagent.policies.guided import guide
+
+    info = {"phase": "answer", "quote_numbers": [1, 2], "valid_commands": []}
+    free, guided = CommandGrammar(info), CommandGrammar(guide(info))
+    for g in (free, guided):
+        assert g.run(g.initial(), b"It returns a str [3]") is None  # no quote 3
+    plain = b"It returns a str."
+    assert free.can_end(free.run(free.initial(), plain))
+    assert not guided.can_end(guided.run(guided.initial(), plain))
+    assert guided.can_end(guided.run(guided.initial(), b"It returns a str [2]."))
+    # with no quotes there is nothing to cite, so the requirement does not apply
+    bare = CommandGrammar(guide({"phase": "answer", "quote_numbers": [], "valid_commands": []}))
+    assert bare.can_end(bare.run(bare.initial(), plain))

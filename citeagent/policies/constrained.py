@@ -326,7 +326,7 @@ _INDEXES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 #   ("line", literal, n bytes, pending) one-line free text (Search, Find in page)
 #   ("int", literal, digits)            link id or scroll count
 #   ("quote", end positions, n bytes)   quote text; positions index the quotable text's bytes
-#   ("answer", marker digits | None, pending, has text)
+#   ("answer", marker digits | None, pending, 0 nothing | 1 text | 2 text with a marker)
 #   ("end",)                            past the newline that ended the command
 
 
@@ -335,6 +335,8 @@ class CommandGrammar:
 
     def __init__(self, info: dict):
         self.answer = info.get("phase") == "answer"
+        # The guided scaffold asks that an answer cite at least one of its quotes before it ends.
+        self.require_marker = bool(info.get("require_citation")) and bool(info.get("quote_numbers"))
         self.quote_numbers = tuple(sorted({str(int(n)).encode() for n in info.get("quote_numbers") or []}))
         self.link_ids = tuple(sorted({str(int(n)).encode() for n in info.get("link_ids") or []}))
         self.text = normalize_ws(info.get("quotable_text") or "").encode()
@@ -355,7 +357,7 @@ class CommandGrammar:
 
     def initial(self) -> tuple:
         if self.answer:
-            return ("answer", None, 0, False)
+            return ("answer", None, 0, 0)
         return ("kw", b"", tuple(range(len(self.literals))))
 
     # --- the automaton ----------------------------------------------------------------------------
@@ -371,7 +373,7 @@ class CommandGrammar:
             p = s[1][0]  # every position follows the same bytes, so checking one is enough
             return s[2] > 0 and (p == len(self.text) or not 0x80 <= self.text[p] <= 0xBF)
         if kind == "answer":
-            return s[1] is None and s[2] == 0 and s[3]
+            return s[1] is None and s[2] == 0 and s[3] >= (2 if self.require_marker else 1)
         return False
 
     def step(self, s: tuple, b: int) -> tuple | None:
@@ -414,7 +416,7 @@ class CommandGrammar:
             marker = s[1]
             if marker is not None:
                 if b == ord("]"):
-                    return ("answer", None, 0, s[3]) if marker in self.quote_numbers else None
+                    return ("answer", None, 0, 2) if marker in self.quote_numbers else None
                 digits = marker + bytes((b,))
                 ok = 0x30 <= b <= 0x39 and any(q.startswith(digits) for q in self.quote_numbers)
                 return ("answer", digits, 0, s[3]) if ok else None
@@ -423,7 +425,7 @@ class CommandGrammar:
             if b == ord("["):
                 return ("answer", b"", 0, s[3]) if self.quote_numbers and s[2] == 0 else None
             pending = _utf8_step(s[2], b)
-            return None if pending < 0 else ("answer", None, pending, s[3] or b not in WHITESPACE)
+            return None if pending < 0 else ("answer", None, pending, s[3] or int(b not in WHITESPACE))
         return None  # "done": only the newline (handled above) may follow
 
     def run(self, s: tuple, data: bytes) -> tuple | None:
@@ -485,7 +487,7 @@ class CommandGrammar:
         if kind == "int":
             return ("int", self._choices(s[1]), s[2])
         if kind == "answer":
-            return ("answer", s[1], s[2], s[3], self.quote_numbers)
+            return ("answer", s[1], s[2], s[3], self.quote_numbers, self.require_marker)
         if kind == "done":
             return ("done",)
         return None  # quote positions are specific to one window text

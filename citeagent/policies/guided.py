@@ -20,6 +20,8 @@ class GuideConfig:
 def guide(info: dict, config: GuideConfig | None = None) -> dict:
     """A copy of `info` whose `valid_commands` (and link ids) allow only the scaffold's next step."""
     c = config or GuideConfig()
+    if info.get("phase") == "answer":
+        return dict(info, require_citation=True)  # an answer must cite one of its quotes
     if info.get("phase") != "browse":
         return info
     past = info.get("past_actions", [])
