@@ -29,8 +29,7 @@ def _add_ask(sub) -> None:
 def cmd_ask(args) -> int:
     from citeagent.backend import make_backend, options_from_args
     from citeagent.policies import make_policy
-    from citeagent.rollout import run_episode
-    from env.browser import BrowserConfig
+    from citeagent.rollout import browser_config, run_episode
 
     question = (args.question or "").strip()
     if not question:
@@ -45,7 +44,7 @@ def cmd_ask(args) -> int:
         print(obs, file=sys.stderr)
         print(f">>> {action}" + (f"    [rejected: {info['error']}]" if info["error"] else ""), file=sys.stderr)
 
-    result = run_episode(backend, policy, question, seed=args.seed, config=BrowserConfig(max_actions=args.max_actions),
+    result = run_episode(backend, policy, question, seed=args.seed, config=browser_config(policy, max_actions=args.max_actions),
                          on_step=show if args.show_trace else None)
     ans = result.answer
     if args.json:

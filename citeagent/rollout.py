@@ -23,11 +23,22 @@ class EpisodeResult:
     terminated: bool = False
     truncated: bool = False
     score: float | None = None  # the policy's own confidence in its answer
+    # Per step, the LM policy's Generation (prompt ids, token ids, log-probs) for training code;
+    # empty for policies that have none. Not part of to_dict (records stay text).
+    generations: list = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {k: v for k, v in asdict(self).items() if k != "generations"}
         d["answer"] = self.answer.to_dict()
         return d
+
+
+def browser_config(policy, **fields) -> BrowserConfig:
+    """The browser a policy runs in: its saved layout (a trained model's window size, result count,
+    ...; see LMPolicy.browser_overrides), then the caller's fields (e.g. max_actions) on top."""
+    saved = dict(getattr(policy, "browser_overrides", {}) or {})
+    saved.pop("max_actions", None)  # the action budget is the caller's choice
+    return BrowserConfig(**(saved | fields))
 
 
 def run_episodes(
@@ -61,6 +72,7 @@ def _run_batch(backends, policy, questions, seed, config, on_step) -> list[Episo
     n = len(questions)
     traces: list[list[dict]] = [[] for _ in range(n)]
     tokens = [0] * n
+    gens: list[list] = [[] for _ in range(n)]
     final: list[tuple] = [None] * n  # (terminated, truncated, info)
     while env.active():
         rows = env.active()
@@ -68,11 +80,14 @@ def _run_batch(backends, policy, questions, seed, config, on_step) -> list[Episo
         actions = policy.act_batch([obs[i] for i in rows], [infos[i] for i in rows])
         spent = getattr(policy, "tokens_generated", 0) - before
         per_row = getattr(policy, "last_tokens", None)
+        last_gens = getattr(policy, "last_generations", None)
         out = env.step(dict(zip(rows, actions)))
         for j, i in enumerate(rows):
             o, _, term, trunc, info = out[i]
             tokens[i] += per_row[j] if per_row and len(per_row) == len(rows) else spent // max(1, len(rows))
             traces[i].append({"observation": obs[i], "action": actions[j], "valid": info["error"] is None, "error": info["error"]})
+            if last_gens and len(last_gens) == len(rows):
+                gens[i].append(last_gens[j])
             if on_step:
                 on_step(i, obs[i], actions[j], info)
             obs[i], infos[i] = o, info
@@ -91,7 +106,7 @@ def _run_batch(backends, policy, questions, seed, config, on_step) -> list[Episo
             EpisodeResult(
                 question=questions[i], answer=answer, trace=traces[i], n_actions=len(traces[i]),
                 n_invalid=info["n_invalid"], tokens_generated=tokens[i], seconds=seconds,
-                terminated=term, truncated=trunc, score=conf,
+                terminated=term, truncated=trunc, score=conf, generations=gens[i],
             )
         )
     return results

@@ -285,11 +285,10 @@ class EvalRun:
         bar.close()
 
     def _episodes(self, batch, backends, policy, corpora, judge, reward, scoring, first: bool) -> list[dict]:
-        from citeagent.rollout import run_episodes
-        from env.browser import BrowserConfig
+        from citeagent.rollout import browser_config, run_episodes
 
         c = self.config
-        browser = BrowserConfig(max_actions=c.max_actions)
+        browser = browser_config(policy, max_actions=c.max_actions)
         try:
             results = run_episodes(lambda i: backends[i], policy, [e.question for e in batch], seed=c.seed,
                                    batch_size=len(batch), config=browser)

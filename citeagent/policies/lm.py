@@ -25,6 +25,15 @@ End: Answer - stop browsing when the quotes answer the question
 End: Decline - stop when no answer can be found
 When asked for the answer, write one paragraph that cites the quotes with [n] markers."""
 
+# Trained policies (behaviour cloning, PPO) learned the commands from examples; a one-line system
+# prompt keeps their prompts short, which is most of the cost of a step on a CPU.
+SHORT_SYSTEM = "Browse, quote evidence, answer with [n] citations. Reply with one command."
+SYSTEM_PROMPTS = {"full": SYSTEM, "short": SHORT_SYSTEM}
+
+# A trained model directory carries the options it was trained with in this file, so that
+# `--policy DIR` browses with the same prompt and observation layout.
+POLICY_FILE = "citeagent_policy.json"
+
 # Lines that end an observation; what sits between "Current page:" and them is the page window.
 _TAIL = ("(window ", "Error:", "Actions left:", "Next action:", "Write the answer", "Answer:")
 
@@ -43,6 +52,30 @@ class LMPolicyConfig:
     # The browsing scaffold (policies/guided.py) for a model not trained to browse: it picks the
     # command, the model writes its argument. Off for behaviour cloning and RL.
     guided: bool = True
+    system_prompt: str = "full"  # "full", "short" (trained policies) or the text itself
+
+
+def saved_policy_options(model_dir) -> dict:
+    """{"policy": LMPolicyConfig overrides, "browser": BrowserConfig overrides} saved with a trained
+    model (empty for a model that has none, e.g. a hub name)."""
+    import json
+    from pathlib import Path
+
+    f = Path(str(model_dir)) / POLICY_FILE
+    if not f.is_file():
+        return {}
+    data = json.loads(f.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{f}: expected a JSON object with 'policy' and 'browser' options")
+    return data
+
+
+def save_policy_options(model_dir, policy: dict, browser: dict, extra: dict | None = None) -> None:
+    import json
+    from pathlib import Path
+
+    data = {"policy": policy, "browser": browser} | (extra or {})
+    (Path(model_dir) / POLICY_FILE).write_text(json.dumps(data, indent=2))
 
 
 class LMPolicy:
@@ -55,7 +88,11 @@ class LMPolicy:
         unknown = set(overrides) - known
         if unknown:
             raise TypeError(f"unknown LMPolicy option(s) {sorted(unknown)}; known: {sorted(known)}")
-        self.config = replace(config or LMPolicyConfig(), **overrides)
+        saved = saved_policy_options(model_name) if model_name else {}
+        stored = {k: v for k, v in saved.get("policy", {}).items() if k in known}
+        self.config = replace(config or LMPolicyConfig(), **(stored | overrides))
+        # BrowserConfig fields the model was trained with; rollouts and evaluation apply them.
+        self.browser_overrides: dict = dict(saved.get("browser", {}))
         if model is None:
             from citeagent.models import load_policy_model
 
@@ -103,11 +140,24 @@ class LMPolicy:
 
     # --- the prompt ----------------------------------------------------------------------------------
     def prompt(self, observation: str) -> str:
-        obs = fit_observation(observation, self.tokenizer, self.config.max_observation_tokens)
-        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": obs}]
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return f"{SYSTEM}\n\n{obs}\n"  # a base model without a chat template
+        return build_prompt(self.tokenizer, observation, self.config.system_prompt, self.config.max_observation_tokens)
+
+
+def build_prompt(tokenizer, observation: str, system_prompt: str = "full", max_observation_tokens: int = 1536) -> str:
+    """The text the model continues with a command: system line, then the (fitted) observation.
+    Training code builds its examples with this same function, so train and test prompts match."""
+    system = SYSTEM_PROMPTS.get(system_prompt, system_prompt)
+    obs = fit_observation(observation, tokenizer, max_observation_tokens)
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": obs}]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return f"{system}\n\n{obs}\n"  # a base model without a chat template
+
+
+def command_end_token(tokenizer) -> str:
+    """The token that ends a command in training targets: the chat turn end (EOS), which the
+    constrained decoder also accepts as the end of a complete command."""
+    return tokenizer.eos_token
 
 
 def fit_observation(observation: str, tokenizer, max_tokens: int) -> str:
