@@ -17,7 +17,12 @@ def _add_ask(sub) -> None:
     p.add_argument("question")
     add_backend_args(p)
     p.add_argument("--policy", default="baseline", help="baseline (default), lm (SmolLM2-135M), or a model name/path")
-    p.add_argument("--best-of", type=int, default=1, help=argparse.SUPPRESS)  # reserved for best-of-n
+    p.add_argument("--best-of", type=int, default=1, metavar="N",
+                   help="sample N episodes and keep the answer the reward model scores highest (default 1)")
+    p.add_argument("--reward-model", default=None, metavar="DIR",
+                   help="the reward model --best-of ranks by (default: the one `citeagent train rm` saves)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="with --best-of N > 1, the sampling temperature of a greedy LM policy (default %(default)s)")
     p.add_argument("--max-actions", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -36,6 +41,15 @@ def cmd_ask(args) -> int:
         raise ValueError("The question is empty. Usage: citeagent ask \"How do I sort a dict by value?\"")
     if args.max_actions < 2:
         raise ValueError("--max-actions must be at least 2 (a search and an answer).")
+    if args.best_of < 1:
+        raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
+    best = None
+    if args.best_of > 1:
+        from citeagent.policies.best_of_n import load_scorer, not_sampling
+
+        if args.policy == "baseline":  # fail before loading anything
+            raise ValueError(not_sampling(args.best_of, "baseline"))
+        scorer = load_scorer(args.reward_model)
     backend = make_backend(options_from_args(args))
     policy = make_policy(args.policy)
 
@@ -44,12 +58,26 @@ def cmd_ask(args) -> int:
         print(obs, file=sys.stderr)
         print(f">>> {action}" + (f"    [rejected: {info['error']}]" if info["error"] else ""), file=sys.stderr)
 
-    result = run_episode(backend, policy, question, seed=args.seed, config=browser_config(policy, max_actions=args.max_actions),
-                         on_step=show if args.show_trace else None)
+    config = browser_config(policy, max_actions=args.max_actions)
+    if args.best_of > 1:
+        from citeagent.policies.best_of_n import best_of_n
+
+        best = best_of_n(backend, policy, [question], args.best_of, scorer, seed=args.seed, batch_size=args.best_of,
+                         config=config, temperature=args.temperature)[0]
+        result = best.result
+        if args.show_trace:  # the candidates ran interleaved; show the chosen one's steps
+            print(f"candidate {best.chosen + 1} of {best.n}:", file=sys.stderr)
+            for step in result.trace:
+                show(0, step["observation"], step["action"], step)
+    else:
+        result = run_episode(backend, policy, question, seed=args.seed, config=config,
+                             on_step=show if args.show_trace else None)
     ans = result.answer
     if args.json:
         out = ans.to_dict() | {"actions": result.n_actions, "invalid_actions": result.n_invalid,
                                "truncated": result.truncated, "seconds": round(result.seconds, 3)}
+        if best is not None:
+            out["best_of"] = best.to_dict() | {"score": round(best.score, 6)}
         print(json.dumps(out, ensure_ascii=False, indent=2))
     elif args.gophercite:
         print(ans.to_gophercite())
@@ -57,6 +85,11 @@ def cmd_ask(args) -> int:
         if result.truncated:
             print(f"(no answer: the agent used all {args.max_actions} actions without ending)")
         print(ans.render())
+    if best is not None and not args.json:
+        from citeagent.policies.best_of_n import describe
+
+        # GopherCite syntax is for machines: the note goes to stderr there
+        print(describe(best), file=sys.stderr if args.gophercite else sys.stdout)
     return 0
 
 

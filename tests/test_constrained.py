@@ -262,3 +262,44 @@ def test_guided_answer_must_cite_before_it_can_end():
     # with no quotes there is nothing to cite, so the requirement does not apply
     bare = CommandGrammar(guide({"phase": "answer", "quote_numbers": [], "valid_commands": []}))
     assert bare.can_end(bare.run(bare.initial(), plain))
+
+
+def test_guided_quotes_are_whole_words_and_long_enough():
+    from citeagent.policies.constrained import CommandGrammar
+    from citeagent.policies.guided import GuideConfig, guide
+
+    window = "json.dumps returns a str holding the JSON document. Short tail"
+    info = {"phase": "browse", "view": "document", "valid_commands": ["Quote:", "Back", "End: Answer"],
+            "quotable_text": window, "page": {"url": "u"}, "quotes": [], "past_actions": ["Search json", "Clicked on link 0"]}
+    free, guided = CommandGrammar(info), CommandGrammar(guide(info, GuideConfig(min_quote_chars=20)))
+    assert guide(info)["valid_commands"] == ["Quote:"]
+    for text, free_ok, guided_ok in [
+        (b"Quote: json", True, False),  # a word, but 4 chars
+        (b"Quote: json.dumps returns a s", True, False),  # long enough, but ends inside "str"
+        (b"Quote: json.dumps returns a str", True, True),  # 31 chars, at a word end
+        (b"Quote: Short", True, False),
+        (b"Quote: Short tail", True, True),  # shorter than 20, but the window ends there
+    ]:
+        for g, ok in ((free, free_ok), (guided, guided_ok)):
+            s = g.run(g.initial(), text)
+            assert s is not None and g.can_end(s) == ok, (text, ok)
+
+
+def test_an_answer_over_budget_is_steered_into_a_citation(tiny_model, tokenizer, index):
+    from citeagent.policies.guided import guide
+
+    info = guide({"phase": "answer", "quote_numbers": [1, 2], "valid_commands": []})
+    for seed in range(3):
+        gens = run(tiny_model, tokenizer, index, [("Question: q\nAnswer:", info)],
+                   DecodeConfig(max_new_tokens=6, temperature=1.0, seed=seed))
+        g = gens[0]
+        assert g.complete and re.search(r"\[[12]\]", g.text), g.text
+
+
+def test_repetition_penalty_by_hand():
+    from citeagent.policies.constrained import _penalize_repeats
+
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0]])
+    out = _penalize_repeats(logits, [[0, 1, 1]], 2.0)
+    assert out.tolist() == [[1.0, -2.0, 0.5, 3.0]]
+    assert _penalize_repeats(logits, [[0]], 1.0) is logits

@@ -32,7 +32,13 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, skipping finished questions")
     p.add_argument("--judge", default=_D.judge, help="support judge: 'default' (the trained MiniLM judge), a Hugging "
                    "Face NLI model name or directory, or 'none' to leave judge metrics unmeasured (default: %(default)s)")
-    p.add_argument("--reward-model", default=None, metavar="PATH", help="also draw the decline curve ranked by this reward model")
+    p.add_argument("--reward-model", default=None, metavar="PATH", help="also draw the decline curve ranked by this reward "
+                   "model; with --best-of, the model that ranks the candidates (default: `citeagent train rm`'s)")
+    p.add_argument("--best-of", type=int, default=_D.best_of, metavar="N",
+                   help="sample N episodes per question and keep the answer the reward model scores highest; the "
+                        "summary reports KL_bon = log N - (N-1)/N (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=_D.temperature,
+                   help="with --best-of N > 1, the sampling temperature of a greedy LM policy (default: %(default)s)")
     p.add_argument("--corpus", default=None, help="the corpus to ask against, overriding the data set's (needed for "
                    "nq-open, asqa, fever unless --web)")
     p.add_argument("--search", default=_D.search, choices=["bm25", "dense", "hybrid"])
@@ -66,7 +72,8 @@ def cmd_eval(args) -> int:
     config = EvalConfig(
         dataset=args.dataset, policy=args.policy, predictions=args.predictions, limit=args.limit, out=args.out,
         resume=args.resume, judge=args.judge, reward_model=args.reward_model, corpus=args.corpus, search=args.search,
-        web=args.web, search_url=args.search_url, max_actions=args.max_actions, batch_size=args.batch_size,
+        web=args.web, search_url=args.search_url, max_actions=args.max_actions, best_of=args.best_of,
+        temperature=args.temperature, batch_size=args.batch_size,
         seed=args.seed, bootstrap=args.bootstrap, max_citations=args.max_citations, progress=not args.no_progress,
     )
     summary = run_eval(config)
@@ -78,6 +85,8 @@ def format_summary(summary: dict) -> str:
     from citeagent.eval.summary import METRIC_GROUPS
 
     lines = [f"{summary['n_questions']} questions -> {summary['out']}"]
+    if summary.get("best_of"):
+        lines.append(f"best of {summary['best_of']} by reward model (KL_bon {summary['kl_bon']:.3f} nats)")
     judge = summary.get("judge")
     if judge:
         lines.append(f"judge: {judge['name']} (held-out accuracy {judge.get('heldout_accuracy')})")

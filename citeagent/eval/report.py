@@ -165,6 +165,7 @@ def render_report(records: list[dict], summary: dict) -> str:
         f"<p class='meta'>{summary['n_questions']} questions; {_esc(judge_line)}. "
         f"Bad records: {summary.get('n_bad_records', 0)}. Quotes verbatim: {summary.get('quotes_verbatim_total')} of "
         f"{summary.get('quotes_total')}.</p>",
+        *([f"<p class='meta'>Best of {summary['best_of']} by reward model: KL_bon {summary['kl_bon']:.3f} nats.</p>"] if summary.get("best_of") else []),
         "<h2>Metrics</h2>", metric_table(summary),
     ]
     for title, img in (("Metric means", metric_bars(summary)), ("Decline-to-answer curve", decline_plot(summary)),

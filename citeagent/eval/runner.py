@@ -30,7 +30,8 @@ SUMMARY = "summary.json"
 CONFIG = "config.json"
 REPORT = "report.html"
 # Changing any of these between an interrupted run and its resumption would mix two runs.
-IDENTITY = ("dataset", "policy", "predictions", "corpus", "search", "web", "judge", "reward_model", "max_actions", "seed")
+IDENTITY = ("dataset", "policy", "predictions", "corpus", "search", "web", "judge", "reward_model", "max_actions", "seed",
+            "best_of", "temperature")
 
 
 @dataclass
@@ -48,6 +49,8 @@ class EvalConfig:
     web: bool = False
     search_url: str | None = None
     max_actions: int = 20
+    best_of: int = 1  # sample this many episodes per question, keep the answer the reward model likes best
+    temperature: float = 1.0  # best_of > 1: the sampling temperature of a greedy LM policy
     batch_size: int = 8
     seed: int = 0
     bootstrap: int = 1000
@@ -57,7 +60,8 @@ class EvalConfig:
     def run_name(self) -> str:
         ds = Path(self.dataset).stem if self.dataset.endswith((".jsonl", ".gz")) else self.dataset
         who = f"predictions-{Path(self.predictions).stem}" if self.predictions else Path(self.policy).name
-        return f"{ds}__{who}".replace(":", "-").replace("/", "-")
+        bon = f"__best-of-{self.best_of}" if self.best_of > 1 else ""
+        return f"{ds}__{who}{bon}".replace(":", "-").replace("/", "-")
 
 
 class EvalError(ValueError):
@@ -193,10 +197,12 @@ class EvalRun:
             raise EvalError(f"{self.out} already holds {len(done)} evaluated question(s). Pass --resume to continue "
                             "that run, or --out DIR for a new one.")
         old = json.loads((self.out / CONFIG).read_text()) if (self.out / CONFIG).is_file() else {}
-        changed = [k for k in IDENTITY if k in old and old[k] != getattr(self.config, k)]
+        # A key an older run's config lacks had its default then (e.g. best_of = 1).
+        default = EvalConfig()
+        changed = [k for k in IDENTITY if old and old.get(k, getattr(default, k)) != getattr(self.config, k)]
         if changed:
             raise EvalError(f"Cannot resume {self.out}: it was run with different {', '.join(changed)} "
-                            f"({', '.join(f'{k}={old[k]!r}' for k in changed)}). Use a new --out.")
+                            f"({', '.join(f'{k}={old.get(k, getattr(default, k))!r}' for k in changed)}). Use a new --out.")
         # Rewrite without a torn last line, so appends start on a clean line.
         self.records_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done), encoding="utf-8")
         return done
@@ -205,11 +211,23 @@ class EvalRun:
         from citeagent.eval.judge import load_judge
 
         c = self.config
+        if c.best_of < 1:
+            raise EvalError(f"--best-of must be at least 1, got {c.best_of}")
+        if c.best_of > 1 and c.predictions:
+            raise EvalError("--best-of samples answers from a policy; it cannot be used with --predictions.")
+        if c.best_of > 1 and c.policy == "baseline":
+            from citeagent.policies.best_of_n import not_sampling
+
+            raise EvalError(not_sampling(c.best_of, "baseline"))
         dataset = load_dataset(c.dataset, limit=None if c.predictions else c.limit, corpus=c.corpus)
         # Fail on a missing judge before spending time on the policy.
         judge = load_judge(c.judge)
         reward = None
-        if c.reward_model:
+        if c.best_of > 1:  # ranks the candidates; also scores the chosen answers (reward_score)
+            from citeagent.policies.best_of_n import load_scorer
+
+            reward = load_scorer(c.reward_model)
+        elif c.reward_model:
             from citeagent.reward import load_reward_model
 
             reward = load_reward_model(c.reward_model)
@@ -274,6 +292,11 @@ class EvalRun:
             bar.close()
             return
         policy = make_policy(c.policy)
+        if c.best_of > 1:
+            from citeagent.policies.best_of_n import can_sample, not_sampling
+
+            if not can_sample(policy):
+                raise EvalError(not_sampling(c.best_of, getattr(policy, "name", c.policy)))
         with open(self.records_path, "a", encoding="utf-8") as f:
             for lo in range(0, len(todo), c.batch_size):
                 batch = todo[lo : lo + c.batch_size]
@@ -289,9 +312,19 @@ class EvalRun:
 
         c = self.config
         browser = browser_config(policy, max_actions=c.max_actions)
+
+        def sample(backend_for, questions) -> list[tuple]:
+            """(the episode whose answer is scored, the best-of-n record or None) per question."""
+            if c.best_of == 1:
+                eps = run_episodes(backend_for, policy, questions, seed=c.seed, batch_size=len(questions), config=browser)
+                return [(r, None) for r in eps]
+            from citeagent.policies.best_of_n import best_of_n
+
+            return [(b.result, b) for b in best_of_n(backend_for, policy, questions, c.best_of, reward, seed=c.seed,
+                                                     batch_size=c.batch_size, config=browser, temperature=c.temperature)]
+
         try:
-            results = run_episodes(lambda i: backends[i], policy, [e.question for e in batch], seed=c.seed,
-                                   batch_size=len(batch), config=browser)
+            results = sample(lambda i: backends[i], [e.question for e in batch])
         except Exception:
             if first and len(batch) == 1:
                 raise
@@ -299,7 +332,7 @@ class EvalRun:
             results = []
             for i, e in enumerate(batch):
                 try:
-                    results.append(run_episodes(backends[i], policy, [e.question], seed=c.seed, batch_size=1, config=browser)[0])
+                    results.append(sample(backends[i], [e.question])[0])
                 except Exception as err:
                     results.append(err)
             if first and all(isinstance(r, Exception) for r in results):
@@ -311,9 +344,15 @@ class EvalRun:
                 log.warning("%s: %s\n%s", e.id, why, "".join(traceback.format_exception(res))[-2000:])
                 recs.append(_record(e, None, None, error=why, reasons=[why], metrics=failure_metrics(e, judge is not None)))
                 continue
+            res, bon = res
             rec = self._score(e, res.answer, corpora.lookup(e, b), judge, reward, scoring)
             rec["metrics"].update(n_actions=res.n_actions, n_invalid=res.n_invalid,
                                   tokens_generated=res.tokens_generated, seconds=res.seconds)
+            if bon is not None:
+                rec["best_of"] = bon.to_dict()
+                # The cost of a best-of-n answer is all n episodes, not only the chosen one.
+                rec["metrics"].update(tokens_generated=sum(r.tokens_generated for r in bon.candidates),
+                                      seconds=sum(r.seconds for r in bon.candidates))
             rec.update(score=res.score, terminated=res.terminated, truncated=res.truncated, trace=res.trace)
             if res.truncated:
                 rec["reasons"].append(f"ran out of actions ({c.max_actions}) without answering")
@@ -339,6 +378,11 @@ class EvalRun:
         scored = [r for r in records if not r.get("unscored")]
         summary = summarize(scored, n_resamples=self.config.bootstrap, seed=self.config.seed)
         summary["n_unscored_lines"] = len(records) - len(scored)
+        if self.config.best_of > 1:
+            from citeagent.policies.best_of_n import kl_bon
+
+            summary["best_of"] = self.config.best_of
+            summary["kl_bon"] = kl_bon(self.config.best_of)
         summary["config"] = asdict(self.config)
         summary["out"] = str(self.out)
         if dataset is not None:

@@ -337,6 +337,10 @@ class CommandGrammar:
         self.answer = info.get("phase") == "answer"
         # The guided scaffold asks that an answer cite at least one of its quotes before it ends.
         self.require_marker = bool(info.get("require_citation")) and bool(info.get("quote_numbers"))
+        # The guided scaffold also asks for quotes of whole words and some length: an untrained model
+        # otherwise ends a quote after a token or two ("1"), which supports nothing.
+        self.min_quote = max(0, int(info.get("min_quote_chars") or 0))
+        self.whole_words = self.min_quote > 0
         self.quote_numbers = tuple(sorted({str(int(n)).encode() for n in info.get("quote_numbers") or []}))
         self.link_ids = tuple(sorted({str(int(n)).encode() for n in info.get("link_ids") or []}))
         self.text = normalize_ws(info.get("quotable_text") or "").encode()
@@ -371,7 +375,10 @@ class CommandGrammar:
             return s[2] in self._choices(s[1])
         if kind == "quote":
             p = s[1][0]  # every position follows the same bytes, so checking one is enough
-            return s[2] > 0 and (p == len(self.text) or not 0x80 <= self.text[p] <= 0xBF)
+            at_end = p == len(self.text)
+            if self.whole_words:  # at a word end, and long enough unless the text ran out
+                return s[2] > 0 and (at_end or self.text[p] == SPACE) and (s[2] >= self.min_quote or at_end)
+            return s[2] > 0 and (at_end or not 0x80 <= self.text[p] <= 0xBF)
         if kind == "answer":
             return s[1] is None and s[2] == 0 and s[3] >= (2 if self.require_marker else 1)
         return False
@@ -524,6 +531,10 @@ class DecodeConfig:
     # Drop finished rows from the batch (and the KV cache): a Back row should not keep computing
     # while an answer row writes a paragraph. False keeps every row to the end, as generate() does.
     drop_finished: bool = True
+    # CTRL's penalty on tokens a row already generated (1.0 = off). A small untrained model loops
+    # ("The function is used to ... The function is used to ..."); training code keeps it off so
+    # the sampling distribution is the model's own.
+    repetition_penalty: float = 1.0
 
 
 @dataclass
@@ -584,6 +595,8 @@ def generate(
     live = list(range(B))  # the rows still in the model's batch: logits row r is row live[r]
     while True:
         # 1. mask each row to what its grammar allows
+        scores = _penalize_repeats(logits, [out_ids[i] if grammars[i] is not None and grammars[i].answer else []
+                                            for i in live], config.repetition_penalty)
         masked = torch.full_like(logits, float("-inf"))
         for r, i in enumerate(live):
             if done[i]:  # kept in the batch (drop_finished=False): it only feeds padding
@@ -591,16 +604,16 @@ def generate(
                 continue
             g, s = grammars[i], states[i]
             if g is None:
-                masked[r] = logits[r]
+                masked[r] = scores[r]
                 continue
             if step >= limits[i] - 1:  # the budget's last token: end now, or head for the nearest end
                 allowed = _steer_to_end(index, g, s)
             else:
                 allowed = index.allowed(g, s)
             if allowed.mask is not None:
-                torch.where(allowed.mask, logits[r], _NEG_INF, out=masked[r])
+                torch.where(allowed.mask, scores[r], _NEG_INF, out=masked[r])
             else:
-                masked[r, allowed.ids] = logits[r, allowed.ids]
+                masked[r, allowed.ids] = scores[r, allowed.ids]
 
         # 2. choose
         if config.temperature > 0:
@@ -674,13 +687,30 @@ def generate(
 _NEG_INF = torch.tensor(float("-inf"))
 
 
+def _penalize_repeats(logits: torch.Tensor, generated: list[list[int]], penalty: float) -> torch.Tensor:
+    if penalty == 1.0 or not any(generated):
+        return logits
+    out = logits.clone()
+    for r, ids in enumerate(generated):
+        if ids:
+            seen = torch.tensor(sorted(set(ids)))
+            v = out[r, seen]
+            out[r, seen] = torch.where(v > 0, v / penalty, v * penalty)
+    return out
+
+
 def _steer_to_end(index: TokenIndex, g: CommandGrammar, s: tuple) -> Allowed:
     """Over the token budget: EOS if the command is complete, else the tokens that complete it
-    in one step if any, else the usual set (each grammar path makes progress towards an end)."""
+    in one step if any, else the usual set (each grammar path makes progress towards an end).
+    An answer that still owes a citation is steered into a marker first."""
     if g.can_end(s):
         return Allowed(index.eos_ids, index.size)
     ids = index.allowed(g, s).id_list()
     ending = [t for t in ids if t not in index.eos_ids and g.can_end(g.run(s, index.tokens[t]))]
+    if not ending and s[0] == "answer" and g.require_marker and s[1] is None and s[3] < 2:
+        # tokens that open (or complete) a [n] marker; the marker's digits and "]" follow
+        ending = [t for t in ids if t not in index.eos_ids and index.tokens[t] and b"[" in index.tokens[t]
+                  and (ns := g.run(s, index.tokens[t])) is not None and (ns[1] is not None or ns[3] >= 2)]
     return Allowed(ending or ids, index.size)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 class GuideConfig:
     open_results: int = 2  # results to read before answering
     quotes_per_page: int = 1
+    min_quote_chars: int = 40  # a quote of whole words, at least this long (or to the window's end)
 
 
 def guide(info: dict, config: GuideConfig | None = None) -> dict:
@@ -42,6 +43,7 @@ def guide(info: dict, config: GuideConfig | None = None) -> dict:
         url = info["page"]["url"]
         quoted_here = sum(1 for q in quotes if q["url"] == url)
         if quoted_here < c.quotes_per_page and not past[-1].startswith("Quote:"):
+            out["min_quote_chars"] = c.min_quote_chars
             return only("Quote:")
         return only("Back", "End: Answer")
     if view == "results":

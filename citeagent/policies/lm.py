@@ -53,6 +53,7 @@ class LMPolicyConfig:
     # command, the model writes its argument. Off for behaviour cloning and RL.
     guided: bool = True
     system_prompt: str = "full"  # "full", "short" (trained policies) or the text itself
+    repetition_penalty: float = 1.3  # on answer tokens already written; training sets 1.0
 
 
 def saved_policy_options(model_dir) -> dict:
@@ -133,7 +134,8 @@ class LMPolicy:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         grammars = [CommandGrammar(guide(i) if c.guided else i) for i in infos]
         limits = [c.max_answer_tokens if g.answer else c.max_new_tokens for g in grammars]
-        dc = DecodeConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, seed=c.seed)
+        dc = DecodeConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p, seed=c.seed,
+                          repetition_penalty=c.repetition_penalty)
         dev = self.model.device
         return generate(self.model, self.index, enc.input_ids.to(dev), enc.attention_mask.to(dev), grammars,
                         dc, max_new_tokens=limits, generator=self.generator)

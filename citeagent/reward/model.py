@@ -161,10 +161,10 @@ class RewardModel:
 
 
 def load_reward_model(path: str | Path | None = None, device: str = "cpu") -> RewardModel:
-    """Load a saved reward model (default: the one `citeagent train rm` saves by default)."""
+    """Load a saved reward model (None or "default": the one `citeagent train rm` saves by default)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = Path(path) if path else default_reward_model_dir()
+    path = Path(path) if path and str(path) != "default" else default_reward_model_dir()
     if not (path / "config.json").is_file():
         hint = " Train one with `citeagent train rm` first." if path == default_reward_model_dir() else ""
         raise FileNotFoundError(f"No reward model at {path} (no config.json).{hint}")

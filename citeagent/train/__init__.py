@@ -1,0 +1,28 @@
+"""Training the browsing policy: behaviour cloning (bc.py), best-of-n (policies/best_of_n.py) and
+PPO (ppo.py), WebGPT's pipeline.
+
+Shared conventions live here so every trainer and evaluation agrees on them:
+
+- HotpotQA split: the first 30% of the shared dev file (266 of 886 questions) is held out; it is
+  what `citeagent eval --dataset hotpotqa --limit 266` scores and what the support judge never saw.
+  Demonstrations, best-of-n tuning and PPO rollouts use only the other questions.
+- The CPU layout: a compact page window and short result list, so one observation is ~250
+  tokens and a 2-core machine can train in an hour. A trained model saves the layout it was
+  trained with (policies/lm.py POLICY_FILE), so `--policy DIR` browses the same way.
+"""
+from __future__ import annotations
+
+import math
+
+HOTPOTQA_HELDOUT_FRACTION = 0.3
+
+# BrowserConfig fields of the CPU training layout (everything else keeps its default).
+CPU_BROWSER = {"search_k": 5, "snippet_chars": 100, "window_chars": 600, "past_actions_shown": 4}
+# LMPolicyConfig fields a trained policy runs with.
+CPU_POLICY = {"guided": False, "system_prompt": "short", "max_observation_tokens": 384, "repetition_penalty": 1.0}
+
+
+def hotpotqa_split(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(train, heldout) HotpotQA records by file order; heldout = the first 30%."""
+    k = math.ceil(len(records) * HOTPOTQA_HELDOUT_FRACTION)
+    return records[k:], records[:k]

@@ -1,0 +1,388 @@
+"""Behaviour cloning of the browsing policy on demonstrations (WebGPT's first training stage).
+
+A demonstration (citeagent/browse.py's format: people with `citeagent browse`, or the scripted
+expert of train/expert.py) is a list of steps {observation, action, error}. Every step is one
+training example:
+
+    prompt     = build_prompt(tokenizer, observation, ...)   exactly what the LM policy sees
+    completion = action + command_end_token(tokenizer)       the command, then EOS
+
+and only the completion's tokens carry loss. Examples are tokenised here, prompt and completion
+separately and concatenated, because that is what the constrained decoder conditions on: the
+prompt's ids, then the command's ids (tokenising the joined text could merge tokens across the
+boundary). TRL's SFTTrainer then trains on the ids with `completion_only_loss`, with a LoRA
+adapter (merged before saving) or all weights.
+
+Everything that can be checked without a model is checked first: missing or empty files, lines
+that are not records, and any step whose command the environment rejected or cannot parse, named
+by file, line and step. A demonstration teaches what it shows, so a rejected command would teach
+the policy to make it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from citeagent.train import CPU_BROWSER, CPU_POLICY
+from env.browser import BrowserConfig
+from env.commands import CommandError, parse_command
+
+LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+REPORT_FILE = "bc_report.json"
+_WS = re.compile(r"\s+")
+
+
+@dataclass
+class BCConfig:
+    demos: list[str] = field(default_factory=list)  # JSONL demonstration files (a str: comma-separated)
+    model: str = "smollm2"  # the bundled SmolLM2-135M-Instruct, or a HF name / model dir
+    out: str = "runs/bc"
+    lora: bool = True  # False: fine-tune every weight
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = LORA_TARGETS
+    epochs: float = 2.0
+    lr: float | None = None  # None: 2e-4 with LoRA, 5e-5 for full fine-tuning
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 512  # prompt + completion tokens; longer examples are dropped (counted)
+    warmup: float = 0.03  # fraction of the steps
+    weight_decay: float = 0.0
+    max_steps: int | None = None  # stop after this many optimiser steps (default: the epochs decide)
+    heldout: float = 0.1  # fraction of episodes held out for a validation loss (0: none)
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    seed: int = 0
+    logging_steps: int = 10
+    system_prompt: str = CPU_POLICY["system_prompt"]
+    max_observation_tokens: int = CPU_POLICY["max_observation_tokens"]
+    # The browser layout the trained policy will browse with (saved with the model); it should be
+    # the layout the demonstrations were recorded in (`citeagent train demos` uses this one).
+    browser: dict = field(default_factory=lambda: dict(CPU_BROWSER))
+
+    def __post_init__(self):
+        if isinstance(self.demos, str):
+            self.demos = [p.strip() for p in self.demos.split(",") if p.strip()]
+        if not self.demos:
+            raise ValueError("No demonstration files: pass --demos a.jsonl[,b.jsonl] (from `citeagent browse` "
+                             "or `citeagent train demos`).")
+        if self.lr is None:
+            self.lr = 2e-4 if self.lora else 5e-5
+        checks = [
+            (self.lr > 0, f"--lr must be > 0 (got {self.lr})"),
+            (self.epochs > 0, f"--epochs must be > 0 (got {self.epochs})"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1 (got {self.batch_size})"),
+            (self.grad_accum >= 1, f"--grad-accum must be >= 1 (got {self.grad_accum})"),
+            (self.max_length >= 16, f"--max-length must be >= 16 tokens (got {self.max_length})"),
+            (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be >= 1 (got {self.max_steps})"),
+            (0 <= self.heldout < 1, f"--heldout is a fraction of the episodes in [0, 1) (got {self.heldout})"),
+            (0 <= self.warmup < 1, f"--warmup is a fraction of the steps in [0, 1) (got {self.warmup})"),
+            (self.max_observation_tokens >= 32,
+             f"--max-observation-tokens must be >= 32 (got {self.max_observation_tokens})"),
+            (not self.lora or self.lora_r >= 1, f"--lora-r must be >= 1 (got {self.lora_r})"),
+            (not self.lora or bool(self.targets()), "--lora-targets names no module"),
+            (self.threads >= 0, f"--threads must be >= 0 (got {self.threads})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        unknown = set(self.browser) - {f.name for f in fields(BrowserConfig)}
+        if unknown:
+            raise ValueError(f"unknown BrowserConfig field(s) in browser: {sorted(unknown)}")
+
+    def targets(self) -> list[str]:
+        return [t.strip() for t in self.lora_targets.split(",") if t.strip()]
+
+    def policy_options(self) -> dict:
+        """The LMPolicyConfig overrides the trained model is saved with."""
+        return CPU_POLICY | {"system_prompt": self.system_prompt, "max_observation_tokens": self.max_observation_tokens}
+
+
+# --- demonstrations -> checked steps ------------------------------------------------------------------
+
+@dataclass
+class Episode:
+    where: str  # "file, line n", for messages
+    source: str  # "expert", "human", ...
+    steps: list[tuple[str, str]]  # (observation, action)
+
+
+def is_answer_step(observation: str) -> bool:
+    """The answering phase's observation ends with the "Answer:" line (docs/ENV_SPEC.md)."""
+    return observation.rstrip().endswith("\nAnswer:") or observation.rstrip() == "Answer:"
+
+
+def check_step(step, config: BrowserConfig) -> tuple[str, str] | str:
+    """(observation, action) of a recorded step, or why it cannot be trained on."""
+    if not isinstance(step, dict) or not isinstance(step.get("observation"), str) or not isinstance(step.get("action"), str):
+        return "a step needs the text fields 'observation' and 'action'"
+    obs, action = step["observation"], step["action"]
+    if step.get("error") is not None:
+        return f"the environment rejected the action {action[:120]!r}: {step['error']}"
+    if is_answer_step(obs):
+        text = _WS.sub(" ", action).strip()  # the browser reads an answer whitespace-normalised
+        return (obs, text) if text else "the answer is empty"
+    cmd = parse_command(action, max_arg_chars=max(config.max_quote_chars * 2 + 1, config.max_query_chars))
+    if isinstance(cmd, CommandError):
+        return f"the action {action[:120]!r} is not a command: {cmd.message}"
+    return obs, action.strip()
+
+
+def read_demonstrations(paths: list[str], config: BrowserConfig | None = None) -> tuple[list[Episode], dict]:
+    """Every complete episode of every file, each step checked; (episodes, counts). Raises
+    FileNotFoundError / ValueError naming the file, line and step of the first problem."""
+    config = config or BrowserConfig()
+    episodes, counts = [], {"files": len(paths), "episodes": 0, "incomplete_skipped": 0, "by_source": {}}
+    for path in paths:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"No demonstration file {path}: record some with `citeagent browse --out {path}` "
+                                    "or `citeagent train demos --out PATH`.")
+        n_records = 0
+        with open(p, encoding="utf-8", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}, line {lineno}"
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{where}: not valid JSON ({e.msg}); a demonstration file has one episode "
+                                     "per line, as `citeagent browse` writes it.") from None
+                if not isinstance(rec, dict) or not isinstance(rec.get("steps"), list) or "question" not in rec:
+                    raise ValueError(f"{where}: not a demonstration record (needs 'question' and a 'steps' list).")
+                n_records += 1
+                if not rec.get("complete"):
+                    counts["incomplete_skipped"] += 1  # an interrupted session: no answer to learn from
+                    continue
+                steps = []
+                for i, step in enumerate(rec["steps"], 1):
+                    checked = check_step(step, config)
+                    if isinstance(checked, str):
+                        raise ValueError(f"{where}, step {i}: {checked}. Demonstrations must contain only accepted "
+                                         "commands: fix or delete that episode.")
+                    steps.append(checked)
+                if not steps:
+                    raise ValueError(f"{where}: a complete episode with no steps.")
+                source = str(rec.get("source") or "human")
+                counts["by_source"][source] = counts["by_source"].get(source, 0) + 1
+                episodes.append(Episode(where, source, steps))
+        if n_records == 0:
+            raise ValueError(f"{path} has no demonstrations (the file is empty).")
+    counts["episodes"] = len(episodes)
+    if not episodes:
+        raise ValueError(f"No complete episodes in {', '.join(paths)} ({counts['incomplete_skipped']} incomplete).")
+    return episodes, counts
+
+
+# --- steps -> token ids --------------------------------------------------------------------------------
+
+def tokenize_step(tokenizer, observation: str, action: str, system_prompt: str, max_observation_tokens: int) -> dict:
+    """{"input_ids", "completion_mask"}: the prompt's ids followed by the command's ids and EOS, and
+    1 exactly on the command tokens and EOS (the tokens that carry loss)."""
+    from citeagent.policies.lm import build_prompt, command_end_token
+
+    prompt = build_prompt(tokenizer, observation, system_prompt, max_observation_tokens)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    completion_ids = tokenizer(action + command_end_token(tokenizer), add_special_tokens=False).input_ids
+    return {"input_ids": prompt_ids + completion_ids,
+            "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids)}
+
+
+def build_examples(tokenizer, episodes: list[Episode], config: BCConfig) -> tuple[list[dict], int]:
+    """(examples, number dropped as longer than max_length)."""
+    out, dropped = [], 0
+    for ep in episodes:
+        for obs, action in ep.steps:
+            ex = tokenize_step(tokenizer, obs, action, config.system_prompt, config.max_observation_tokens)
+            if len(ex["input_ids"]) > config.max_length:
+                dropped += 1  # cutting it would train on a prompt the policy never sees, or half a command
+                continue
+            out.append(ex)
+    return out, dropped
+
+
+def split_episodes(episodes: list[Episode], fraction: float, seed: int) -> tuple[list[Episode], list[Episode]]:
+    """(train, heldout) by episode: steps of one episode are near copies of each other, so a split
+    by step would measure memorisation."""
+    if fraction <= 0 or len(episodes) < 2:
+        return list(episodes), []
+    order = list(range(len(episodes)))
+    random.Random(seed).shuffle(order)
+    k = min(len(episodes) - 1, max(1, round(fraction * len(episodes))))
+    held = set(order[:k])
+    return [e for i, e in enumerate(episodes) if i not in held], [e for i, e in enumerate(episodes) if i in held]
+
+
+# --- training --------------------------------------------------------------------------------------------
+
+def train_bc(config: BCConfig, model=None, tokenizer=None, log=lambda m: print(m, file=sys.stderr)) -> Path:
+    """Train a policy on the demonstrations; save it (LoRA merged) to config.out and return the path.
+    model/tokenizer: an already loaded pair (tests) instead of config.model."""
+    browser = BrowserConfig(**config.browser)
+    episodes, counts = read_demonstrations(config.demos, browser)  # bad data fails here, before any model
+    train_eps, val_eps = split_episodes(episodes, config.heldout, config.seed)
+    log(f"{counts['episodes']} episodes ({len(train_eps)} train, {len(val_eps)} held out); "
+        f"{counts['incomplete_skipped']} incomplete skipped; sources {counts['by_source']}")
+
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if model is None:
+        from citeagent.models import load_policy_model
+
+        model, tokenizer = load_policy_model(config.model)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train_rows, dropped = build_examples(tokenizer, train_eps, config)
+    val_rows, val_dropped = build_examples(tokenizer, val_eps, config)
+    if not train_rows:
+        shortest = min(len(tokenize_step(tokenizer, o, a, config.system_prompt, config.max_observation_tokens)["input_ids"])
+                       for e in train_eps for o, a in e.steps)
+        raise ValueError(f"--max-length {config.max_length} is too small for any example: the shortest is {shortest} "
+                         f"tokens. Raise --max-length or lower --max-observation-tokens.")
+    if dropped:
+        log(f"dropped {dropped + val_dropped} examples longer than {config.max_length} tokens")
+    log(f"{len(train_rows)} training examples, {len(val_rows)} validation examples")
+
+    trainer = _trainer(config, model, tokenizer, train_rows, val_rows)
+    val_before = trainer.evaluate()["eval_loss"] if val_rows else None
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    val_after = trainer.evaluate() if val_rows else {}
+    history = [h for h in trainer.state.log_history if "loss" in h]
+
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    if config.lora:
+        model = model.merge_and_unload()
+    out = Path(config.out)
+    _save(model, tokenizer, out, config)
+    tokens_seen = sum(len(r["input_ids"]) for r in train_rows) * trainer.state.epoch
+    report = {
+        "episodes": {"train": len(train_eps), "validation": len(val_eps), **counts},
+        "examples": {"train": len(train_rows), "validation": len(val_rows), "dropped_too_long": dropped + val_dropped},
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_loss": {"mean": result.training_loss, "first_logged": history[0]["loss"] if history else None,
+                       "last_logged": history[-1]["loss"] if history else None},
+        "validation_loss": {"before": val_before, "after": val_after.get("eval_loss")},
+        "validation_token_accuracy": val_after.get("eval_mean_token_accuracy"),
+        "seconds": seconds,
+        "tokens_per_second": tokens_seen / max(seconds, 1e-9),
+        "config": asdict(config),
+        "log_history": history,
+    }
+    (out / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    log(f"trained {report['steps']} steps in {seconds:.0f} s ({report['tokens_per_second']:.0f} tokens/s); "
+        f"validation loss {val_before} -> {val_after.get('eval_loss')}; saved to {out}")
+    return out
+
+
+def _trainer(config: BCConfig, model, tokenizer, train_rows: list[dict], val_rows: list[dict]):
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    peft_config = None
+    if config.lora:
+        from peft import LoraConfig
+
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        missing = [t for t in config.targets() if t not in present]
+        if missing:
+            raise ValueError(f"--lora-targets {missing} are not modules of {config.model}; it has e.g. "
+                             f"{sorted(n for n in present if n.endswith('proj'))[:10]}")
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                                 target_modules=config.targets(), task_type="CAUSAL_LM")
+    gpu = torch.cuda.is_available()
+    args = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="citeagent-bc-"), per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
+        warmup_steps=config.warmup, weight_decay=config.weight_decay, lr_scheduler_type="linear",
+        seed=config.seed, data_seed=config.seed, logging_steps=config.logging_steps, save_strategy="no",
+        eval_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        max_length=config.max_length, completion_only_loss=True, packing=False,
+        # prompts vary from ~150 to ~450 tokens; batching similar lengths saves most of the padding
+        train_sampling_strategy="group_by_length",
+        # a 135M model fits easily; recomputing activations would only cost time
+        gradient_checkpointing=False,
+        use_cpu=not gpu,
+        # TRL turns bf16 on by default; on a CPU bf16 autocast is slower than fp32
+        bf16=gpu and torch.cuda.is_bf16_supported(),
+    )
+    model.train()
+    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                      eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+                      processing_class=tokenizer, peft_config=peft_config)
+
+
+def _save(model, tokenizer, out: Path, config: BCConfig) -> None:
+    from citeagent.policies.lm import save_policy_options
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.float().eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.padding_side = "left"  # what LMPolicy decodes with
+    tokenizer.save_pretrained(out)
+    save_policy_options(out, policy=config.policy_options(), browser=dict(config.browser),
+                        extra={"trained_with": "bc", "base_model": config.model})
+
+
+# --- citeagent train bc ----------------------------------------------------------------------------------
+
+HELP = {
+    "demos": "comma-separated demonstration JSONL files (`citeagent browse`, `citeagent train demos`)",
+    "model": "smollm2 (the bundled SmolLM2-135M-Instruct) or a Hugging Face name / model directory",
+    "out": "directory the trained model, its policy options and bc_report.json are saved to",
+    "lora": "train a LoRA adapter (merged before saving); --no-lora or --full trains every weight",
+    "lr": "learning rate (default: 2e-4 with LoRA, 5e-5 full)",
+    "max_length": "prompt + command tokens; longer examples are dropped and counted",
+    "heldout": "fraction of episodes held out for the validation loss",
+    "threads": "torch CPU threads (0: torch's default)",
+    "max_steps": "stop after this many optimiser steps",
+}
+
+
+def add_train_bc_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "bc", help="behaviour cloning of the browsing policy on demonstrations",
+        description="Fine-tune the policy LM on demonstrations (observation -> command, loss on the command "
+                    "only), with LoRA or all weights, and save a model directory `--policy DIR` can use.",
+    )
+    for f in fields(BCConfig):
+        if f.name == "browser":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        if f.name == "demos":
+            p.add_argument(flag, required=True, dest="demos", help=HELP["demos"])
+        elif f.name == "lora":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=True, help=HELP["lora"])
+            p.add_argument("--full", dest="lora", action="store_false", help="full fine-tuning (= --no-lora)")
+        elif "None" in str(f.type):
+            kind = float if "float" in str(f.type) else int
+            p.add_argument(flag, type=kind, default=None, dest=f.name, help=HELP.get(f.name, ""))
+        else:
+            p.add_argument(flag, type=type(default), default=default, dest=f.name,
+                           help=(HELP.get(f.name, "") + f" (default: {default})").strip())
+    p.set_defaults(func=cmd_train_bc)
+    return p
+
+
+def cmd_train_bc(args) -> int:
+    config = BCConfig(**{f.name: getattr(args, f.name) for f in fields(BCConfig) if f.name != "browser"})
+    print(train_bc(config))
+    return 0
