@@ -49,9 +49,11 @@ def load_demonstrations(path: str | Path, complete_only: bool = True) -> list[di
     return out
 
 
-def browse_loop(backend, question: str | None, out: str, max_actions: int = 30, corpus: str = "",
+def browse_loop(backend, question: str | None, out: str, max_actions: int = 30, corpus: str = "", layout: dict | None = None,
                 read=input, write=print) -> int:
-    env = TextBrowserEnv(backend, BrowserConfig(max_actions=max_actions))
+    # layout: BrowserConfig fields (e.g. citeagent.train.CPU_BROWSER), so that a person's
+    # demonstrations show the same observations the policy trained on them will see.
+    env = TextBrowserEnv(backend, BrowserConfig(**(layout or {}), max_actions=max_actions))
     while True:
         q = question
         while not q:

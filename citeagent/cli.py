@@ -101,6 +101,9 @@ def _add_browse(sub) -> None:
     p.add_argument("--question", default=None, help="the question (asked for if omitted)")
     p.add_argument("--out", default="demonstrations.jsonl", help="JSONL file the episodes are appended to")
     p.add_argument("--max-actions", type=int, default=30)
+    p.add_argument("--layout", choices=("default", "cpu"), default="default",
+                   help="page layout: cpu = the compact window and result list that `citeagent train bc` "
+                        "models are trained with; use it when recording demonstrations for them")
     p.set_defaults(func=cmd_browse)
 
 
@@ -109,7 +112,13 @@ def cmd_browse(args) -> int:
     from citeagent.browse import browse_loop
 
     backend = make_backend(options_from_args(args))
-    return browse_loop(backend, question=args.question, out=args.out, max_actions=args.max_actions, corpus=args.corpus)
+    layout = None
+    if args.layout == "cpu":
+        from citeagent.train import CPU_BROWSER
+
+        layout = CPU_BROWSER
+    return browse_loop(backend, question=args.question, out=args.out, max_actions=args.max_actions, corpus=args.corpus,
+                       layout=layout)
 
 
 # Each capability owns its sub-command; its module must import without heavy dependencies.
@@ -122,6 +131,9 @@ PLUGINS = [
 TRAIN_PLUGINS = [
     ("citeagent.reward.cli", "add_train_rm_parser"),  # citeagent train rm
     ("citeagent.eval.cli", "add_train_judge_parser"),  # citeagent train judge
+    ("citeagent.train.expert", "add_train_demos_parser"),  # citeagent train demos
+    ("citeagent.train.bc", "add_train_bc_parser"),  # citeagent train bc
+    ("citeagent.train.ppo", "add_train_ppo_parser"),  # citeagent train ppo
 ]
 
 

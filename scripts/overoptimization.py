@@ -6,7 +6,7 @@ answer F1 and supporting-sentence recall (citeagent/reward/gold_judge.py), which
 trained to imitate. Optimising the proxy harder (larger n, more PPO iterations) raises the proxy
 reward; the gold reward rises less, then falls once the policy exploits the proxy's errors.
 
-    python scripts/overoptimization.py --ppo-log runs/ppo/log.jsonl --policy runs/bc/final \
+    python scripts/overoptimization.py --ppo-log runs/ppo/log.jsonl --policy runs/bc \
         --n-max 16 --questions 40 --out docs/overoptimization.png [--reward-model DIR] [--json runs/bon_sweep.json]
     python scripts/overoptimization.py --bon-json runs/bon_sweep.json --ppo-log runs/ppo/log.jsonl --out ...
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     d = SweepConfig(policy="")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--policy", default=None, help="sample the best-of-n sweep from this policy (e.g. runs/bc/final)")
+    src.add_argument("--policy", default=None, help="sample the best-of-n sweep from this policy (e.g. runs/bc)")
     src.add_argument("--bon-json", default=None, help="redraw from a sweep saved earlier with --json, without sampling")
     p.add_argument("--ppo-log", default=None, help="a PPO run's log.jsonl")
     p.add_argument("--reward-model", default=None, help="the proxy reward model (default: `citeagent train rm`'s)")

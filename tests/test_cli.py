@@ -91,3 +91,17 @@ def test_browse_saves_demonstrations_and_keeps_earlier_ones(tmp_path, pydocs):
     r = run("browse", "--question", "csv?", "--out", str(out), input="Search csv reader\n")
     rec = json.loads(out.read_text().splitlines()[2])
     assert r.returncode == 0 and rec["complete"] is False and len(rec["steps"]) == 1
+
+
+def test_browse_cpu_layout_records_what_trained_policies_see(tmp_path, pydocs):
+    from citeagent.train import CPU_BROWSER
+    from env.browser import BrowserConfig
+
+    out = tmp_path / "demos.jsonl"
+    for extra in ([], ["--layout", "cpu"]):
+        r = run("browse", "--question", "json?", "--out", str(out), *extra, input="Search function return value\nTop\n")
+        assert r.returncode == 0, r.stderr
+    default, cpu = [json.loads(x) for x in out.read_text().splitlines()]
+    # the observation before the second action is the result list: search_k results in each layout
+    results = lambda rec: rec["steps"][1]["observation"].count("\u3010")  # noqa: E731 (a link's 【)
+    assert results(cpu) == CPU_BROWSER["search_k"] < results(default) <= BrowserConfig().search_k

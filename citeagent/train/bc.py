@@ -24,7 +24,9 @@ import argparse
 import json
 import random
 import re
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -48,6 +50,9 @@ class BCConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: str = LORA_TARGETS
+    # LoRA on the top N decoder layers only (0: all). Nothing below the lowest adapted layer needs
+    # gradients, so the backward pass stops there: the CPU configuration's main saving.
+    lora_layers: int = 0
     epochs: float = 2.0
     lr: float | None = None  # None: 2e-4 with LoRA, 5e-5 for full fine-tuning
     batch_size: int = 8
@@ -86,6 +91,7 @@ class BCConfig:
             (self.max_observation_tokens >= 32,
              f"--max-observation-tokens must be >= 32 (got {self.max_observation_tokens})"),
             (not self.lora or self.lora_r >= 1, f"--lora-r must be >= 1 (got {self.lora_r})"),
+            (self.lora_layers >= 0, f"--lora-layers must be >= 0, 0 meaning all layers (got {self.lora_layers})"),
             (not self.lora or bool(self.targets()), "--lora-targets names no module"),
             (self.threads >= 0, f"--threads must be >= 0 (got {self.threads})"),
         ]
@@ -120,7 +126,7 @@ def is_answer_step(observation: str) -> bool:
 
 def check_step(step, config: BrowserConfig) -> tuple[str, str] | str:
     """(observation, action) of a recorded step, or why it cannot be trained on."""
-    if not isinstance(step, dict) or not isinstance(step.get("observation"), str) or not isinstance(step.get("action"), str):
+    if not (isinstance(step, dict) and isinstance(step.get("observation"), str) and isinstance(step.get("action"), str)):
         return "a step needs the text fields 'observation' and 'action'"
     obs, action = step["observation"], step["action"]
     if step.get("error") is not None:
@@ -165,8 +171,8 @@ def read_demonstrations(paths: list[str], config: BrowserConfig | None = None) -
                 for i, step in enumerate(rec["steps"], 1):
                     checked = check_step(step, config)
                     if isinstance(checked, str):
-                        raise ValueError(f"{where}, step {i}: {checked}. Demonstrations must contain only accepted "
-                                         "commands: fix or delete that episode.")
+                        raise ValueError(f"{where}, step {i}: {checked.rstrip('.')}. Demonstrations must contain "
+                                         "only accepted commands: fix or delete that episode.")
                     steps.append(checked)
                 if not steps:
                     raise ValueError(f"{where}: a complete episode with no steps.")
@@ -239,26 +245,35 @@ def train_bc(config: BCConfig, model=None, tokenizer=None, log=lambda m: print(m
         from citeagent.models import load_policy_model
 
         model, tokenizer = load_policy_model(config.model)
+    elif tokenizer is None:
+        raise ValueError("train_bc(model=...) needs the model's tokenizer too")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     train_rows, dropped = build_examples(tokenizer, train_eps, config)
     val_rows, val_dropped = build_examples(tokenizer, val_eps, config)
     if not train_rows:
-        shortest = min(len(tokenize_step(tokenizer, o, a, config.system_prompt, config.max_observation_tokens)["input_ids"])
+        shortest = min(len(tokenize_step(tokenizer, o, a, config.system_prompt,
+                                         config.max_observation_tokens)["input_ids"])
                        for e in train_eps for o, a in e.steps)
         raise ValueError(f"--max-length {config.max_length} is too small for any example: the shortest is {shortest} "
                          f"tokens. Raise --max-length or lower --max-observation-tokens.")
-    if dropped:
+    if dropped or val_dropped:
         log(f"dropped {dropped + val_dropped} examples longer than {config.max_length} tokens")
     log(f"{len(train_rows)} training examples, {len(val_rows)} validation examples")
 
-    trainer = _trainer(config, model, tokenizer, train_rows, val_rows)
-    val_before = trainer.evaluate()["eval_loss"] if val_rows else None
-    t0 = time.perf_counter()
-    result = trainer.train()
-    seconds = time.perf_counter() - t0
-    val_after = trainer.evaluate() if val_rows else {}
+    work = tempfile.mkdtemp(prefix="citeagent-bc-")  # the Trainer wants an output dir; nothing is kept there
+    try:
+        trainer = _trainer(config, model, tokenizer, train_rows, val_rows, work)
+        val_before = trainer.evaluate()["eval_loss"] if val_rows else None
+        t0 = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - t0
+        val_after = trainer.evaluate() if val_rows else {}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     history = [h for h in trainer.state.log_history if "loss" in h]
+    val_accuracy = next((h.get("eval_mean_token_accuracy") for h in reversed(trainer.state.log_history)
+                         if "eval_loss" in h), None)
 
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     if config.lora:
@@ -274,7 +289,7 @@ def train_bc(config: BCConfig, model=None, tokenizer=None, log=lambda m: print(m
         "train_loss": {"mean": result.training_loss, "first_logged": history[0]["loss"] if history else None,
                        "last_logged": history[-1]["loss"] if history else None},
         "validation_loss": {"before": val_before, "after": val_after.get("eval_loss")},
-        "validation_token_accuracy": val_after.get("eval_mean_token_accuracy"),
+        "validation_token_accuracy": val_accuracy,
         "seconds": seconds,
         "tokens_per_second": tokens_seen / max(seconds, 1e-9),
         "config": asdict(config),
@@ -282,13 +297,12 @@ def train_bc(config: BCConfig, model=None, tokenizer=None, log=lambda m: print(m
     }
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2))
     log(f"trained {report['steps']} steps in {seconds:.0f} s ({report['tokens_per_second']:.0f} tokens/s); "
-        f"validation loss {val_before} -> {val_after.get('eval_loss')}; saved to {out}")
+        + (f"validation loss {val_before:.3f} -> {val_after['eval_loss']:.3f}; " if val_rows else "")
+        + f"saved to {out}")
     return out
 
 
-def _trainer(config: BCConfig, model, tokenizer, train_rows: list[dict], val_rows: list[dict]):
-    import tempfile
-
+def _trainer(config: BCConfig, model, tokenizer, train_rows: list[dict], val_rows: list[dict], work: str):
     import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -302,29 +316,61 @@ def _trainer(config: BCConfig, model, tokenizer, train_rows: list[dict], val_row
         if missing:
             raise ValueError(f"--lora-targets {missing} are not modules of {config.model}; it has e.g. "
                              f"{sorted(n for n in present if n.endswith('proj'))[:10]}")
+        n_layers = model.config.num_hidden_layers
+        if config.lora_layers > n_layers:
+            raise ValueError(f"--lora-layers {config.lora_layers} exceeds the model's {n_layers} layers")
+        top = list(range(n_layers - config.lora_layers, n_layers)) if config.lora_layers else None
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                                 target_modules=config.targets(), task_type="CAUSAL_LM")
+                                 target_modules=config.targets(), task_type="CAUSAL_LM", layers_to_transform=top)
     gpu = torch.cuda.is_available()
     args = SFTConfig(
-        output_dir=tempfile.mkdtemp(prefix="citeagent-bc-"), per_device_train_batch_size=config.batch_size,
+        output_dir=work, per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
         learning_rate=config.lr, num_train_epochs=config.epochs, max_steps=config.max_steps or -1,
         warmup_steps=config.warmup, weight_decay=config.weight_decay, lr_scheduler_type="linear",
         seed=config.seed, data_seed=config.seed, logging_steps=config.logging_steps, save_strategy="no",
         eval_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        max_length=config.max_length, completion_only_loss=True, packing=False,
+        max_length=config.max_length, completion_only_loss=True, packing=False, prediction_loss_only=True,
         # prompts vary from ~150 to ~450 tokens; batching similar lengths saves most of the padding
         train_sampling_strategy="group_by_length",
         # a 135M model fits easily; recomputing activations would only cost time
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         use_cpu=not gpu,
         # TRL turns bf16 on by default; on a CPU bf16 autocast is slower than fp32
         bf16=gpu and torch.cuda.is_bf16_supported(),
     )
+    class BCTrainer(SFTTrainer):
+        """SFTTrainer with a loss that runs the LM head only where the loss is: on a CPU the
+        49k-way head over every prompt token is most of a step's cost, and only the command's
+        tokens carry loss."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            nll, n, correct = command_nll(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+            # Like SFTTrainer: divided by the tokens of the whole accumulated batch when the Trainer counts them
+            loss = nll / (num_items_in_batch if num_items_in_batch is not None else max(n, 1))
+            mode = "train" if model.training else "eval"
+            self._metrics[mode]["mean_token_accuracy"].append(correct / max(n, 1))
+            return (loss, None) if return_outputs else loss
+
     model.train()
-    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
-                      eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-                      processing_class=tokenizer, peft_config=peft_config)
+    return BCTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                     eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+                     processing_class=tokenizer, peft_config=peft_config)
+
+
+def command_nll(model, input_ids, attention_mask, labels):
+    """(summed negative log-likelihood of the labelled tokens, their number, how many are the argmax).
+    labels: -100 except on the command tokens; position t predicts labels[t + 1]."""
+    import torch.nn.functional as F
+
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper: LoRA is inside
+    hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    target = labels[:, 1:]
+    keep = target != -100
+    logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    nll = F.cross_entropy(logits, target[keep], reduction="sum")
+    correct = int((logits.argmax(-1) == target[keep]).sum())
+    return nll, int(keep.sum()), correct
 
 
 def _save(model, tokenizer, out: Path, config: BCConfig) -> None:
@@ -347,6 +393,7 @@ HELP = {
     "demos": "comma-separated demonstration JSONL files (`citeagent browse`, `citeagent train demos`)",
     "model": "smollm2 (the bundled SmolLM2-135M-Instruct) or a Hugging Face name / model directory",
     "out": "directory the trained model, its policy options and bc_report.json are saved to",
+    "lora_layers": "adapt only the top N decoder layers (0: all); the backward pass stops below them",
     "lora": "train a LoRA adapter (merged before saving); --no-lora or --full trains every weight",
     "lr": "learning rate (default: 2e-4 with LoRA, 5e-5 full)",
     "max_length": "prompt + command tokens; longer examples are dropped and counted",

@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from env.browser import BrowserConfig
-from env.gym_env import TextBrowserEnv
+from env.commands import QUOTE_SEP
 from env.render import PageView
 
 _WS = re.compile(r"\s+")
@@ -76,9 +76,11 @@ def _cut(text: str, max_chars: int) -> str:
 class _Episode:
     """One question in the env; `do` records a step and insists the env accepted it."""
 
-    def __init__(self, env: TextBrowserEnv, record: dict):
-        self.env = env
-        self.obs, self.info = env.reset(options={"question": record["question"]})
+    def __init__(self, backend, config: BrowserConfig, record: dict):
+        from env.gym_env import TextBrowserEnv  # gymnasium: only once demonstrations are made, not for --help
+
+        self.env = TextBrowserEnv(backend, config)
+        self.obs, self.info = self.env.reset(options={"question": record["question"]})
         self.steps: list[dict] = []
 
     def do(self, action: str, phase: str = "browse") -> None:
@@ -113,8 +115,8 @@ def _sentence_piece(sentence: str, view: PageView) -> tuple[int, str] | None:
                 break
         else:
             piece = ""
-        for k in range(1, len(sentence)):  # longest suffix at the window's start
-            if sentence[k] != " " and sentence[k - 1] == " " and q.startswith(sentence[k:]):
+        for k in range(1, len(sentence)):  # longest suffix at the window's start, from a word start
+            if sentence[k - 1] == " " and q.startswith(sentence[k:]):
                 if len(sentence) - k > len(piece):
                     piece = sentence[k:]
                 break
@@ -173,8 +175,7 @@ def _open_gold(ep: _Episode, title: str, gold_titles: set[str], config: BrowserC
 def demonstrate(record: dict, backend, config: BrowserConfig, rng: random.Random, noise: float,
                 stats: ExpertStats) -> tuple[list[dict], dict]:
     """The steps of one expert episode (raises Skip when the question cannot be demonstrated)."""
-    env = TextBrowserEnv(backend, config)
-    ep = _Episode(env, record)
+    ep = _Episode(backend, config, record)
     question = _norm(record["question"])
     paragraphs = {t: s for t, s in record["context"]}
     facts: dict[str, list[int]] = {}  # title -> sentence ids, titles in supporting_facts order
@@ -212,7 +213,11 @@ def demonstrate(record: dict, backend, config: BrowserConfig, rng: random.Random
             piece = _cut(piece, config.max_quote_chars)
             if piece in quoted:  # the same sentence twice in the facts
                 continue
+            if QUOTE_SEP in piece:  # the browser would read it as Quote: <start>━<end>
+                raise Skip("quote separator in a gold sentence")
             _go_to_window(ep, window, piece, page_text)
+            # what the policy's decoder may quote: text of the current window
+            assert piece in ep.info["quotable_text"], (title, window, piece)
             ep.do(f"Quote: {piece}")
             quoted.add(piece)
         if i < len(titles) - 1:
@@ -235,12 +240,16 @@ def expert_demonstrations(records: list[dict], backend, browser: BrowserConfig, 
     demos = []
     for record in records:
         rng = random.Random(f"{seed}:{record['_id']}")
+        mine = ExpertStats()  # this episode's noise, counted only if the episode is kept
         try:
-            steps, answer = demonstrate(record, backend, browser, rng, noise, stats)
+            steps, answer = demonstrate(record, backend, browser, rng, noise, mine)
         except Skip as e:
             stats.skipped += 1
             stats.skip_reasons[str(e)] += 1
             continue
+        stats.wrong_clicks += mine.wrong_clicks
+        stats.poor_queries += mine.poor_queries
+        stats.facts_missing += mine.facts_missing
         demos.append({"question": record["question"], "corpus": corpus, "created": time.time(), "steps": steps,
                       "complete": True, "answer": answer, "source": "expert", "id": record["_id"]})
         stats.episodes += 1
