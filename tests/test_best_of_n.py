@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from citeagent.cli import main as cli_main
 from citeagent.policies.baseline import BaselinePolicy
@@ -25,6 +24,7 @@ from env.corpus import Corpus
 from env.documents import Document
 from env.local import LocalBackend
 from env.search.base import Hit
+from lm_support import one_thread, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixture)
 
 DOCS = [
     {"id": "paris", "title": "Paris", "url": "https://ex.org/paris", "text": "Paris is the capital of France. It has the Louvre."},
@@ -35,32 +35,19 @@ FAST = {"max_new_tokens": 12, "max_answer_tokens": 16}  # the random model's wor
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from citeagent.models import bundled_gguf
-
-    try:
-        gguf = bundled_gguf()
-    except ModuleNotFoundError as e:
-        pytest.skip(str(e))
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = smollm2_tokenizer()
+    return tok
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         tie_word_embeddings=True, initializer_range=0.1,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(tokenizer, max_positions=2048)
 
 
 class ListEverything:

@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from citeagent.policies.constrained import (
     COMMANDS,
@@ -20,6 +19,7 @@ from citeagent.policies.constrained import (
 )
 from env.commands import Command, parse_command
 from env.documents import normalize_ws
+from lm_support import one_thread, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixture)
 
 PAGE = (
     "json.dumps(obj) serializes obj to a JSON formatted str using this conversion table. "
@@ -44,23 +44,13 @@ PROMPTS = ["Question: what does json.dumps return?\nNext action:", "Hi", "The an
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model gains nothing from more threads, and the test machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from citeagent.models import bundled_gguf
-
-    try:
-        gguf = bundled_gguf()
-    except ModuleNotFoundError as e:
-        pytest.skip(str(e))
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = smollm2_tokenizer()
     tok.padding_side = "left"
     return tok
 
@@ -72,12 +62,7 @@ def index(tokenizer):
 
 @pytest.fixture(scope="module")
 def tiny_model(tokenizer):
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         tie_word_embeddings=True, initializer_range=0.1,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(tokenizer, max_positions=512)
 
 
 def check_action(text: str, info: dict) -> None:

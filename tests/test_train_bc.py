@@ -9,7 +9,6 @@ import re
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from citeagent.answer import Answer
 from citeagent.browse import load_demonstrations, save_demonstration
@@ -26,17 +25,15 @@ from env.gym_env import TextBrowserEnv
 from env.index import in_memory_index
 from env.local import LocalBackend
 from env.sources.hotpotqa import paragraph_document, read_hotpotqa_records
+from lm_support import one_thread, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixture)
 
 BROWSER = BrowserConfig(**CPU_BROWSER, max_actions=20)
 _WS = re.compile(r"\s+")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -63,22 +60,12 @@ def clean_demos(records, backend):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from citeagent.models import bundled_gguf
-
-    try:
-        gguf = bundled_gguf()
-    except ModuleNotFoundError as e:
-        pytest.skip(str(e))
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = smollm2_tokenizer()
+    return tok
 
 
 def tiny_model(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         tie_word_embeddings=True, initializer_range=0.1, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
-    return LlamaForCausalLM(config)
+    return tiny_llama(tokenizer, seed).train()
 
 
 def _norm(text):

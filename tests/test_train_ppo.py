@@ -12,8 +12,9 @@ import shutil
 
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from lm_support import one_thread, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixture)
 from citeagent.policies.constrained import Generation
 from citeagent.train.ppo import (
     LOG_KEYS,
@@ -39,11 +40,8 @@ POLICY_OPTIONS = {"guided": False, "system_prompt": "short", "max_observation_to
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)
 
 
 # --- GAE, rewards, losses, KL controller: by hand -------------------------------------------------
@@ -152,22 +150,10 @@ def test_adaptive_kl_controller_by_hand():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from citeagent.models import bundled_gguf
-
-    try:
-        gguf = bundled_gguf()
-    except ModuleNotFoundError as e:
-        pytest.skip(str(e))
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tok = smollm2_tokenizer()
+    return tok
 
 
-def tiny_llama(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         tie_word_embeddings=True, initializer_range=0.1,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return LlamaForCausalLM(config).eval()
 
 
 def gen(prompt, tokens):
