@@ -288,3 +288,15 @@ def test_repetition_penalty_by_hand():
     out = _penalize_repeats(logits, [[0, 1, 1]], 2.0)
     assert out.tolist() == [[1.0, -2.0, 0.5, 3.0]]
     assert _penalize_repeats(logits, [[0]], 1.0) is logits
+
+
+def test_an_answer_cannot_cite_the_same_quote_twice_in_a_row():
+    from citeagent.policies.constrained import CommandGrammar
+
+    g = CommandGrammar({"phase": "answer", "quote_numbers": [1, 2], "valid_commands": []})
+    for text, ok in [(b"Paris [1][2].", True), (b"Paris [1][1]", False), (b"Paris [1] [1]", False),
+                     (b"Paris [1]. Rome [1].", True), (b"[2][1][2]", True), (b"[12]", False),
+                     (b"Paris [1][1", False)]:  # refused at the digit, so decoding never gets stuck there
+        assert (g.run(g.initial(), text) is not None) == ok, text
+    one = CommandGrammar({"phase": "answer", "quote_numbers": [1], "valid_commands": []})
+    assert one.run(one.initial(), b"Paris [1][") is None  # no other quote could follow the "["

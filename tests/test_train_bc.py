@@ -16,7 +16,7 @@ from citeagent.policies.lm import POLICY_FILE, LMPolicy, build_prompt
 from citeagent.reward.gold_judge import gold_score
 from citeagent.rollout import browser_config
 from citeagent.train import CPU_BROWSER, CPU_POLICY, hotpotqa_split
-from citeagent.train.bc import BCConfig, _trainer, read_demonstrations, tokenize_step, train_bc
+from citeagent.train.bc import BCConfig, _trainer, build_examples, read_demonstrations, tokenize_step, train_bc
 from citeagent.train.expert import expert_demonstrations
 from env.browser import BrowserConfig
 from env.commands import Command, parse_command
@@ -139,11 +139,29 @@ def test_expert_noise_makes_and_corrects_mistakes(records, backend):
                  and actions[i + 1] == "Back"
                  and not any(f"Current page: {t} (" in steps[i + 1]["observation"] for t in gold_titles)]
         n_wrong.append(len(wrong))
+        # exactly the mistakes are flagged, so behaviour cloning skips them as targets
+        assert [i for i, st in enumerate(steps) if st.get("noise")] == sorted([0] + wrong)
         score = gold_score(Answer.from_dict(demo["answer"]), record)
         assert score["sp_recall"] == 1.0 and score["answer_f1"] == 1.0
     # every results list with a non-gold result gets a wrong click; a title searched by name may list
     # only its own page, so an episode can lack one
     assert sum(n_wrong) == stats.wrong_clicks and sum(n > 0 for n in n_wrong) >= len(records) - 1
+
+
+def test_mistakes_are_not_targets_and_answers_can_repeat(tmp_path, records, backend, tokenizer):
+    demos, stats = expert_demonstrations(records, backend, BROWSER, noise=1.0, seed=3)
+    path = tmp_path / "noisy.jsonl"
+    for d in demos:
+        save_demonstration(path, d)
+    episodes, counts = read_demonstrations([str(path)], BROWSER)
+    assert counts["noise_steps_skipped"] == stats.poor_queries + stats.wrong_clicks
+    kept = [a for e in episodes for _, a in e.steps]
+    assert len(kept) == sum(len(d["steps"]) for d in demos) - counts["noise_steps_skipped"]
+    # the recoveries stay: every episode still opens with the real query and keeps its Backs
+    assert all(e.steps[0][1].startswith("Search ") and len(e.steps[0][1].split()) > 4 for e in episodes)
+    one = build_examples(tokenizer, episodes, BCConfig(demos=[str(path)]))[0]
+    three = build_examples(tokenizer, episodes, BCConfig(demos=[str(path)], answer_repeats=3))[0]
+    assert len(three) == len(one) + 2 * len(episodes)  # one answering step per episode
 
 
 def test_expert_demos_round_trip_the_browse_format(tmp_path, clean_demos):

@@ -326,7 +326,9 @@ _INDEXES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 #   ("line", literal, n bytes, pending) one-line free text (Search, Find in page)
 #   ("int", literal, digits)            link id or scroll count
 #   ("quote", end positions, n bytes)   quote text; positions index the quotable text's bytes
-#   ("answer", marker digits | None, pending, 0 nothing | 1 text | 2 text with a marker)
+#   ("answer", marker digits | None, pending, 0 nothing | 1 text | 2 text with a marker,
+#              the marker just closed | None)   (citing one quote twice in a row, "[1][1]" or
+#              "[1] [1]", is refused: a small model otherwise loops on markers)
 #   ("end",)                            past the newline that ended the command
 
 
@@ -361,7 +363,7 @@ class CommandGrammar:
 
     def initial(self) -> tuple:
         if self.answer:
-            return ("answer", None, 0, 0)
+            return ("answer", None, 0, 0, None)
         return ("kw", b"", tuple(range(len(self.literals))))
 
     # --- the automaton ----------------------------------------------------------------------------
@@ -423,16 +425,19 @@ class CommandGrammar:
             marker = s[1]
             if marker is not None:
                 if b == ord("]"):
-                    return ("answer", None, 0, 2) if marker in self.quote_numbers else None
+                    ok = marker in self.quote_numbers and marker != s[4]
+                    return ("answer", None, 0, 2, marker) if ok else None
                 digits = marker + bytes((b,))
-                ok = 0x30 <= b <= 0x39 and any(q.startswith(digits) for q in self.quote_numbers)
-                return ("answer", digits, 0, s[3]) if ok else None
+                ok = 0x30 <= b <= 0x39 and any(q.startswith(digits) and q != s[4] for q in self.quote_numbers)
+                return ("answer", digits, 0, s[3], s[4]) if ok else None
             if b < 0x20 or b == 0x7F:
                 return None
             if b == ord("["):
-                return ("answer", b"", 0, s[3]) if self.quote_numbers and s[2] == 0 else None
+                ok = s[2] == 0 and any(q != s[4] for q in self.quote_numbers)  # a marker that may follow
+                return ("answer", b"", 0, s[3], s[4]) if ok else None
             pending = _utf8_step(s[2], b)
-            return None if pending < 0 else ("answer", None, pending, s[3] or int(b not in WHITESPACE))
+            last = s[4] if b in WHITESPACE else None
+            return None if pending < 0 else ("answer", None, pending, s[3] or int(b not in WHITESPACE), last)
         return None  # "done": only the newline (handled above) may follow
 
     def run(self, s: tuple, data: bytes) -> tuple | None:
@@ -494,7 +499,7 @@ class CommandGrammar:
         if kind == "int":
             return ("int", self._choices(s[1]), s[2])
         if kind == "answer":
-            return ("answer", s[1], s[2], s[3], self.quote_numbers, self.require_marker)
+            return ("answer", s[1], s[2], s[3], s[4], self.quote_numbers, self.require_marker)
         if kind == "done":
             return ("done",)
         return None  # quote positions are specific to one window text

@@ -19,7 +19,8 @@ HOTPOTQA_HELDOUT_FRACTION = 0.3
 # BrowserConfig fields of the CPU training layout (everything else keeps its default).
 CPU_BROWSER = {"search_k": 5, "snippet_chars": 100, "window_chars": 600, "past_actions_shown": 4}
 # LMPolicyConfig fields a trained policy runs with.
-CPU_POLICY = {"guided": False, "system_prompt": "short", "max_observation_tokens": 384, "repetition_penalty": 1.0}
+CPU_POLICY = {"guided": False, "system_prompt": "short", "max_observation_tokens": 384, "repetition_penalty": 1.0,
+              "max_answer_tokens": 48}  # a HotpotQA answer is a few words and its markers
 
 
 def hotpotqa_split(records: list[dict]) -> tuple[list[dict], list[dict]]:

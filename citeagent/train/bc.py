@@ -53,6 +53,7 @@ class BCConfig:
     # LoRA on the top N decoder layers only (0: all). Nothing below the lowest adapted layer needs
     # gradients, so the backward pass stops there: the CPU configuration's main saving.
     lora_layers: int = 0
+    answer_repeats: int = 1  # examples per answering step (the answer is 1 step in ~10)
     epochs: float = 2.0
     lr: float | None = None  # None: 2e-4 with LoRA, 5e-5 for full fine-tuning
     batch_size: int = 8
@@ -91,6 +92,7 @@ class BCConfig:
             (self.max_observation_tokens >= 32,
              f"--max-observation-tokens must be >= 32 (got {self.max_observation_tokens})"),
             (not self.lora or self.lora_r >= 1, f"--lora-r must be >= 1 (got {self.lora_r})"),
+            (self.answer_repeats >= 1, f"--answer-repeats must be >= 1 (got {self.answer_repeats})"),
             (self.lora_layers >= 0, f"--lora-layers must be >= 0, 0 meaning all layers (got {self.lora_layers})"),
             (not self.lora or bool(self.targets()), "--lora-targets names no module"),
             (self.threads >= 0, f"--threads must be >= 0 (got {self.threads})"),
@@ -173,6 +175,11 @@ def read_demonstrations(paths: list[str], config: BrowserConfig | None = None) -
                     if isinstance(checked, str):
                         raise ValueError(f"{where}, step {i}: {checked.rstrip('.')}. Demonstrations must contain "
                                          "only accepted commands: fix or delete that episode.")
+                    if step.get("noise"):
+                        # a demonstrated mistake: later steps show it and teach the recovery, but
+                        # the mistake itself is no target (DART-style noise injection)
+                        counts["noise_steps_skipped"] = counts.get("noise_steps_skipped", 0) + 1
+                        continue
                     steps.append(checked)
                 if not steps:
                     raise ValueError(f"{where}: a complete episode with no steps.")
@@ -210,7 +217,9 @@ def build_examples(tokenizer, episodes: list[Episode], config: BCConfig) -> tupl
             if len(ex["input_ids"]) > config.max_length:
                 dropped += 1  # cutting it would train on a prompt the policy never sees, or half a command
                 continue
-            out.append(ex)
+            # an episode has one answer among ~10 commands; repeating it keeps the answering phase
+            # from being swamped by command-shaped targets
+            out.extend([ex] * (config.answer_repeats if is_answer_step(obs) else 1))
     return out, dropped
 
 
@@ -393,6 +402,7 @@ HELP = {
     "demos": "comma-separated demonstration JSONL files (`citeagent browse`, `citeagent train demos`)",
     "model": "smollm2 (the bundled SmolLM2-135M-Instruct) or a Hugging Face name / model directory",
     "out": "directory the trained model, its policy options and bc_report.json are saved to",
+    "answer_repeats": "how many times each answering step is used per epoch",
     "lora_layers": "adapt only the top N decoder layers (0: all); the backward pass stops below them",
     "lora": "train a LoRA adapter (merged before saving); --no-lora or --full trains every weight",
     "lr": "learning rate (default: 2e-4 with LoRA, 5e-5 full)",

@@ -83,12 +83,14 @@ class _Episode:
         self.obs, self.info = self.env.reset(options={"question": record["question"]})
         self.steps: list[dict] = []
 
-    def do(self, action: str, phase: str = "browse") -> None:
+    def do(self, action: str, phase: str = "browse", noise: bool = False) -> None:
+        """noise: the action is a deliberate mistake. It is recorded (later observations show it, so
+        the policy learns the recovery) and flagged, so behaviour cloning never trains on it."""
         if self.info["phase"] != phase:
             # the env moved to answering at the action limit (WebGPT's rule) before the expert was done
             raise Skip("action budget")
         obs, _, term, trunc, info = self.env.step(action)
-        self.steps.append({"observation": self.obs, "action": action, "error": info["error"]})
+        self.steps.append({"observation": self.obs, "action": action, "error": info["error"]} | ({"noise": True} if noise else {}))
         assert info["error"] is None, f"the env rejected the expert's {action!r}: {info['error']}"
         self.obs, self.info = obs, info
 
@@ -166,7 +168,7 @@ def _open_gold(ep: _Episode, title: str, gold_titles: set[str], config: BrowserC
             raise Skip("gold page not found")
     wrong = [r["id"] for r in ep.info.get("results", []) if r["title"] not in gold_titles]
     if wrong and rng.random() < noise:
-        ep.do(f"Clicked on link {rng.choice(wrong)}")
+        ep.do(f"Clicked on link {rng.choice(wrong)}", noise=True)
         ep.do("Back")
         stats.wrong_clicks += 1
     ep.do(f"Clicked on link {link}")
@@ -191,7 +193,7 @@ def demonstrate(record: dict, backend, config: BrowserConfig, rng: random.Random
 
     words = question.split(" ")
     if len(words) > 4 and rng.random() < noise:
-        ep.do(f"Search {' '.join(words[:rng.randint(2, 3)])}")
+        ep.do(f"Search {' '.join(words[:rng.randint(2, 3)])}", noise=True)
         stats.poor_queries += 1
     ep.do(f"Search {_cut(question, config.max_query_chars)}")
 
