@@ -28,6 +28,7 @@ from citeagent.train.ppo import (
     gae,
     kl_penalty_rewards,
     main,
+    make_actor_critic,
     masked_mean,
     masked_whiten,
     ppo_losses,
@@ -196,6 +197,17 @@ def test_rows_and_token_stats_match_a_direct_computation(tokenizer):
     assert flat2.tolist() == [3, 4, 5, 0, 1]
     padded, mask = rows.pad_episodes(torch.arange(6.0))
     assert padded.tolist() == [[0, 1, 2], [3, 4, 5]] and mask.all()
+
+
+def test_lora_layers_adapt_only_the_top_layers_and_the_reference_is_the_base(tokenizer):
+    lm = tiny_llama(tokenizer)
+    ac, reference = make_actor_critic(lm, PPOConfig(lora_layers=1), torch.device("cpu"))
+    trainable = [n for n, p in ac.named_parameters() if p.requires_grad]
+    adapted = {n.split(".layers.")[1].split(".")[0] for n in trainable if "lora_" in n}
+    assert adapted == {"1"} and any("value_head" in n for n in trainable)  # layer 1 of 0-1, plus the head
+    assert reference is None  # the reference policy is the model with its adapters switched off
+    with pytest.raises(ValueError, match="lora-layers"):
+        make_actor_critic(tiny_llama(tokenizer), PPOConfig(lora_layers=3), torch.device("cpu"))
 
 
 def test_recomputed_logprobs_match_the_decoder(tokenizer):

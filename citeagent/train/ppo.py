@@ -394,8 +394,11 @@ def make_actor_critic(lm, cfg: PPOConfig, device) -> tuple[ActorCritic, nn.Modul
         if cfg.lora_layers > n_layers:
             raise ValueError(f"--lora-layers {cfg.lora_layers} exceeds the model's {n_layers} layers")
         top = list(range(n_layers - cfg.lora_layers, n_layers)) if cfg.lora_layers else None
+        # peft takes a layer range only with explicit module names: every linear layer but the head
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in lm.named_modules()
+                         if isinstance(m, nn.Linear) and not n.endswith("lm_head")})
         lm = get_peft_model(lm, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                           target_modules="all-linear", layers_to_transform=top))
+                                           target_modules=linear if top else "all-linear", layers_to_transform=top))
     else:
         reference = copy.deepcopy(lm).requires_grad_(False).to(device)
     return ActorCritic(lm), reference
