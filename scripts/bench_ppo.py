@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-actions", type=int, default=10)
     ap.add_argument("--minibatch-size", type=int, default=8, help="rows per optimizer step")
     ap.add_argument("--lora", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--lora-layers", type=int, default=0, help="LoRA on the top N layers only (0: all)")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="also write the JSON here")
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
     from citeagent.train import hotpotqa_split
     from env.sources.hotpotqa import read_hotpotqa_records
 
-    cfg = ppo.PPOConfig(policy=args.model, lora=args.lora, minibatch_size=args.minibatch_size, ppo_epochs=1,
+    cfg = ppo.PPOConfig(policy=args.model, lora=args.lora, lora_layers=args.lora_layers, minibatch_size=args.minibatch_size, ppo_epochs=1,
                         max_actions=args.max_actions, seed=args.seed)
     accelerator = Accelerator()
     device = accelerator.device
@@ -164,7 +165,7 @@ def main(argv=None) -> int:
     update["loop_overhead"] = round(best["ppo"] / best["plain"] - 1, 4)
     update["overhead_vs_full_logits"] = round(best["ppo"] / best["plain_full_logits"] - 1, 4)
     result = {
-        "model": args.model, "lora": args.lora, "threads": torch.get_num_threads(), "device": str(device),
+        "model": args.model, "lora": args.lora, "lora_layers": args.lora_layers, "threads": torch.get_num_threads(), "device": str(device),
         "machine": platform.processor() or platform.machine(), "max_actions": cfg.max_actions,
         "rollout": {"batch_1": r1, "batch_8": r8,
                     "speedup_8_over_1": round(r8["episodes_per_s"] / r1["episodes_per_s"], 3)},
