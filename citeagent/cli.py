@@ -133,7 +133,7 @@ TRAIN_PLUGINS = [
     ("citeagent.eval.cli", "add_train_judge_parser"),  # citeagent train judge
     ("citeagent.train.expert", "add_train_demos_parser"),  # citeagent train demos
     ("citeagent.train.bc", "add_train_bc_parser"),  # citeagent train bc
-    ("citeagent.train.ppo", "add_train_ppo_parser"),  # citeagent train ppo
+    ("citeagent.train.ppo_config", "add_train_ppo_parser"),  # citeagent train ppo
 ]
 
 

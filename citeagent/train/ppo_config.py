@@ -1,0 +1,196 @@
+"""The configuration and command line of `citeagent train ppo` (the algorithm is citeagent/train/ppo.py).
+
+Kept apart from ppo.py so that `citeagent --help` and config validation import no torch: the CLI
+registers every sub-command at start-up.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+DATASETS = ("hotpotqa",)
+DTYPES = ("float32", "bfloat16", "float16")
+CHECKPOINT = "checkpoint"
+TRAINER_STATE = "trainer_state.json"
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+@dataclass
+class PPOConfig:
+    policy: str = "runs/bc"  # the behaviour-cloned model dir PPO starts from (and the KL reference)
+    reward_model: str = ""  # "" = the default reward model dir (`citeagent train rm`)
+    dataset: str = "hotpotqa"  # training questions = hotpotqa_split(records)[0]
+    out: str = "runs/ppo"
+    resume: bool = False
+    iterations: int = 20
+    episodes_per_iter: int = 16
+    rollout_batch_size: int = 8  # episodes stepped together (one batched model call per step)
+    max_actions: int = 10
+    temperature: float = 1.0
+    no_answer_reward: float = -1.0  # a declined or truncated episode
+    kl_coef: float = 0.02
+    adaptive_kl: bool = False  # Ziegler et al. (2019)'s proportional controller
+    target_kl: float = 6.0  # nats per episode, for the adaptive controller
+    kl_horizon: int = 10000  # episodes, for the adaptive controller
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip: float = 0.2
+    vf_coef: float = 0.5
+    vf_clip: float = 0.2
+    ent_coef: float = 0.0
+    ppo_epochs: int = 2
+    minibatch_size: int = 8  # rows (steps) per optimizer step
+    lr: float | None = None  # None: 1e-4 with LoRA, 1e-5 for full fine-tuning
+    value_lr: float = 1e-4  # the value head starts at zero and must catch up quickly
+    lora: bool = True
+    lora_r: int = 16
+    lora_alpha: int = 32
+    # LoRA on the top N decoder layers only (0: all): the backward pass stops below them, which is
+    # what makes an hour of PPO on 2 CPU cores worth running.
+    lora_layers: int = 0
+    max_grad_norm: float = 1.0
+    whiten_advantages: bool = True
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    checkpoint_every: int = 1
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        def finite(name, value):
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number (got {value!r})")
+
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool)):
+                finite(f.name, v)
+        if self.lr is not None:
+            finite("lr", self.lr)
+        if self.kl_coef < 0:
+            raise ValueError(f"--kl-coef must be >= 0 (got {self.kl_coef}); 0 switches the KL penalty off")
+        checks = [
+            ("iterations", self.iterations >= 1, ">= 1"), ("episodes_per_iter", self.episodes_per_iter >= 1, ">= 1"),
+            ("rollout_batch_size", self.rollout_batch_size >= 1, ">= 1"),
+            ("max_actions", self.max_actions >= 2, ">= 2 (a search and an answer)"),
+            ("temperature", self.temperature > 0, "> 0 (PPO needs a sampling policy)"),
+            ("target_kl", self.target_kl > 0, "> 0"), ("kl_horizon", self.kl_horizon >= 1, ">= 1"),
+            ("gamma", 0 <= self.gamma <= 1, "in [0, 1]"), ("lam", 0 <= self.lam <= 1, "in [0, 1]"),
+            ("clip", self.clip > 0, "> 0"), ("vf_clip", self.vf_clip > 0, "> 0"),
+            ("vf_coef", self.vf_coef >= 0, ">= 0"),
+            ("ppo_epochs", self.ppo_epochs >= 1, ">= 1"), ("minibatch_size", self.minibatch_size >= 1, ">= 1"),
+            ("lr", self.lr is None or self.lr > 0, "> 0"), ("value_lr", self.value_lr > 0, "> 0"),
+            ("lora_r", self.lora_r >= 1, ">= 1"), ("lora_layers", self.lora_layers >= 0, ">= 0 (0: all layers)"),
+            ("max_grad_norm", self.max_grad_norm > 0, "> 0"),
+            ("checkpoint_every", self.checkpoint_every >= 1, ">= 1"), ("threads", self.threads >= 0, ">= 0"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')} must be {rule} (got {getattr(self, name)})")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"--dataset must be one of {', '.join(DATASETS)} (got {self.dataset!r})")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
+        if not self.out:
+            raise ValueError("--out must name a directory")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (1e-4 if self.lora else 1e-5)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    def reward_model_dir(self) -> Path:
+        from citeagent.reward.config import default_reward_model_dir
+
+        return Path(self.reward_model) if self.reward_model else default_reward_model_dir()
+
+    def check(self, need_reward_model: bool = True) -> None:
+        """The checks that look at files, run before anything heavy is loaded."""
+        from citeagent.models import DEFAULT_NAMES
+
+        if self.policy not in DEFAULT_NAMES and not (Path(self.policy) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"--policy {self.policy}: no model there (no config.json). PPO starts from a behaviour-cloned "
+                "policy: train one with `citeagent train bc`, or pass --policy smollm2 to start from the untrained "
+                "model.")
+        rm = self.reward_model_dir()
+        if need_reward_model and not (rm / "config.json").is_file():
+            raise FileNotFoundError(
+                f"--reward-model {rm}: no reward model there (no config.json). Train one with `citeagent train rm` "
+                "(or pass --reward-model DIR).")
+        ckpt = find_checkpoint(self.out_dir)
+        if self.resume and ckpt is None:
+            raise FileNotFoundError(f"--resume: no checkpoint in {self.out_dir} to continue from; drop --resume to "
+                                    "start.")
+        if not self.resume and ckpt is not None:
+            raise ValueError(f"--out {self.out_dir} already holds a PPO run ({ckpt.name}/); pass --resume to continue "
+                             "it, or choose another --out.")
+
+
+def find_checkpoint(out: Path) -> Path | None:
+    """<out>/checkpoint, or the previous one if a save died between its two renames."""
+    for name in (CHECKPOINT, f".{CHECKPOINT}.old"):
+        if (out / name / TRAINER_STATE).is_file():
+            return out / name
+    return None
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+HELP = {
+    "policy": "behaviour-cloned model dir PPO starts from; it is also the KL reference",
+    "reward_model": "reward model dir (default: the one `citeagent train rm` saves)",
+    "dataset": "training questions: hotpotqa = the non-held-out HotpotQA questions",
+    "out": "run dir: log.jsonl, log.png, checkpoint/, final/",
+    "resume": "continue the run in --out from its checkpoint",
+    "rollout_batch_size": "episodes stepped together, one batched model call per step",
+    "no_answer_reward": "reward of a declined or truncated episode",
+    "kl_coef": "per-token KL penalty against the --policy model (>= 0)",
+    "adaptive_kl": "adapt --kl-coef towards --target-kl (Ziegler et al. 2019)",
+    "target_kl": "KL per episode the adaptive controller aims at",
+    "minibatch_size": "rows (steps) per optimizer step",
+    "lr": "learning rate (default 1e-4 with LoRA, 1e-5 without)",
+    "lora_layers": "adapt only the top N decoder layers (0: all); the backward pass stops below them",
+    "lora": "train LoRA adapters (the reference is the model with them off); --no-lora trains every weight",
+    "threads": "torch CPU threads (0: torch's default)",
+    "dtype": "float32, bfloat16 or float16 weights (bfloat16 on GPUs)",
+}
+
+
+def add_train_ppo_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "ppo", help="PPO of the browsing policy against the reward model (WebGPT's RL stage)",
+        description="Episode-level PPO: rollouts in the batched browser, the reward model's score at the end of "
+                    "each episode, a per-token KL penalty against the behaviour-cloned policy, GAE and a clipped "
+                    "objective. Writes log.jsonl/log.png, checkpoints (--resume) and a final model dir.")
+    add_ppo_args(p)
+    p.set_defaults(func=cmd_train_ppo)
+    return p
+
+
+def add_ppo_args(p: argparse.ArgumentParser) -> None:
+    from citeagent.reward.cli import add_config_args
+
+    add_config_args(p, PPOConfig)
+    for action in p._actions:  # the shared helper knows the RM trainer's help texts, not ours
+        if action.dest in HELP:
+            action.help = f"{HELP[action.dest]} (default: {action.default})"
+
+
+def cmd_train_ppo(args) -> int:
+    from citeagent.reward.cli import config_from_args
+
+    cfg = config_from_args(args, PPOConfig)
+    from citeagent.train.ppo import train
+
+    final = train(cfg)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(final)
+    return 0
