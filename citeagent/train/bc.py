@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import shutil
 import sys
 import tempfile
@@ -34,10 +33,10 @@ from pathlib import Path
 from citeagent.train import CPU_BROWSER, CPU_POLICY
 from env.browser import BrowserConfig
 from env.commands import CommandError, parse_command
+from env.documents import normalize_ws
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 REPORT_FILE = "bc_report.json"
-_WS = re.compile(r"\s+")
 
 
 @dataclass
@@ -134,7 +133,7 @@ def check_step(step, config: BrowserConfig) -> tuple[str, str] | str:
     if step.get("error") is not None:
         return f"the environment rejected the action {action[:120]!r}: {step['error']}"
     if is_answer_step(obs):
-        text = _WS.sub(" ", action).strip()  # the browser reads an answer whitespace-normalised
+        text = normalize_ws(action)  # the browser reads an answer whitespace-normalised
         return (obs, text) if text else "the answer is empty"
     cmd = parse_command(action, max_arg_chars=max(config.max_quote_chars * 2 + 1, config.max_query_chars))
     if isinstance(cmd, CommandError):

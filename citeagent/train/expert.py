@@ -22,7 +22,6 @@ Demonstrations are written in `citeagent browse`'s format (citeagent/browse.py),
 from __future__ import annotations
 
 import random
-import re
 import sys
 import time
 from collections import Counter
@@ -30,9 +29,9 @@ from dataclasses import dataclass, field
 
 from env.browser import BrowserConfig
 from env.commands import QUOTE_SEP
+from env.documents import normalize_ws
 from env.render import PageView
 
-_WS = re.compile(r"\s+")
 FIND_WORDS = (3, 8)  # a Find needle is the shortest unique prefix of this many words
 
 
@@ -55,10 +54,6 @@ class ExpertStats:
 
 class Skip(Exception):
     """A question the expert cannot demonstrate (its gold page is unreachable, the budget ran out)."""
-
-
-def _norm(text: str) -> str:
-    return _WS.sub(" ", text).strip()
 
 
 def _cut(text: str, max_chars: int) -> str:
@@ -162,7 +157,7 @@ def _open_gold(ep: _Episode, title: str, gold_titles: set[str], config: BrowserC
                noise: float, stats: ExpertStats) -> None:
     link = ep.link_for(title)
     if link is None:  # not among the results: search the title itself, a realistic recovery
-        ep.do(f"Search {_cut(_norm(title), config.max_query_chars)}")
+        ep.do(f"Search {_cut(normalize_ws(title), config.max_query_chars)}")
         link = ep.link_for(title)
         if link is None:
             raise Skip("gold page not found")
@@ -178,7 +173,7 @@ def demonstrate(record: dict, backend, config: BrowserConfig, rng: random.Random
                 stats: ExpertStats) -> tuple[list[dict], dict]:
     """The steps of one expert episode (raises Skip when the question cannot be demonstrated)."""
     ep = _Episode(backend, config, record)
-    question = _norm(record["question"])
+    question = normalize_ws(record["question"])
     paragraphs = {t: s for t, s in record["context"]}
     facts: dict[str, list[int]] = {}  # title -> sentence ids, titles in supporting_facts order
     for title, sid in record["supporting_facts"]:
@@ -205,7 +200,7 @@ def demonstrate(record: dict, backend, config: BrowserConfig, rng: random.Random
         view = PageView(page, config.window_chars)
         page_text = view.normalized.text
         for sid in sorted(facts[title]):  # page order, so the window mostly moves forward
-            sentence = _norm(paragraphs[title][sid])
+            sentence = normalize_ws(paragraphs[title][sid])
             if not sentence:
                 continue
             found = _sentence_piece(sentence, view)
@@ -226,7 +221,7 @@ def demonstrate(record: dict, backend, config: BrowserConfig, rng: random.Random
             ep.do("Back")
     ep.do("End: Answer")
     markers = "".join(f"[{n}]" for n in ep.info["quote_numbers"])
-    ep.do(_norm(f"{_norm(record['answer'])} {markers}"), phase="answer")
+    ep.do(normalize_ws(f"{normalize_ws(record['answer'])} {markers}"), phase="answer")
     if "answer" not in ep.info:
         raise Skip("answer not accepted")
     return ep.steps, ep.info["answer"]
