@@ -41,6 +41,8 @@ class SweepConfig:
     batch_size: int = 8
     temperature: float = 1.0  # for a greedy policy; see best_of_n.sampling
     seed: int = 0
+    offset: int = 0  # skip this many training questions (to split one sweep over several processes)
+    answers_out: str | None = None  # JSONL of every candidate's full answer: reward-model data (hotpotqa-gold:PATH)
 
 
 # --- best-of-n ------------------------------------------------------------------------------------
@@ -56,7 +58,7 @@ def sample_sweep(config: SweepConfig) -> dict:
     from citeagent.train import hotpotqa_split
     from env.sources.hotpotqa import read_hotpotqa_records
 
-    records = hotpotqa_split(list(read_hotpotqa_records()))[0][: config.questions]
+    records = hotpotqa_split(list(read_hotpotqa_records()))[0][config.offset: config.offset + config.questions]
     if not records:
         raise ValueError("no HotpotQA training questions found; see the shared data README")
     proxy = load_scorer(config.reward_model)
@@ -64,6 +66,10 @@ def sample_sweep(config: SweepConfig) -> dict:
     backend = make_backend(BackendOptions(corpus="hotpotqa"))  # the pooled corpus: every question's paragraphs
     browser = browser_config(policy, max_actions=config.max_actions)
     out = []
+    answers_file = None
+    if config.answers_out:
+        Path(config.answers_out).parent.mkdir(parents=True, exist_ok=True)
+        answers_file = open(config.answers_out, "w", encoding="utf-8")
     for lo in range(0, len(records), config.batch_size):  # a question at a time would idle the batch
         chunk = records[lo: lo + config.batch_size]
         picked = best_of_n(backend, policy, [r["question"] for r in chunk], config.n_max, proxy, seed=config.seed + lo,
@@ -72,8 +78,43 @@ def sample_sweep(config: SweepConfig) -> dict:
             out.append({"id": rec["_id"], "question": rec["question"], "proxy": b.scores, "answered": b.answered,
                         "gold": [gold_score(c.answer, rec)["score"] for c in b.candidates],
                         "answers": [c.answer.plain_text() if not c.answer.declined else "(declined)" for c in b.candidates]})
+            if answers_file:
+                answers_file.writelines(answer_rows(rec["question"], b.candidates, b.answered))
+                answers_file.flush()
         print(f"sampled {len(out)}/{len(records)} questions", file=sys.stderr)
+    if answers_file:
+        answers_file.close()
     return {"config": asdict(config), "questions": out}
+
+
+def answer_rows(question: str, candidates, answered) -> list[str]:
+    """JSONL lines of the answered candidates, in the form `citeagent train rm --data hotpotqa-gold:PATH`
+    reads; declines and episodes that ran out of actions carry no answer to compare."""
+    return [json.dumps({"question": question, "answer": c.answer.to_dict()}, ensure_ascii=False) + "\n"
+            for c, ok in zip(candidates, answered) if ok]
+
+
+def pool_sweeps(paths: list[str]) -> dict:
+    """One sweep from several saved ones; they must agree on what was sampled and how it was scored."""
+    pooled, seen = None, set()
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no sweep at {path}; make one with --policy DIR --json {path}")
+        sweep = json.loads(Path(path).read_text(encoding="utf-8"))
+        if pooled is None:
+            pooled = {"config": sweep.get("config", {}), "questions": [], "sources": []}
+        same = ("policy", "reward_model", "temperature", "max_actions")
+        diff = [k for k in same if sweep.get("config", {}).get(k) != pooled["config"].get(k)]
+        if diff:
+            raise ValueError(f"{path} was sampled with a different {', '.join(diff)} than {paths[0]}; "
+                             "only sweeps of one setting can be pooled")
+        for q in sweep["questions"]:
+            key = q.get("id") or q.get("question")
+            if key is None or key not in seen:
+                seen.add(key)
+                pooled["questions"].append(q)
+        pooled["sources"].append(str(path))
+    return pooled
 
 
 def sweep_points(sweep: dict) -> list[dict]:
@@ -149,11 +190,17 @@ def plot(bon: list[dict] | None, ppo: list[dict] | None, out: str | Path) -> Pat
             y = [p[f"{key}_rel"] for p in points]
             if all(v is None for v in y):
                 continue
-            ax.plot(x, [math.nan if v is None else v for v in y], style, color=color, marker="o", ms=3,
-                    label=f"{name}, {label}")
+            # A PPO iteration's KL and rewards are means over its few episodes, so they need not move
+            # monotonically; its points are drawn unjoined and numbered by iteration.
+            ax.plot(x, [math.nan if v is None else v for v in y], linestyle=style if name == "best-of-n" else "none",
+                    color=color, marker="o" if key == "gold" else "x", ms=4, label=f"{name}, {label}")
     if bon:
         for p in bon:  # name the n of each best-of-n point
             ax.annotate(f"n={p['k']}", (p["sqrt_kl"], p["proxy_rel"]), fontsize=7, textcoords="offset points", xytext=(2, 4))
+    for p in ppo or []:
+        if p["proxy_rel"] is not None:
+            ax.annotate(str(p["iteration"]), (p["sqrt_kl"], p["proxy_rel"]), fontsize=7, color="#dd8452",
+                        textcoords="offset points", xytext=(3, -8))
     ax.axhline(0, color="#999", lw=0.5)
     ax.set_xlabel("sqrt(KL from the initial policy)  [sqrt(nats) per episode]")
     ax.set_ylabel("reward minus its value at KL = 0\n(best-of-1; PPO's first iteration)")
@@ -171,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group()
     src.add_argument("--policy", default=None, help="sample the best-of-n sweep from this policy (e.g. runs/bc)")
-    src.add_argument("--bon-json", default=None, help="redraw from a sweep saved earlier with --json, without sampling")
+    src.add_argument("--bon-json", nargs="+", default=None,
+                     help="redraw from sweeps saved earlier with --json, without sampling; several sweeps of the "
+                          "same policy, temperature and reward model (e.g. run with different --offset) are pooled")
     p.add_argument("--ppo-log", default=None, help="a PPO run's log.jsonl")
     p.add_argument("--reward-model", default=None, help="the proxy reward model (default: `citeagent train rm`'s)")
     p.add_argument("--n-max", type=int, default=d.n_max)
@@ -180,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature of a greedy policy")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--offset", type=int, default=d.offset, help="skip this many training questions")
+    p.add_argument("--answers-out", default=None,
+                   help="also write every answered candidate as JSONL, to train a reward model on "
+                        "(citeagent train rm --data hotpotqa-gold:PATH)")
     p.add_argument("--json", default="runs/bon_sweep.json", help="where the sampled sweep is saved (default: %(default)s)")
     p.add_argument("--out", default="docs/overoptimization.png")
     args = p.parse_args(argv)
@@ -187,20 +240,19 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.policy or args.bon_json or args.ppo_log):
             raise ValueError("nothing to plot: give --policy (or --bon-json) for the best-of-n sweep, --ppo-log for "
                              "PPO, or both")
-        if args.n_max < 1 or args.questions < 1:
-            raise ValueError("--n-max and --questions must be at least 1")
+        if args.n_max < 1 or args.questions < 1 or args.offset < 0:
+            raise ValueError("--n-max and --questions must be at least 1, --offset at least 0")
         sweep = None
         if args.policy:
             sweep = sample_sweep(SweepConfig(policy=args.policy, questions=args.questions, n_max=args.n_max,
                                              reward_model=args.reward_model, max_actions=args.max_actions,
-                                             batch_size=args.batch_size, temperature=args.temperature, seed=args.seed))
+                                             batch_size=args.batch_size, temperature=args.temperature, seed=args.seed,
+                                             offset=args.offset, answers_out=args.answers_out))
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(sweep, ensure_ascii=False))
             print(f"saved the sweep to {args.json} (redraw with --bon-json {args.json})", file=sys.stderr)
         elif args.bon_json:
-            if not Path(args.bon_json).is_file():
-                raise FileNotFoundError(f"no sweep at {args.bon_json}; make one with --policy DIR --json {args.bon_json}")
-            sweep = json.loads(Path(args.bon_json).read_text(encoding="utf-8"))
+            sweep = pool_sweeps(args.bon_json)
         bon = relative(sweep_points(sweep)) if sweep else None
         ppo = relative(ppo_points(args.ppo_log)) if args.ppo_log else None
     except (ValueError, FileNotFoundError) as e:

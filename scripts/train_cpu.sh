@@ -5,7 +5,7 @@
 # training table; each step's output is what the next one reads.
 #
 #   bash scripts/train_cpu.sh            # everything (several hours on 2 cores)
-#   STEP=ppo bash scripts/train_cpu.sh   # one step: demos | bc | ppo | eval | chart
+#   STEP=ppo bash scripts/train_cpu.sh   # one step: demos | bc | sweep | rm | ppo | eval | chart
 #
 # Needs the default reward model (`citeagent train rm`, see README) and the support judge
 # (`scripts/train_judge.py`) in $CITEAGENT_HOME.
@@ -21,13 +21,17 @@ step() { [[ $STEP == all || $STEP == "$1" ]]; }
 if step demos; then
   # 150 training questions (never the 266 held-out ones), 20% noisy steps with recoveries; the
   # mistakes are flagged and never trained on.
+  # The expert is deterministic for a seed, so the first 150 of the 620 are the 150-question file.
   $CA train demos --dataset hotpotqa --questions 150 --noise 0.2 --out runs/demos/hotpotqa_150n.jsonl
+  $CA train demos --dataset hotpotqa --questions 620 --noise 0.2 --out runs/demos/hotpotqa_620n.jsonl
   head -100 runs/demos/hotpotqa_150n.jsonl > runs/demos/hotpotqa_100n.jsonl
+  sed -n 151,450p runs/demos/hotpotqa_620n.jsonl > runs/demos/hotpotqa_new300n.jsonl
 fi
 
 if step bc; then
-  # SmolLM2-135M, LoRA on the top 8 of 30 layers, three one-epoch stages (~10, 16 and 16 min on
-  # 2 cores): 100 episodes, then all 150, then all 150 with each answer step used 3 times.
+  # SmolLM2-135M, LoRA on the top 8 of 30 layers, four one-epoch stages (~10, 16, 16 and 31 min on
+  # 2 cores): 100 episodes, then all 150, then all 150 with each answer step used 3 times, then
+  # 300 questions it has not seen (answer steps used twice).
   # (The README's runs/bc and runs/bc2 were trained before mistakes were flagged, so their
   # demonstrations' mistakes were targets; runs/bc3 is as below.)
   $CA train bc --demos runs/demos/hotpotqa_100n.jsonl --epochs 1 --batch-size 8 --lr 4e-4 \
@@ -36,30 +40,61 @@ if step bc; then
       --lora-layers 8 --threads 2 --heldout 0.05 --out runs/bc2
   $CA train bc --model runs/bc2 --demos runs/demos/hotpotqa_150n.jsonl --epochs 1 --batch-size 8 --lr 3e-4 \
       --lora-layers 8 --answer-repeats 3 --threads 2 --heldout 0.05 --out runs/bc3
+  $CA train bc --model runs/bc3 --demos runs/demos/hotpotqa_new300n.jsonl --epochs 1 --batch-size 8 --lr 3e-4 \
+      --lora-layers 8 --answer-repeats 2 --threads 2 --heldout 0.03 --out runs/bc4
+fi
+
+if step sweep; then
+  # Best-of-n's samples for the over-optimisation chart: 52 training questions, 4 episodes each at
+  # T=0.7, scored by the proxy (the default reward model) and the gold judge; two parts, one per
+  # core. The second part's answers are also the on-policy reward model's data (step rm).
+  $PY scripts/overoptimization.py --policy runs/bc4 --n-max 4 --questions 12 --temperature 0.7 \
+      --json runs/bon_sweep_bc4.json --out runs/overopt_bc4.png
+  $PY scripts/overoptimization.py --policy runs/bc4 --n-max 4 --questions 40 --offset 12 --temperature 0.7 \
+      --answers-out runs/rm_data/bc4_t07_q12-52.jsonl --json runs/bon_sweep_bc4_q12-52.json --out runs/overopt_q12-52.png
+fi
+
+if step rm; then
+  # The default reward model has never seen this policy's answers; this one adds every pair of
+  # the BC policy's 4 samples on 40 training questions, labelled by the gold judge (3 min).
+  $CA train rm --data lfqa,hotpotqa-synth,hotpotqa-gold:runs/rm_data/bc4_t07_q12-52.jsonl --out runs/rm_onpolicy \
+      --max-train-pairs 500 --max-heldout-pairs 300 --max-length 224 --max-question-tokens 64 --threads 1
 fi
 
 if step ppo; then
-  # PPO from the BC policy against the default reward model, KL 0.02 to the BC policy.
-  $CA train ppo --policy runs/bc3 --out runs/ppo --iterations "${PPO_ITERS:-4}" --episodes-per-iter 8 \
-      --rollout-batch-size 8 --max-actions 20 --ppo-epochs 1 --minibatch-size 8 --lora-layers 8 \
-      --lr 1e-4 --threads "${PPO_THREADS:-1}"
+  # PPO from the BC policy, KL 0.02 to the BC policy; a checkpoint every iteration, so `--resume`
+  # continues a killed run. ppo4: the default reward model, sampling at T=1. ppo5: the on-policy
+  # reward model, sampling (and log-probs) at T=0.3, closer to the greedy policy it is evaluated as.
+  $CA train ppo --policy runs/bc4 --out runs/ppo4 --iterations 10 --episodes-per-iter 8 \
+      --rollout-batch-size 8 --max-actions 20 --ppo-epochs 2 --minibatch-size 8 --lora-layers 8 \
+      --lr 2e-4 --value-lr 1e-3 --threads 1
+  $CA train ppo --policy runs/bc4 --reward-model runs/rm_onpolicy --temperature 0.3 --out runs/ppo5 \
+      --iterations 6 --episodes-per-iter 8 --rollout-batch-size 8 --max-actions 20 --ppo-epochs 2 \
+      --minibatch-size 8 --lora-layers 8 --lr 2e-4 --value-lr 1e-3 --threads 1
 fi
 
 if step eval; then
-  # The README's numbers: 40 questions for BC and PPO, 24 for the slower untrained LM and best-of-4
-  # (each run with OMP_NUM_THREADS=1, two at a time on the 2 cores).
-  ev() { $CA eval --dataset hotpotqa --reward-model default --no-progress "$@"; }
-  ev --limit 24 --policy lm --out runs/eval/hotpotqa__lm
-  ev --limit 40 --policy runs/bc3 --out runs/eval/hotpotqa__bc
-  ev --limit 24 --policy runs/bc3 --best-of 4 --out runs/eval/hotpotqa__bc_best4
-  ev --limit 40 --policy runs/ppo/final --out runs/eval/hotpotqa__ppo
-  for b in bc bc_best4 ppo; do
-    $CA eval --compare runs/eval/hotpotqa__bc runs/eval/hotpotqa__$b > "runs/eval/compare_bc_vs_$b.txt" || true
-  done
-  $CA eval --compare runs/eval/hotpotqa__lm runs/eval/hotpotqa__bc > runs/eval/compare_lm_vs_bc.txt
+  # The README's table: the first 60 held-out questions for every policy (each run with
+  # OMP_NUM_THREADS=1, two at a time on the 2 cores). Best-of-4 is compared with greedy BC and
+  # with one sampled episode at its own temperature (--sample), its k = 1 point.
+  ev() { $CA eval --dataset hotpotqa --no-progress --limit 60 "$@"; }
+  ev --reward-model default --policy lm --out runs/eval/hotpotqa__lm
+  ev --reward-model default --policy runs/bc4 --out runs/eval/hotpotqa__bc4
+  ev --reward-model default --policy runs/bc4 --sample --temperature 0.7 --out runs/eval/hotpotqa__bc4_sampled_t07
+  ev --reward-model default --policy runs/bc4 --best-of 4 --temperature 0.7 --out runs/eval/hotpotqa__bc4_best4
+  ev --reward-model default --policy runs/bc4 --best-of 4 --temperature 0.3 --out runs/eval/hotpotqa__bc4_best4_t03
+  ev --reward-model runs/rm_onpolicy --policy runs/bc4 --best-of 4 --temperature 0.3 \
+      --out runs/eval/hotpotqa__bc4_best4_t03_rmop
+  ev --reward-model default --policy runs/ppo4/final --out runs/eval/hotpotqa__ppo4
+  ev --reward-model default --policy runs/ppo5/final --out runs/eval/hotpotqa__ppo5
+  cmp() { $CA eval --compare "runs/eval/hotpotqa__$1" "runs/eval/hotpotqa__$2" > "runs/eval/compare_$1_vs_$2.txt"; }
+  cmp lm bc4
+  for b in bc4_best4 bc4_best4_t03 bc4_best4_t03_rmop ppo4 ppo5; do cmp bc4 $b; done
+  cmp bc4_sampled_t07 bc4_best4
 fi
 
 if step chart; then
-  $PY scripts/overoptimization.py --policy runs/bc3 --n-max "${BON_NMAX:-4}" --questions "${BON_Q:-12}" \
-      --ppo-log runs/ppo/log.jsonl --out docs/overoptimization.png --json runs/bon_sweep.json
+  $PY scripts/overoptimization.py --bon-json runs/bon_sweep_bc4.json runs/bon_sweep_bc4_q12-52.json \
+      --ppo-log runs/ppo4/log.jsonl --out docs/overoptimization.png
+  cp runs/ppo4/log.png docs/ppo_cpu_log.png
 fi

@@ -285,3 +285,51 @@ def test_overoptimization_needs_some_input(overopt, tmp_path, capsys):
     assert overopt.main(["--out", str(tmp_path / "x.png")]) == 2
     assert "nothing to plot" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_overoptimization_answer_rows_train_a_reward_model_on_the_gold_judge(overopt, tmp_path):
+    """The sweep's --answers-out rows are what `train rm --data hotpotqa-gold:PATH` reads: the
+    answered candidates only, labelled by the gold judge."""
+    from types import SimpleNamespace
+
+    from citeagent.answer import Answer, Quote
+    from citeagent.reward.gold_judge import read_hotpot_records
+    from citeagent.reward.sources import load_source
+
+    record = read_hotpot_records(limit=1)[0]
+    title, sid = record["supporting_facts"][0]
+    sentence = dict((t, s) for t, s in record["context"])[title][sid]
+    q = record["question"]
+    good = Answer(question=q, text=f"{record['answer']} [1].", quotes=[Quote(n=1, title=title, url="", text=sentence)])
+    bad = Answer(question=q, text="Nobody knows.")
+    unanswered = Answer(question=q, text="", declined=True)
+    cands = [SimpleNamespace(answer=a) for a in (bad, unanswered, good)]
+    rows = overopt.answer_rows(q, cands, [True, False, True])
+    assert len(rows) == 2 and all(r.endswith("\n") for r in rows)
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(rows))
+    comps, stats = load_source(f"hotpotqa-gold:{path}")
+    assert stats.kept == 1 and comps[0].answer_0.text == "Nobody knows." and comps[0].label() == 0.0
+
+
+def test_eval_sample_runs_one_sampled_episode_the_best_of_one_baseline(dirs):
+    """`eval --sample` is best-of-n's k = 1 point: one episode per question at --temperature, not
+    the greedy one. The tiny LM's greedy answers repeat exactly; its sampled ones do not."""
+    from citeagent.eval.runner import EvalConfig, EvalError, read_records, run_eval
+
+    cfg = dict(dataset=str(dirs["qs"]), corpus=str(dirs["corpus"]), policy=str(dirs["lm"]), judge="none",
+               max_actions=5, progress=False, bootstrap=50)
+
+    def answers(name, **kw):
+        run_eval(EvalConfig(**cfg, out=str(dirs["root"] / name), **kw))
+        return [r["answer_text"] for r in read_records(dirs["root"] / name / "records.jsonl")]
+
+    greedy = answers("greedy")
+    assert answers("greedy2") == greedy
+    sampled = answers("sampled", sample=True, temperature=1.0)
+    assert len(sampled) == 2 and sampled != greedy
+    assert EvalConfig(**cfg, sample=True).run_name().endswith("__sampled")
+    with pytest.raises(EvalError, match="needs a sampling policy"):
+        run_eval(EvalConfig(**{**cfg, "policy": "baseline", "out": str(dirs["root"] / "e4")}, sample=True))
+    with pytest.raises(EvalError, match="different sample"):  # a sampled run cannot continue a greedy one
+        run_eval(EvalConfig(**cfg, out=str(dirs["root"] / "greedy"), sample=True, resume=True, limit=3))

@@ -38,7 +38,11 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
                    help="sample N episodes per question and keep the answer the reward model scores highest; the "
                         "summary reports KL_bon = log N - (N-1)/N (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=_D.temperature,
-                   help="with --best-of N > 1, the sampling temperature of a greedy LM policy (default: %(default)s)")
+                   help="with --best-of N > 1 or --sample, the sampling temperature of a greedy LM policy "
+                        "(default: %(default)s)")
+    p.add_argument("--sample", action="store_true",
+                   help="with --best-of 1, one sampled episode per question instead of the greedy one: the "
+                        "baseline best-of-n is compared with at the same --temperature")
     p.add_argument("--corpus", default=None, help="the corpus to ask against, overriding the data set's (needed for "
                    "nq-open, asqa, fever unless --web)")
     p.add_argument("--search", default=_D.search, choices=["bm25", "dense", "hybrid"])
@@ -73,7 +77,7 @@ def cmd_eval(args) -> int:
         dataset=args.dataset, policy=args.policy, predictions=args.predictions, limit=args.limit, out=args.out,
         resume=args.resume, judge=args.judge, reward_model=args.reward_model, corpus=args.corpus, search=args.search,
         web=args.web, search_url=args.search_url, max_actions=args.max_actions, best_of=args.best_of,
-        temperature=args.temperature, batch_size=args.batch_size,
+        temperature=args.temperature, sample=args.sample, batch_size=args.batch_size,
         seed=args.seed, bootstrap=args.bootstrap, max_citations=args.max_citations, progress=not args.no_progress,
     )
     summary = run_eval(config)

@@ -31,7 +31,7 @@ CONFIG = "config.json"
 REPORT = "report.html"
 # Changing any of these between an interrupted run and its resumption would mix two runs.
 IDENTITY = ("dataset", "policy", "predictions", "corpus", "search", "web", "judge", "reward_model", "max_actions", "seed",
-            "best_of", "temperature")
+            "best_of", "temperature", "sample")
 
 
 @dataclass
@@ -50,7 +50,8 @@ class EvalConfig:
     search_url: str | None = None
     max_actions: int = 20
     best_of: int = 1  # sample this many episodes per question, keep the answer the reward model likes best
-    temperature: float = 1.0  # best_of > 1: the sampling temperature of a greedy LM policy
+    temperature: float = 1.0  # best_of > 1 or sample: the sampling temperature of a greedy LM policy
+    sample: bool = False  # best_of = 1: one sampled episode, not the greedy one (best-of-n's k = 1 baseline)
     batch_size: int = 8
     seed: int = 0
     bootstrap: int = 1000
@@ -60,7 +61,7 @@ class EvalConfig:
     def run_name(self) -> str:
         ds = Path(self.dataset).stem if self.dataset.endswith((".jsonl", ".gz")) else self.dataset
         who = f"predictions-{Path(self.predictions).stem}" if self.predictions else Path(self.policy).name
-        bon = f"__best-of-{self.best_of}" if self.best_of > 1 else ""
+        bon = f"__best-of-{self.best_of}" if self.best_of > 1 else "__sampled" if self.sample else ""
         return f"{ds}__{who}{bon}".replace(":", "-").replace("/", "-")
 
 
@@ -215,7 +216,9 @@ class EvalRun:
             raise EvalError(f"--best-of must be at least 1, got {c.best_of}")
         if c.best_of > 1 and c.predictions:
             raise EvalError("--best-of samples answers from a policy; it cannot be used with --predictions.")
-        if c.best_of > 1 and c.policy == "baseline":
+        if c.sample and c.predictions:
+            raise EvalError("--sample samples answers from a policy; it cannot be used with --predictions.")
+        if (c.best_of > 1 or c.sample) and c.policy == "baseline":
             from citeagent.policies.best_of_n import not_sampling
 
             raise EvalError(not_sampling(c.best_of, "baseline"))
@@ -292,7 +295,7 @@ class EvalRun:
             bar.close()
             return
         policy = make_policy(c.policy)
-        if c.best_of > 1:
+        if c.best_of > 1 or c.sample:
             from citeagent.policies.best_of_n import can_sample, not_sampling
 
             if not can_sample(policy):
@@ -316,7 +319,10 @@ class EvalRun:
         def sample(backend_for, questions) -> list[tuple]:
             """(the episode whose answer is scored, the best-of-n record or None) per question."""
             if c.best_of == 1:
-                eps = run_episodes(backend_for, policy, questions, seed=c.seed, batch_size=len(questions), config=browser)
+                from citeagent.policies.best_of_n import sampling
+
+                with sampling(policy, 1, c.temperature, always=c.sample):
+                    eps = run_episodes(backend_for, policy, questions, seed=c.seed, batch_size=len(questions), config=browser)
                 return [(r, None) for r in eps]
             from citeagent.policies.best_of_n import best_of_n
 

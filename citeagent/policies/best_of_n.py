@@ -93,12 +93,13 @@ def not_sampling(n: int, name: str) -> str:
 
 
 @contextmanager
-def sampling(policy, n: int, temperature: float = 1.0):
+def sampling(policy, n: int, temperature: float = 1.0, always: bool = False):
     """The policy set up to sample n different candidates. A greedy LM policy (temperature 0)
     samples at `temperature` for the duration; a policy with no sampling (the baseline) is an error
-    for n > 1, since its n candidates would be the same episode n times."""
+    for n > 1, since its n candidates would be the same episode n times. n = 1 leaves the policy
+    as it is unless `always`: a single sampled episode, best-of-n's k = 1 baseline."""
     config = getattr(policy, "config", None)
-    if n == 1:
+    if n == 1 and not always:
         yield policy
         return
     if not can_sample(policy):

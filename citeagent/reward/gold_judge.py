@@ -146,9 +146,10 @@ def synthetic_comparisons(records: list[dict], pairs_per_question: int = 2, seed
     return out
 
 
-def gold_comparisons_from_answers(path: str | Path, records: list[dict], max_pairs_per_question: int = 3) -> list[Comparison]:
+def gold_comparisons_from_answers(path: str | Path, records: list[dict], max_pairs_per_question: int = 6) -> list[Comparison]:
     """Label pairs of a real policy's sampled answers (JSONL of answers, two or more per question)
-    with the gold judge. Answers whose question is not a HotpotQA question are an error."""
+    with the gold judge. Answers whose question is not a HotpotQA question are an error. Six pairs
+    is every pair of four samples (InstructGPT trains on all K-choose-2 pairs of a prompt)."""
     from citeagent.reward.sources import read_policy_answers
 
     by_question = {r["question"].strip(): r for r in records}
