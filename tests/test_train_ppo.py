@@ -234,7 +234,8 @@ def test_invalid_configs_fail_before_anything_loads(tmp_path, monkeypatch, capsy
     with pytest.raises(ValueError, match="--kl-coef must be >= 0"):
         PPOConfig(kl_coef=-0.01)
     for bad, flag in [({"lam": 1.5}, "--lam"), ({"lr": float("nan")}, "--lr"),
-                      ({"episodes_per_iter": 0}, "--episodes-per-iter"), ({"dataset": "squad"}, "--dataset")]:
+                      ({"episodes_per_iter": 0}, "--episodes-per-iter"), ({"dataset": "squad"}, "--dataset"),
+                      ({"stop_approx_kl": -0.1}, "--stop-approx-kl")]:
         with pytest.raises(ValueError, match=flag):
             PPOConfig(**bad)
 
@@ -359,3 +360,14 @@ def test_iterations_checkpoint_resume_and_nan_stop(tmp_path, world, bc_dir, rm_d
     assert {p.name: p.read_bytes() for p in (nan_run / "checkpoint").iterdir()} == saved
     assert [x["iteration"] for x in read_log(nan_run / "log.jsonl")] == [1]
     assert not (nan_run / "final").exists()
+
+
+def test_stop_approx_kl_ends_the_update_after_the_epoch_that_passes_it(tmp_path, world, bc_dir, rm_dir):
+    """After its first optimizer step the policy differs from the one that sampled the rows, so the
+    first epoch's mean approx KL is above 0: a threshold of 0 stops after one epoch, a huge one
+    never stops, and the log says how many epochs ran."""
+    run(world, bc_dir, rm_dir, tmp_path / "stop", iterations=1, stop_approx_kl=0.0)
+    stopped = read_log(tmp_path / "stop" / "log.jsonl")[0]
+    assert stopped["epochs"] == 1 and stopped["approx_kl"] > 0
+    run(world, bc_dir, rm_dir, tmp_path / "go", iterations=1, stop_approx_kl=1e9)
+    assert read_log(tmp_path / "go" / "log.jsonl")[0]["epochs"] == 2

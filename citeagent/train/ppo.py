@@ -64,9 +64,11 @@ from citeagent.train.ppo_config import (  # noqa: F401 (re-exported: the config 
 # no_answer_reward); gold_reward / gold_answer_f1: the gold judge's means (null without one); kl: the
 # mean over episodes of the summed per-token logp - ref_logp; losses, entropy, clip_frac, approx_kl:
 # means over the update's minibatches; episode_length: actions per episode; invalid_rate: invalid
-# actions / actions; tokens: command tokens trained on.
+# actions / actions; epochs: PPO epochs run (fewer than ppo_epochs when stop_approx_kl ended the update);
+# tokens: command tokens trained on.
 LOG_KEYS = ("iteration", "reward", "gold_reward", "gold_answer_f1", "kl", "kl_coef", "value_loss", "policy_loss",
-            "entropy", "clip_frac", "approx_kl", "episode_length", "invalid_rate", "answered_rate", "tokens", "seconds")
+            "entropy", "clip_frac", "approx_kl", "epochs", "episode_length", "invalid_rate", "answered_rate", "tokens",
+            "seconds")
 
 
 # --- the pure parts, checked by hand in tests/test_train_ppo.py -----------------------------------
@@ -421,6 +423,7 @@ def train(cfg: PPOConfig, *, records: list[dict] | None = None, backend=None, re
         # 5. Update.
         gen = torch.Generator().manual_seed(cfg.seed * 7_919 + it * 31 + rank)
         losses = ppo_update(accelerator, ac, optimizer, rows, batch, cfg, gen, it)
+        epochs_run = losses.pop("epochs")  # the same on every process
 
         # 6. Log and checkpoint.
         episode_kl = kl.sum(1)
@@ -434,7 +437,8 @@ def train(cfg: PPOConfig, *, records: list[dict] | None = None, backend=None, re
         line = {"iteration": it, "reward": reward / n, "gold_reward": gold / n if has_gold else None,
                 "gold_answer_f1": f1 / n if has_gold else None, "kl": kl_sum / n, "kl_coef": kl_ctl.value,
                 **loss_means, "episode_length": actions / n, "invalid_rate": invalid / max(1.0, actions),
-                "answered_rate": n_answered / n, "tokens": int(tokens), "seconds": time.perf_counter() - t0}
+                "answered_rate": n_answered / n, "epochs": epochs_run, "tokens": int(tokens),
+                "seconds": time.perf_counter() - t0}
         line = {k: line[k] for k in LOG_KEYS}
         kl_ctl.update(kl_sum / n, int(n))
         state = {"iteration": it, "cursor": state["cursor"] + cfg.episodes_per_iter, "kl_coef": kl_ctl.value}
@@ -507,7 +511,9 @@ def rollout_stats(model: ActorCritic, reference, rows: Rows, cfg: PPOConfig, dev
 
 def ppo_update(accelerator, ac, optimizer, rows: Rows, batch: dict, cfg: PPOConfig, gen: torch.Generator,
                iteration: int) -> dict[str, float]:
-    """`ppo_epochs` passes over random minibatches of rows; returns the mean loss statistics."""
+    """`ppo_epochs` passes over random minibatches of rows; returns the mean loss statistics and the
+    number of epochs run. With `stop_approx_kl`, an epoch whose mean approx KL (over every process)
+    exceeds it is the last: the policy has already moved far from the one that sampled the rows."""
     device = accelerator.device
     # Every process must make the same number of optimizer steps (each is a collective under DDP),
     # so the count follows the process with the most rows; one with fewer repeats a row at weight 0.
@@ -516,7 +522,10 @@ def ppo_update(accelerator, ac, optimizer, rows: Rows, batch: dict, cfg: PPOConf
     trainable = [p for p in ac.parameters() if p.requires_grad]
     totals: dict[str, float] = {}
     counted = 0
+    epochs_run = 0
     for epoch in range(cfg.ppo_epochs):
+        epochs_run += 1
+        epoch_kl = torch.zeros(2, dtype=torch.float64, device=device)  # sum of minibatch approx KL, count
         perm = torch.randperm(len(rows), generator=gen)
         for j, chunk in enumerate(perm.tensor_split(n_mb)):
             weight = 1.0
@@ -538,12 +547,18 @@ def ppo_update(accelerator, ac, optimizer, rows: Rows, batch: dict, cfg: PPOConf
             optimizer.zero_grad(set_to_none=True)
             if weight > 0:
                 counted += 1
+                epoch_kl += torch.tensor([out["approx_kl"].item(), 1.0], dtype=torch.float64, device=device)
                 for k, v in out.items():
                     totals[k] = totals.get(k, 0.0) + v.item()
+        if cfg.stop_approx_kl is not None:  # every process must take the same decision
+            kl_sum, n = accelerator.reduce(epoch_kl, "sum").tolist()
+            if n and kl_sum / n > cfg.stop_approx_kl:
+                break
     bad = sum(int(not torch.isfinite(p).all()) for p in trainable)
     _stop_unless_finite(accelerator, torch.tensor(float("nan") if bad else 0.0), "a weight", iteration,
                         cfg.ppo_epochs - 1, n_mb - 1, cfg)
-    return {k: totals[k] / counted for k in ("value_loss", "policy_loss", "entropy", "clip_frac", "approx_kl")}
+    return {**{k: totals[k] / counted for k in ("value_loss", "policy_loss", "entropy", "clip_frac", "approx_kl")},
+            "epochs": epochs_run}
 
 
 def _stop_unless_finite(accelerator, value: torch.Tensor, what: str, iteration: int, epoch: int, minibatch: int,

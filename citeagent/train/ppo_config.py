@@ -42,6 +42,7 @@ class PPOConfig:
     vf_clip: float = 0.2
     ent_coef: float = 0.0
     ppo_epochs: int = 2
+    stop_approx_kl: float | None = None  # end an update's epochs early once one's mean approx KL exceeds it
     minibatch_size: int = 8  # rows (steps) per optimizer step
     lr: float | None = None  # None: 1e-4 with LoRA, 1e-5 for full fine-tuning
     value_lr: float = 1e-4  # the value head starts at zero and must catch up quickly
@@ -69,6 +70,8 @@ class PPOConfig:
                 finite(f.name, v)
         if self.lr is not None:
             finite("lr", self.lr)
+        if self.stop_approx_kl is not None:
+            finite("stop_approx_kl", self.stop_approx_kl)
         if self.kl_coef < 0:
             raise ValueError(f"--kl-coef must be >= 0 (got {self.kl_coef}); 0 switches the KL penalty off")
         checks = [
@@ -82,6 +85,7 @@ class PPOConfig:
             ("vf_coef", self.vf_coef >= 0, ">= 0"),
             ("ppo_epochs", self.ppo_epochs >= 1, ">= 1"), ("minibatch_size", self.minibatch_size >= 1, ">= 1"),
             ("lr", self.lr is None or self.lr > 0, "> 0"), ("value_lr", self.value_lr > 0, "> 0"),
+            ("stop_approx_kl", self.stop_approx_kl is None or self.stop_approx_kl >= 0, ">= 0 (or none)"),
             ("lora_r", self.lora_r >= 1, ">= 1"), ("lora_layers", self.lora_layers >= 0, ">= 0 (0: all layers)"),
             ("max_grad_norm", self.max_grad_norm > 0, "> 0"),
             ("checkpoint_every", self.checkpoint_every >= 1, ">= 1"), ("threads", self.threads >= 0, ">= 0"),
@@ -155,6 +159,8 @@ HELP = {
     "target_kl": "KL per episode the adaptive controller aims at",
     "minibatch_size": "rows (steps) per optimizer step",
     "lr": "learning rate (default 1e-4 with LoRA, 1e-5 without)",
+    "stop_approx_kl": "skip an iteration's remaining PPO epochs once an epoch's mean approx KL exceeds this "
+                      "(CleanRL's target-kl; e.g. 0.02); none: always run --ppo-epochs",
     "lora_layers": "adapt only the top N decoder layers (0: all); the backward pass stops below them",
     "lora": "train LoRA adapters (the reference is the model with them off); --no-lora trains every weight",
     "threads": "torch CPU threads (0: torch's default)",
