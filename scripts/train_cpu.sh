@@ -71,6 +71,11 @@ if step ppo; then
   $CA train ppo --policy runs/bc4 --reward-model runs/rm_onpolicy --temperature 0.3 --out runs/ppo5 \
       --iterations 6 --episodes-per-iter 8 --rollout-batch-size 8 --max-actions 20 --ppo-epochs 2 \
       --minibatch-size 8 --lora-layers 8 --lr 2e-4 --value-lr 1e-3 --threads 1
+  # ppo6: ppo5 with --stop-approx-kl 0.02 (an update ends after the epoch that moves the policy
+  # by more than that), on both cores.
+  $CA train ppo --policy runs/bc4 --reward-model runs/rm_onpolicy --temperature 0.3 --stop-approx-kl 0.02 \
+      --out runs/ppo6 --iterations 6 --episodes-per-iter 8 --rollout-batch-size 8 --max-actions 20 --ppo-epochs 2 \
+      --minibatch-size 8 --lora-layers 8 --lr 2e-4 --value-lr 1e-3 --threads 2
 fi
 
 if step eval; then
@@ -87,9 +92,10 @@ if step eval; then
       --out runs/eval/hotpotqa__bc4_best4_t03_rmop
   ev --reward-model default --policy runs/ppo4/final --out runs/eval/hotpotqa__ppo4
   ev --reward-model default --policy runs/ppo5/final --out runs/eval/hotpotqa__ppo5
+  ev --reward-model default --policy runs/ppo6/final --out runs/eval/hotpotqa__ppo6
   cmp() { $CA eval --compare "runs/eval/hotpotqa__$1" "runs/eval/hotpotqa__$2" > "runs/eval/compare_$1_vs_$2.txt"; }
   cmp lm bc4
-  for b in bc4_best4 bc4_best4_t03 bc4_best4_t03_rmop ppo4 ppo5; do cmp bc4 $b; done
+  for b in bc4_best4 bc4_best4_t03 bc4_best4_t03_rmop ppo4 ppo5 ppo6; do cmp bc4 $b; done
   cmp bc4_sampled_t07 bc4_best4
 fi
 
