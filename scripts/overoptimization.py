@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import sys
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,24 +67,23 @@ def sample_sweep(config: SweepConfig) -> dict:
     backend = make_backend(BackendOptions(corpus="hotpotqa"))  # the pooled corpus: every question's paragraphs
     browser = browser_config(policy, max_actions=config.max_actions)
     out = []
-    answers_file = None
     if config.answers_out:
         Path(config.answers_out).parent.mkdir(parents=True, exist_ok=True)
-        answers_file = open(config.answers_out, "w", encoding="utf-8")
-    for lo in range(0, len(records), config.batch_size):  # a question at a time would idle the batch
-        chunk = records[lo: lo + config.batch_size]
-        picked = best_of_n(backend, policy, [r["question"] for r in chunk], config.n_max, proxy, seed=config.seed + lo,
-                           batch_size=config.batch_size, config=browser, temperature=config.temperature)
-        for rec, b in zip(chunk, picked):
-            out.append({"id": rec["_id"], "question": rec["question"], "proxy": b.scores, "answered": b.answered,
-                        "gold": [gold_score(c.answer, rec)["score"] for c in b.candidates],
-                        "answers": [c.answer.plain_text() if not c.answer.declined else "(declined)" for c in b.candidates]})
-            if answers_file:
-                answers_file.writelines(answer_rows(rec["question"], b.candidates, b.answered))
-                answers_file.flush()
-        print(f"sampled {len(out)}/{len(records)} questions", file=sys.stderr)
-    if answers_file:
-        answers_file.close()
+    with open(config.answers_out, "w", encoding="utf-8") if config.answers_out else nullcontext() as answers_file:
+        for lo in range(0, len(records), config.batch_size):  # a question at a time would idle the batch
+            chunk = records[lo: lo + config.batch_size]
+            picked = best_of_n(backend, policy, [r["question"] for r in chunk], config.n_max, proxy,
+                               seed=config.seed + lo, batch_size=config.batch_size, config=browser,
+                               temperature=config.temperature)
+            for rec, b in zip(chunk, picked):
+                out.append({"id": rec["_id"], "question": rec["question"], "proxy": b.scores, "answered": b.answered,
+                            "gold": [gold_score(c.answer, rec)["score"] for c in b.candidates],
+                            "answers": [c.answer.plain_text() if not c.answer.declined else "(declined)"
+                                        for c in b.candidates]})
+                if answers_file:
+                    answers_file.writelines(answer_rows(rec["question"], b.candidates, b.answered))
+                    answers_file.flush()
+            print(f"sampled {len(out)}/{len(records)} questions", file=sys.stderr)
     return {"config": asdict(config), "questions": out}
 
 
@@ -96,6 +96,7 @@ def answer_rows(question: str, candidates, answered) -> list[str]:
 
 def pool_sweeps(paths: list[str]) -> dict:
     """One sweep from several saved ones; they must agree on what was sampled and how it was scored."""
+    same = ("policy", "reward_model", "temperature", "max_actions")
     pooled, seen = None, set()
     for path in paths:
         if not Path(path).is_file():
@@ -103,7 +104,6 @@ def pool_sweeps(paths: list[str]) -> dict:
         sweep = json.loads(Path(path).read_text(encoding="utf-8"))
         if pooled is None:
             pooled = {"config": sweep.get("config", {}), "questions": [], "sources": []}
-        same = ("policy", "reward_model", "temperature", "max_actions")
         diff = [k for k in same if sweep.get("config", {}).get(k) != pooled["config"].get(k)]
         if diff:
             raise ValueError(f"{path} was sampled with a different {', '.join(diff)} than {paths[0]}; "

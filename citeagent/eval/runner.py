@@ -214,11 +214,11 @@ class EvalRun:
         c = self.config
         if c.best_of < 1:
             raise EvalError(f"--best-of must be at least 1, got {c.best_of}")
-        if c.best_of > 1 and c.predictions:
-            raise EvalError("--best-of samples answers from a policy; it cannot be used with --predictions.")
-        if c.sample and c.predictions:
-            raise EvalError("--sample samples answers from a policy; it cannot be used with --predictions.")
-        if (c.best_of > 1 or c.sample) and c.policy == "baseline":
+        samples = c.best_of > 1 or c.sample
+        if samples and c.predictions:
+            flag = "--best-of" if c.best_of > 1 else "--sample"
+            raise EvalError(f"{flag} samples answers from a policy; it cannot be used with --predictions.")
+        if samples and c.policy == "baseline":
             from citeagent.policies.best_of_n import not_sampling
 
             raise EvalError(not_sampling(c.best_of, "baseline"))

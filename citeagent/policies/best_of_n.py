@@ -88,6 +88,10 @@ def can_sample(policy) -> bool:
 
 
 def not_sampling(n: int, name: str) -> str:
+    """n > 1: best-of-n's candidates; n = 1: `eval --sample`'s single sampled episode."""
+    if n == 1:
+        return (f"--sample needs a sampling policy: {name} is deterministic, so it has no sampled episode. Use "
+                "--policy lm or a trained model directory (or drop --sample).")
     return (f"--best-of {n} needs a sampling policy: {name} is deterministic, so its candidates would all be "
             "the same episode. Use --policy lm or a trained model directory (or --best-of 1).")
 

@@ -522,10 +522,8 @@ def ppo_update(accelerator, ac, optimizer, rows: Rows, batch: dict, cfg: PPOConf
     trainable = [p for p in ac.parameters() if p.requires_grad]
     totals: dict[str, float] = {}
     counted = 0
-    epochs_run = 0
     for epoch in range(cfg.ppo_epochs):
-        epochs_run += 1
-        epoch_kl = torch.zeros(2, dtype=torch.float64, device=device)  # sum of minibatch approx KL, count
+        epoch_kl, epoch_n = 0.0, 0  # this epoch's sum of minibatch approx KL, and their count
         perm = torch.randperm(len(rows), generator=gen)
         for j, chunk in enumerate(perm.tensor_split(n_mb)):
             weight = 1.0
@@ -547,18 +545,20 @@ def ppo_update(accelerator, ac, optimizer, rows: Rows, batch: dict, cfg: PPOConf
             optimizer.zero_grad(set_to_none=True)
             if weight > 0:
                 counted += 1
-                epoch_kl += torch.tensor([out["approx_kl"].item(), 1.0], dtype=torch.float64, device=device)
-                for k, v in out.items():
-                    totals[k] = totals.get(k, 0.0) + v.item()
+                stats = {k: v.item() for k, v in out.items()}
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                epoch_kl, epoch_n = epoch_kl + stats["approx_kl"], epoch_n + 1
         if cfg.stop_approx_kl is not None:  # every process must take the same decision
-            kl_sum, n = accelerator.reduce(epoch_kl, "sum").tolist()
+            both = torch.tensor([epoch_kl, epoch_n], dtype=torch.float64, device=device)
+            kl_sum, n = accelerator.reduce(both, "sum").tolist()
             if n and kl_sum / n > cfg.stop_approx_kl:
                 break
     bad = sum(int(not torch.isfinite(p).all()) for p in trainable)
     _stop_unless_finite(accelerator, torch.tensor(float("nan") if bad else 0.0), "a weight", iteration,
-                        cfg.ppo_epochs - 1, n_mb - 1, cfg)
+                        epoch, n_mb - 1, cfg)
     return {**{k: totals[k] / counted for k in ("value_loss", "policy_loss", "entropy", "clip_frac", "approx_kl")},
-            "epochs": epochs_run}
+            "epochs": epoch + 1}
 
 
 def _stop_unless_finite(accelerator, value: torch.Tensor, what: str, iteration: int, epoch: int, minibatch: int,
