@@ -113,6 +113,33 @@ def test_resume_skips_finished_and_redoes_a_torn_line(files, tmp_path):
         run_eval(EvalConfig(**{**cfg, "corpus": "pydocs"}, resume=True))
 
 
+def test_offset_splits_a_run_and_the_parts_merge_by_resuming(files, tmp_path):
+    corpus, qs, preds = files
+    cfg = dict(dataset=str(qs), predictions=str(preds), corpus=str(corpus), judge="none", progress=False, bootstrap=100)
+    run_eval(EvalConfig(**cfg, offset=2, limit=3, out=str(tmp_path / "p")))
+    assert [r["id"] for r in read_records(tmp_path / "p" / "records.jsonl")] == ["q3", "q4", "line-5"]
+
+    # a policy run split in two, as two processes would: questions 1 and 2-3, merged into one run
+    pol = dict(dataset="hotpotqa-distractor", policy="baseline", judge="none", progress=False, bootstrap=100,
+               batch_size=2)
+    run_eval(EvalConfig(**pol, limit=1, out=str(tmp_path / "a")))
+    run_eval(EvalConfig(**pol, offset=1, limit=2, out=str(tmp_path / "b")))
+    whole = ["5a8b57f25542995d1e6f1371", "5a85ea095542994775f606a8", "5a8e3ea95542995a26add48d"]
+    assert [r["id"] for r in read_records(tmp_path / "b" / "records.jsonl")] == whole[1:]
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "records.jsonl").write_text((tmp_path / "a" / "records.jsonl").read_text()
+                                          + (tmp_path / "b" / "records.jsonl").read_text())
+    before = (merged / "records.jsonl").read_text()
+    summary = run_eval(EvalConfig(**pol, limit=3, out=str(merged), resume=True))
+    assert summary["n_questions"] == 3 and (merged / "records.jsonl").read_text() == before  # nothing re-run
+
+    with pytest.raises(EvalError, match="--offset must be 0 or more"):
+        run_eval(EvalConfig(**pol, offset=-1, out=str(tmp_path / "c")))
+    with pytest.raises(EvalError, match="skips every question"):
+        run_eval(EvalConfig(**pol, offset=10**6, out=str(tmp_path / "c")))
+
+
 def test_missing_judge_stops_the_run_before_any_work(files, tmp_path):
     corpus, qs, preds = files
     with pytest.raises(JudgeNotFound, match="train_judge"):

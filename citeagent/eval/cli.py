@@ -28,6 +28,10 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
                    help="score this JSONL of {question, answer, quotes[, id, score, declined]} instead of running a "
                         "policy; an earlier run's records.jsonl scores that run again (e.g. with another --judge)")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N questions")
+    p.add_argument("--offset", type=int, default=_D.offset, metavar="N",
+                   help="skip the first N questions (or prediction lines), e.g. to split a run across processes, "
+                        "each with its own --out; `cat` their records.jsonl into one directory and run it again "
+                        "with --resume to summarise them together (default: %(default)s)")
     p.add_argument("--out", default=None, help="run directory (default: runs/eval/<dataset>__<policy>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out, skipping finished questions")
     p.add_argument("--judge", default=_D.judge, help="support judge: 'default' (the trained MiniLM judge), a Hugging "
@@ -74,7 +78,8 @@ def cmd_eval(args) -> int:
     from citeagent.eval.runner import run_eval
 
     config = EvalConfig(
-        dataset=args.dataset, policy=args.policy, predictions=args.predictions, limit=args.limit, out=args.out,
+        dataset=args.dataset, policy=args.policy, predictions=args.predictions, limit=args.limit, offset=args.offset,
+        out=args.out,
         resume=args.resume, judge=args.judge, reward_model=args.reward_model, corpus=args.corpus, search=args.search,
         web=args.web, search_url=args.search_url, max_actions=args.max_actions, best_of=args.best_of,
         temperature=args.temperature, sample=args.sample, batch_size=args.batch_size,

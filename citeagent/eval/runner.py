@@ -40,6 +40,7 @@ class EvalConfig:
     policy: str = "baseline"  # baseline | lm | a model name or path
     predictions: str | None = None  # score this JSONL of answers instead of running a policy
     limit: int | None = None  # the first N questions (or N prediction lines)
+    offset: int = 0  # skip this many first: splits one run across processes (--offset 0/100 --limit 100)
     out: str | None = None  # default runs/eval/<dataset>__<policy>
     resume: bool = False
     judge: str | None = "default"  # the trained judge; a HF NLI model name/dir; "none"
@@ -214,6 +215,8 @@ class EvalRun:
         c = self.config
         if c.best_of < 1:
             raise EvalError(f"--best-of must be at least 1, got {c.best_of}")
+        if c.offset < 0:
+            raise EvalError(f"--offset must be 0 or more, got {c.offset}")
         samples = c.best_of > 1 or c.sample
         if samples and c.predictions:
             flag = "--best-of" if c.best_of > 1 else "--sample"
@@ -222,7 +225,10 @@ class EvalRun:
             from citeagent.policies.best_of_n import not_sampling
 
             raise EvalError(not_sampling(c.best_of, "baseline"))
-        dataset = load_dataset(c.dataset, limit=None if c.predictions else c.limit, corpus=c.corpus)
+        dataset = load_dataset(c.dataset, limit=None if c.predictions else self.end(), corpus=c.corpus)
+        if not c.predictions and c.offset >= len(dataset.examples):
+            raise EvalError(f"--offset {c.offset} skips every question: {c.dataset} has {len(dataset.examples)}. "
+                            "Use a smaller --offset.")
         # Fail on a missing judge before spending time on the policy.
         judge = load_judge(c.judge)
         reward = None
@@ -250,13 +256,15 @@ class EvalRun:
         summary = self.write_summary(records, dataset, judge, time.time() - t0)
         return summary
 
+    def end(self) -> int | None:
+        """One past the last question (or prediction line) of this run; None: to the end."""
+        return None if self.config.limit is None else self.config.offset + self.config.limit
+
     # --- answers from elsewhere -----------------------------------------------------------
     def _score_predictions(self, dataset, corpora, judge, reward, scoring, done_ids):
         from citeagent.eval.predictions import read_predictions
 
-        preds = read_predictions(self.config.predictions, dataset.examples)
-        if self.config.limit is not None:
-            preds = preds[: self.config.limit]
+        preds = read_predictions(self.config.predictions, dataset.examples)[self.config.offset : self.end()]
         bar = _bar(len(preds), self.config.progress, "scoring")
         with open(self.records_path, "a", encoding="utf-8") as f:
             for p in preds:
@@ -288,9 +296,10 @@ class EvalRun:
         from citeagent.policies import make_policy
 
         c = self.config
-        todo = [e for e in dataset.examples[: c.limit] if e.id not in done_ids]
-        bar = _bar(min(len(dataset.examples), c.limit or len(dataset.examples)), c.progress, f"eval {c.policy}")
-        bar.update(min(len(dataset.examples), c.limit or len(dataset.examples)) - len(todo))
+        chosen = dataset.examples[c.offset : self.end()]
+        todo = [e for e in chosen if e.id not in done_ids]
+        bar = _bar(len(chosen), c.progress, f"eval {c.policy}")
+        bar.update(len(chosen) - len(todo))
         if not todo:
             bar.close()
             return
