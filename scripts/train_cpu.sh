@@ -5,7 +5,7 @@
 # training table; each step's output is what the next one reads.
 #
 #   bash scripts/train_cpu.sh            # everything (several hours on 2 cores)
-#   STEP=ppo bash scripts/train_cpu.sh   # one step: demos | bc | sweep | rm | ppo | eval | chart
+#   STEP=ppo bash scripts/train_cpu.sh   # one step: demos | bc | sweep | rm | ppo | eval | confirm | chart
 #
 # Needs the default reward model (`citeagent train rm`, see README) and the support judge
 # (`scripts/train_judge.py`) in $CITEAGENT_HOME.
@@ -97,6 +97,58 @@ if step eval; then
   cmp lm bc4
   for b in bc4_best4 bc4_best4_t03 bc4_best4_t03_rmop ppo4 ppo5 ppo6; do cmp bc4 $b; done
   cmp bc4_sampled_t07 bc4_best4
+fi
+
+if step confirm; then
+  # A confirmation of best-of-n > BC on held-out questions 61-266, which no policy had been run on;
+  # its plan (questions, reward-model choice, metrics) is in commit 5355a49's message, fixed before
+  # it ran. First, more on-policy reward-model data: bc4's 4 samples at T=0.3 (the temperature
+  # best-of-n uses) on training questions 53-152, two parts, one per core (~35 min).
+  for off in 52 102; do
+    OMP_NUM_THREADS=1 $PY scripts/overoptimization.py --policy runs/bc4 --reward-model runs/rm_onpolicy --n-max 4 \
+        --questions 50 --offset $off --temperature 0.3 --answers-out runs/rm_data/bc4_t03_q$off-$((off + 50)).jsonl \
+        --json runs/bon_sweep_bc4_t03_q$off-$((off + 50)).json --out runs/overopt_t03_q$off-$((off + 50)).png &
+  done
+  wait
+  # Questions 13-132 train rm_onpolicy2; 133-152 choose between it and rm_onpolicy.
+  $PY - <<'PY'
+import json
+rows = [json.loads(l) for f in ("runs/rm_data/bc4_t03_q52-102.jsonl", "runs/rm_data/bc4_t03_q102-152.jsonl") for l in open(f)]
+order = list(dict.fromkeys(r["question"] for r in rows))
+select = set(order[80:])
+with open("runs/rm_data/bc4_q13-132.jsonl", "w") as train, open("runs/rm_data/bc4_t03_q133-152.jsonl", "w") as held:
+    train.write(open("runs/rm_data/bc4_t07_q12-52.jsonl").read())
+    for r in rows:
+        (held if r["question"] in select else train).write(json.dumps(r) + "\n")
+PY
+  $CA train rm --data lfqa,hotpotqa-synth,hotpotqa-gold:runs/rm_data/bc4_q13-132.jsonl --out runs/rm_onpolicy2 \
+      --max-train-pairs 1000 --max-heldout-pairs 300 --max-length 224 --max-question-tokens 64 --threads 2
+  for rm in rm_onpolicy rm_onpolicy2; do
+    rm -rf runs/select_$rm && cp -r runs/$rm runs/select_$rm
+    $CA train rm --eval-only --out runs/select_$rm --data hotpotqa-gold:runs/rm_data/bc4_t03_q133-152.jsonl \
+        --heldout-frac 0.999 --threads 2
+  done
+  # The plan's rule: rm_onpolicy2 only if its accuracy on those pairs is strictly higher.
+  RM=$($PY -c "import json; a, b = (json.load(open(f'runs/select_{m}/report.json'))['heldout']['hotpotqa-gold']['accuracy']['mean']
+for m in ('rm_onpolicy', 'rm_onpolicy2')); print('rm_onpolicy2' if b > a else 'rm_onpolicy')")
+  echo "reward model for best-of-4: $RM"
+  # Each core evaluates half of the 206 questions, best-of-4 then greedy; the halves are merged by
+  # resuming a directory that holds both halves' records (~70 min).
+  ev() { OMP_NUM_THREADS=1 $CA eval --dataset hotpotqa --no-progress --reward-model runs/$RM --policy runs/bc4 "$@"; }
+  for off in 60 163; do
+    (ev --best-of 4 --temperature 0.3 --offset $off --limit 103 --out runs/eval/part${off}__bc4_best4_t03_$RM &&
+     ev --offset $off --limit 103 --out runs/eval/part${off}__bc4) &
+  done
+  wait
+  for run in bc4 bc4_best4_t03_$RM; do
+    m=runs/eval/hotpotqa_q61-266__$run
+    mkdir -p $m && cp runs/eval/part60__$run/config.json $m/
+    cat runs/eval/part60__$run/records.jsonl runs/eval/part163__$run/records.jsonl > $m/records.jsonl
+  done
+  ev --offset 60 --limit 206 --resume --out runs/eval/hotpotqa_q61-266__bc4
+  ev --best-of 4 --temperature 0.3 --offset 60 --limit 206 --resume --out runs/eval/hotpotqa_q61-266__bc4_best4_t03_$RM
+  $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 runs/eval/hotpotqa_q61-266__bc4_best4_t03_$RM \
+      > runs/eval/compare_q61-266_bc4_vs_best4_t03_$RM.txt
 fi
 
 if step chart; then

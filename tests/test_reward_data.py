@@ -158,6 +158,12 @@ def test_policy_samples_labelled_by_the_gold_judge(tmp_path):
     comps, stats = load_source(f"hotpotqa-gold:{path}")
     assert len(comps) == 1 and stats.source == "hotpotqa-gold"  # the repeated sample makes no second pair
     assert comps[0].score_0 > 0 and comps[0].label() == 1.0
+    # Some HotpotQA questions hold runs of spaces, which the browser collapses in the answer it writes.
+    spaced = next(r for r in read_hotpot_records() if "  " in r["question"])
+    shown = " ".join(spaced["question"].split())
+    path.write_text("".join(json.dumps({"question": shown, "text": t}) + "\n" for t in ("Nobody.", spaced["answer"])))
+    comps, _ = load_source(f"hotpotqa-gold:{path}")
+    assert len(comps) == 1 and comps[0].group == str(spaced["_id"])
     path.write_text(json.dumps({**bad, "question": "Not a HotpotQA question?"}) + "\n")
     with pytest.raises(ValueError, match="not in the HotpotQA records"):
         load_source(f"hotpotqa-gold:{path}")

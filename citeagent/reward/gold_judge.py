@@ -151,11 +151,13 @@ def gold_comparisons_from_answers(path: str | Path, records: list[dict], max_pai
     with the gold judge. Answers whose question is not a HotpotQA question are an error. Six pairs
     is every pair of four samples (InstructGPT trains on all K-choose-2 pairs of a prompt)."""
     from citeagent.reward.sources import read_policy_answers
+    from env.documents import normalize_ws
 
-    by_question = {r["question"].strip(): r for r in records}
+    # The browser collapses whitespace in the question it shows; some HotpotQA questions have runs of it.
+    by_question = {normalize_ws(r["question"]): r for r in records}
     out = []
     for question, answers in read_policy_answers(path).items():
-        record = by_question.get(question.strip())
+        record = by_question.get(normalize_ws(question))
         if record is None:
             raise ValueError(
                 f"{path}: the question {question[:80]!r} is not in the HotpotQA records, so the gold judge "
