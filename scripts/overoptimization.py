@@ -119,6 +119,7 @@ def pool_sweeps(paths: list[str]) -> dict:
 
 def sweep_points(sweep: dict) -> list[dict]:
     """Expected proxy and gold reward of best-of-k, k = 1, 2, 4, ... n_max, averaged over questions."""
+    from citeagent.eval.bootstrap import paired_bootstrap_ci
     from citeagent.policies.best_of_n import expected_best_of_k, kl_bon
 
     qs = sweep["questions"]
@@ -128,12 +129,29 @@ def sweep_points(sweep: dict) -> list[dict]:
     ks = [2 ** i for i in range(int(math.log2(n)) + 1)]
     if ks[-1] != n:
         ks.append(n)
-    points = []
+    points, gold_1 = [], None
     for k in ks:
         proxy = [expected_best_of_k(q["proxy"][:n], q["answered"][:n], q["proxy"][:n], k) for q in qs]
         gold = [expected_best_of_k(q["proxy"][:n], q["answered"][:n], q["gold"][:n], k) for q in qs]
-        points.append({"k": k, "kl": kl_bon(k), "proxy": sum(proxy) / len(qs), "gold": sum(gold) / len(qs)})
+        gold_1 = gold_1 or gold
+        # Whether best-of-k helps the gold reward at all: paired over questions, with a 95% interval.
+        gain = paired_bootstrap_ci(gold_1, gold) if k > 1 else None
+        points.append({"k": k, "kl": kl_bon(k), "proxy": sum(proxy) / len(qs), "gold": sum(gold) / len(qs),
+                       "gold_gain": gain and {key: gain[key] for key in ("mean", "ci_low", "ci_high", "n")}})
     return points
+
+
+def sweep_stats(sweep: dict) -> dict:
+    """How well the proxy tracks the gold judge over all samples, and the ceiling for best-of-n:
+    each question's best sample by the gold judge."""
+    import numpy as np
+
+    qs = sweep["questions"]
+    proxy = [x for q in qs for x in q["proxy"]]
+    gold = [x for q in qs for x in q["gold"]]
+    corr = float(np.corrcoef(proxy, gold)[0, 1]) if len(set(proxy)) > 1 and len(set(gold)) > 1 else None
+    return {"questions": len(qs), "samples": len(proxy), "proxy_gold_correlation": corr,
+            "gold_of_gold_judges_pick": sum(max(q["gold"]) for q in qs) / len(qs)}
 
 
 # --- PPO ------------------------------------------------------------------------------------------
@@ -259,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"overoptimization: error: {e}", file=sys.stderr)
         return 2
     out = plot(bon, ppo, args.out)
-    print(json.dumps({"out": str(out), "best_of_n": bon, "ppo": ppo}, indent=2))
+    stats = sweep_stats(sweep) if sweep else None
+    print(json.dumps({"out": str(out), "best_of_n": bon, "sweep": stats, "ppo": ppo}, indent=2))
     return 0
 
 

@@ -103,7 +103,7 @@ if step confirm; then
   # A confirmation of best-of-n > BC on held-out questions 61-266, which no policy had been run on;
   # its plan (questions, reward-model choice, metrics) is in commit 5355a49's message, fixed before
   # it ran. First, more on-policy reward-model data: bc4's 4 samples at T=0.3 (the temperature
-  # best-of-n uses) on training questions 53-152, two parts, one per core (~35 min).
+  # best-of-n uses) on training questions 53-152, two parts, one per core (~29 min).
   for off in 52 102; do
     OMP_NUM_THREADS=1 $PY scripts/overoptimization.py --policy runs/bc4 --reward-model runs/rm_onpolicy --n-max 4 \
         --questions 50 --offset $off --temperature 0.3 --answers-out runs/rm_data/bc4_t03_q$off-$((off + 50)).jsonl \

@@ -274,6 +274,11 @@ def test_overoptimization_points_from_a_saved_sweep_and_a_ppo_log(overopt, tmp_p
     assert bon[1]["proxy"] == pytest.approx((6 / 4 + 6 / 4) / 2) and bon[1]["gold"] == pytest.approx((0.9 / 4 + 1.5 / 4) / 2)
     assert bon[4]["proxy"] == pytest.approx((3.0 + 2.0) / 2) and bon[4]["gold"] == pytest.approx((0.1 + 0.4) / 2)
     assert bon[4]["proxy_rel"] == pytest.approx(bon[4]["proxy"] - bon[1]["proxy"])
+    # per question, best-of-4 - best-of-1 gold: 0.1 - 0.225 and 0.4 - 0.375
+    assert bon[1]["gold_gain"] is None and bon[4]["gold_gain"]["n"] == 2
+    assert bon[4]["gold_gain"]["mean"] == pytest.approx(((0.1 - 0.225) + (0.4 - 0.375)) / 2)
+    assert res["sweep"]["gold_of_gold_judges_pick"] == pytest.approx((0.5 + 0.9) / 2)
+    assert res["sweep"]["samples"] == 8 and -1.0 <= res["sweep"]["proxy_gold_correlation"] <= 1.0
     assert bon[4]["sqrt_kl"] == pytest.approx(math.sqrt(math.log(4) - 0.75))
     ppo = res["ppo"]
     assert [p["iteration"] for p in ppo] == [0, 1]
