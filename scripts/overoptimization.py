@@ -133,7 +133,8 @@ def sweep_points(sweep: dict) -> list[dict]:
     for k in ks:
         proxy = [expected_best_of_k(q["proxy"][:n], q["answered"][:n], q["proxy"][:n], k) for q in qs]
         gold = [expected_best_of_k(q["proxy"][:n], q["answered"][:n], q["gold"][:n], k) for q in qs]
-        gold_1 = gold_1 or gold
+        if k == 1:
+            gold_1 = gold
         # Whether best-of-k helps the gold reward at all: paired over questions, with a 95% interval.
         gain = paired_bootstrap_ci(gold_1, gold) if k > 1 else None
         points.append({"k": k, "kl": kl_bon(k), "proxy": sum(proxy) / len(qs), "gold": sum(gold) / len(qs),
