@@ -79,8 +79,8 @@ def cmd_eval(args) -> int:
 
     config = EvalConfig(
         dataset=args.dataset, policy=args.policy, predictions=args.predictions, limit=args.limit, offset=args.offset,
-        out=args.out, resume=args.resume, judge=args.judge, reward_model=args.reward_model, corpus=args.corpus, search=args.search,
-        web=args.web, search_url=args.search_url, max_actions=args.max_actions, best_of=args.best_of,
+        out=args.out, resume=args.resume, judge=args.judge, reward_model=args.reward_model, corpus=args.corpus,
+        search=args.search, web=args.web, search_url=args.search_url, max_actions=args.max_actions, best_of=args.best_of,
         temperature=args.temperature, sample=args.sample, batch_size=args.batch_size,
         seed=args.seed, bootstrap=args.bootstrap, max_citations=args.max_citations, progress=not args.no_progress,
     )
