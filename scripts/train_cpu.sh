@@ -149,6 +149,15 @@ for m in ('rm_onpolicy', 'rm_onpolicy2')); print('rm_onpolicy2' if b > a else 'r
   ev --best-of 4 --temperature 0.3 --offset 60 --limit 206 --resume --out runs/eval/hotpotqa_q61-266__bc4_best4_t03_$RM
   $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 runs/eval/hotpotqa_q61-266__bc4_best4_t03_$RM \
       > runs/eval/compare_q61-266_bc4_vs_best4_t03_$RM.txt
+  # PPO on the same questions (planned in commit 941f240): ppo6, greedy, against the same BC run (~15 min).
+  pev() { OMP_NUM_THREADS=1 $CA eval --dataset hotpotqa --no-progress --reward-model runs/$RM --policy runs/ppo6/final "$@"; }
+  for off in 60 163; do pev --offset $off --limit 103 --out runs/eval/part${off}__ppo6 & done
+  wait
+  m=runs/eval/hotpotqa_q61-266__ppo6
+  mkdir -p $m && cp runs/eval/part60__ppo6/config.json $m/
+  cat runs/eval/part60__ppo6/records.jsonl runs/eval/part163__ppo6/records.jsonl > $m/records.jsonl
+  pev --offset 60 --limit 206 --resume --out $m
+  $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 $m > runs/eval/compare_q61-266_bc4_vs_ppo6.txt
 fi
 
 if step chart; then
