@@ -132,32 +132,29 @@ PY
   RM=$($PY -c "import json; a, b = (json.load(open(f'runs/select_{m}/report.json'))['heldout']['hotpotqa-gold']['accuracy']['mean']
 for m in ('rm_onpolicy', 'rm_onpolicy2')); print('rm_onpolicy2' if b > a else 'rm_onpolicy')")
   echo "reward model for best-of-4: $RM"
-  # Each core evaluates half of the 206 questions, best-of-4 then greedy; the halves are merged by
-  # resuming a directory that holds both halves' records (~70 min).
-  ev() { OMP_NUM_THREADS=1 $CA eval --dataset hotpotqa --no-progress --reward-model runs/$RM --policy runs/bc4 "$@"; }
-  for off in 60 163; do
-    (ev --best-of 4 --temperature 0.3 --offset $off --limit 103 --out runs/eval/part${off}__bc4_best4_t03_$RM &&
-     ev --offset $off --limit 103 --out runs/eval/part${off}__bc4) &
-  done
-  wait
-  for run in bc4 bc4_best4_t03_$RM; do
-    m=runs/eval/hotpotqa_q61-266__$run
-    mkdir -p $m && cp runs/eval/part60__$run/config.json $m/
-    cat runs/eval/part60__$run/records.jsonl runs/eval/part163__$run/records.jsonl > $m/records.jsonl
-  done
-  ev --offset 60 --limit 206 --resume --out runs/eval/hotpotqa_q61-266__bc4
-  ev --best-of 4 --temperature 0.3 --offset 60 --limit 206 --resume --out runs/eval/hotpotqa_q61-266__bc4_best4_t03_$RM
+  # halves NAME ARGS: one evaluation of questions 61-266, each half on its own core, merged by
+  # resuming a directory that holds both halves' records.
+  halves() {
+    local name=$1 m=runs/eval/hotpotqa_q61-266__$1
+    shift
+    for off in 60 163; do
+      OMP_NUM_THREADS=1 $CA eval --dataset hotpotqa --no-progress --offset $off --limit 103 \
+          --out runs/eval/part${off}__$name "$@" &
+    done
+    wait
+    mkdir -p $m && cp runs/eval/part60__$name/config.json $m/
+    cat runs/eval/part60__$name/records.jsonl runs/eval/part163__$name/records.jsonl > $m/records.jsonl
+    $CA eval --dataset hotpotqa --no-progress --offset 60 --limit 206 --resume --out $m "$@"
+  }
+  # best-of-4 and greedy BC (~70 min)
+  halves bc4_best4_t03_$RM --reward-model runs/$RM --policy runs/bc4 --best-of 4 --temperature 0.3
+  halves bc4 --reward-model runs/$RM --policy runs/bc4
   $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 runs/eval/hotpotqa_q61-266__bc4_best4_t03_$RM \
       > runs/eval/compare_q61-266_bc4_vs_best4_t03_$RM.txt
   # PPO on the same questions (planned in commit 941f240): ppo6, greedy, against the same BC run (~15 min).
-  pev() { OMP_NUM_THREADS=1 $CA eval --dataset hotpotqa --no-progress --reward-model runs/$RM --policy runs/ppo6/final "$@"; }
-  for off in 60 163; do pev --offset $off --limit 103 --out runs/eval/part${off}__ppo6 & done
-  wait
-  m=runs/eval/hotpotqa_q61-266__ppo6
-  mkdir -p $m && cp runs/eval/part60__ppo6/config.json $m/
-  cat runs/eval/part60__ppo6/records.jsonl runs/eval/part163__ppo6/records.jsonl > $m/records.jsonl
-  pev --offset 60 --limit 206 --resume --out $m
-  $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 $m > runs/eval/compare_q61-266_bc4_vs_ppo6.txt
+  halves ppo6 --reward-model runs/$RM --policy runs/ppo6/final
+  $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 runs/eval/hotpotqa_q61-266__ppo6 \
+      > runs/eval/compare_q61-266_bc4_vs_ppo6.txt
 fi
 
 if step chart; then
