@@ -17,9 +17,14 @@ tokens/s counts every row token (prompt + command, no padding); command tokens a
 The no-grad pass that recomputes old log-probs, values and reference log-probs is timed apart
 (`stats_seconds`). Each method runs --repeats times, interleaved; the fastest run is kept.
 
+Frozen-layer cache (with --lora-layers N): the same stats pass and PPO epoch with the bottom layers
+run once a row and cached (`ppo_cached`), against the same code without it; the speedups are the
+uncached seconds over the cached ones, and `iteration_speedup` applies them to an iteration of
+rollout (batch 8) + stats pass + --ppo-epochs epochs.
+
     python scripts/bench_ppo.py --threads 2 --episodes 8                 # bundled SmolLM2-135M + LoRA
     python scripts/bench_ppo.py --model runs/bc --threads 2
-    python scripts/bench_ppo.py --model tiny --episodes 4 --max-actions 3  # a 2-layer model: checks the script
+    python scripts/bench_ppo.py --model tiny --episodes 4 --max-actions 3 --lora-layers 1  # checks the script
 """
 from __future__ import annotations
 
@@ -94,6 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minibatch-size", type=int, default=8, help="rows per optimizer step")
     ap.add_argument("--lora", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--lora-layers", type=int, default=0, help="LoRA on the top N layers only (0: all)")
+    ap.add_argument("--ppo-epochs", type=int, default=2, help="epochs an iteration, for iteration_speedup")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="also write the JSON here")
@@ -127,10 +133,20 @@ def main(argv=None) -> int:
     episodes, r8 = rollout(backend, policy, questions, 8, browser, args.seed)
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows = ppo.Rows.build([e.generations for e in episodes], pad)
-    t = time.perf_counter()
-    old_logp, old_values, ref_logp = ppo.rollout_stats(ac, reference, rows, cfg, device)
-    stats_seconds = time.perf_counter() - t
+    prefix_layer = ppo.frozen_layers(ac.lm, cfg)
+
+    def stats_pass(layer):
+        rows = ppo.Rows.build([e.generations for e in episodes], pad)
+        t = time.perf_counter()
+        out = ppo.rollout_stats(ac, reference, rows, cfg, device, layer)
+        return time.perf_counter() - t, rows, out
+
+    stats_seconds, rows, (old_logp, old_values, ref_logp) = stats_pass(0)
+    if prefix_layer:
+        cached_seconds, cached_rows, _ = stats_pass(prefix_layer)
+        for _ in range(args.repeats - 1):  # interleaved, the fastest kept
+            stats_seconds = min(stats_seconds, stats_pass(0)[0])
+            cached_seconds = min(cached_seconds, stats_pass(prefix_layer)[0])
     gen = torch.Generator().manual_seed(args.seed)
     scores = torch.randn(len(episodes), generator=gen)  # the update's cost does not depend on the scores
     logp_e, mask = rows.pad_episodes(old_logp)
@@ -141,13 +157,15 @@ def main(argv=None) -> int:
     n_mb = math.ceil(len(rows) / cfg.minibatch_size)
     chunks = torch.randperm(len(rows), generator=torch.Generator().manual_seed(args.seed)).tensor_split(n_mb)
 
-    def run_ppo():
+    def run_ppo(which):
         # ppo_update draws its own permutation; this generator gives it the same split as `chunks`
-        ppo.ppo_update(accelerator, ac, optimizer, rows, batch, cfg, torch.Generator().manual_seed(args.seed), 1)
+        ppo.ppo_update(accelerator, ac, optimizer, which, batch, cfg, torch.Generator().manual_seed(args.seed), 1)
 
-    methods = {"ppo": run_ppo,
+    methods = {"ppo": lambda: run_ppo(rows),
                "plain": lambda: plain_step(ac, optimizer, rows, chunks, device, full_logits=False),
                "plain_full_logits": lambda: plain_step(ac, optimizer, rows, chunks, device, full_logits=True)}
+    if prefix_layer:
+        methods["ppo_cached"] = lambda: run_ppo(cached_rows)
     best = {k: float("inf") for k in methods}
     for k, fn in methods.items():  # warm-up
         fn()
@@ -164,6 +182,15 @@ def main(argv=None) -> int:
         update[f"{k}_tokens_per_s"] = round(tokens / s, 1)
     update["loop_overhead"] = round(best["ppo"] / best["plain"] - 1, 4)
     update["overhead_vs_full_logits"] = round(best["ppo"] / best["plain_full_logits"] - 1, 4)
+    if prefix_layer:
+        uncached = r8["seconds"] + stats_seconds + args.ppo_epochs * best["ppo"]
+        cached = r8["seconds"] + cached_seconds + args.ppo_epochs * best["ppo_cached"]
+        update["frozen_layer_cache"] = {
+            "cached_layers": prefix_layer, "stats_seconds": round(stats_seconds, 3),
+            "stats_cached_seconds": round(cached_seconds, 3),
+            "stats_speedup": round(stats_seconds / cached_seconds, 3),
+            "update_speedup": round(best["ppo"] / best["ppo_cached"], 3),
+            "ppo_epochs": args.ppo_epochs, "iteration_speedup": round(uncached / cached, 3)}
     result = {
         "model": args.model, "lora": args.lora, "lora_layers": args.lora_layers, "threads": torch.get_num_threads(), "device": str(device),
         "machine": platform.processor() or platform.machine(), "max_actions": cfg.max_actions,

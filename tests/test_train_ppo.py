@@ -32,7 +32,9 @@ from citeagent.train.ppo import (
     masked_mean,
     masked_whiten,
     ppo_losses,
+    prefix_cache_error,
     read_log,
+    rollout_stats,
     train,
 )
 
@@ -228,6 +230,59 @@ def test_recomputed_logprobs_match_the_decoder(tokenizer):
     torch.testing.assert_close(s.logp, want, atol=2e-4, rtol=1e-4)
 
 
+def _adapted_rows(lm, lora_layers):
+    """A LoRA actor-critic whose adapters and value head are not zero (so the policy differs from
+    its reference), and rows of two episodes of unequal lengths."""
+    ac, reference = make_actor_critic(lm, PPOConfig(lora_layers=lora_layers), torch.device("cpu"))
+    torch.manual_seed(1)
+    for n, p in ac.named_parameters():
+        if "lora_B" in n or "value_head.weight" in n:
+            torch.nn.init.normal_(p, std=0.5)
+    episodes = [[gen(list(range(5, 40)), [8, 9]), gen(list(range(100, 112)), [14])],
+                [gen(list(range(200, 260)), [22, 23, 24])]]
+    return ac, reference, Rows.build(episodes, pad_id=0)
+
+
+def test_frozen_layer_cache_gives_the_full_forwards_numbers_and_gradients(tokenizer):
+    """With LoRA on the top layer of two, the bottom layer's output is cached once a row: the old
+    and reference log-probs, the values and the update's gradients equal the full forward's."""
+    ac, reference, rows = _adapted_rows(tiny_llama(tokenizer), lora_layers=1)
+    cfg = PPOConfig(lora_layers=1, minibatch_size=2)
+    full = rollout_stats(ac, reference, rows, cfg, "cpu")
+    assert not rows.prefix
+    cached = rollout_stats(ac, reference, rows, cfg, "cpu", prefix_layer=1)
+    assert sorted(rows.prefix) == [0, 1, 2] and rows.prefix_layer == 1
+    assert [rows.prefix[r].shape[0] for r in range(3)] == rows.lengths()  # unpadded
+    for a, b in zip(full, cached):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    assert (full[0] - full[2]).abs().max() > 1e-3  # the adapters matter: reference != policy
+    # The update's forward on a shuffled minibatch, and its gradients.
+    grads = []
+    for prefix in (None, rows.prefix_of([2, 0])):
+        ac.zero_grad(set_to_none=True)
+        ids, attn, cmd, _ = rows.select([2, 0], "cpu")
+        s = ac(ids, attn, cmd, prefix=prefix)
+        (s.logp.sum() + s.values.sum()).backward()
+        grads.append([p.grad.clone() for p in ac.parameters() if p.requires_grad])
+    assert all(g is not None for g in grads[1]) and len(grads[0]) == len(grads[1])
+    for a, b in zip(*grads):  # rounding: the cached rows were computed in other batches
+        assert float((b - a).abs().max()) <= 1e-5 * float(a.abs().max())
+    assert prefix_cache_error(ac, rows, 1, cfg, "cpu") < 1e-5
+
+
+def test_prefix_cache_error_flags_a_decoder_that_cannot_be_split(tokenizer):
+    """Granite multiplies its input embeddings inside the decoder's forward, so a forward that
+    starts at a cached layer input is wrong for it: the check must see that."""
+    from transformers import GraniteConfig, GraniteForCausalLM
+
+    torch.manual_seed(0)
+    config = GraniteConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, embedding_multiplier=12.0,
+                           tie_word_embeddings=True, initializer_range=0.1)
+    ac, reference, rows = _adapted_rows(GraniteForCausalLM(config).eval(), lora_layers=1)
+    assert prefix_cache_error(ac, rows, 1, PPOConfig(lora_layers=1), "cpu") > 1e-2
+
+
 # --- configuration --------------------------------------------------------------------------------
 
 def test_invalid_configs_fail_before_anything_loads(tmp_path, monkeypatch, capsys, bc_dir):
@@ -371,3 +426,43 @@ def test_stop_approx_kl_ends_the_update_after_the_epoch_that_passes_it(tmp_path,
     assert stopped["epochs"] == 1 and stopped["approx_kl"] > 0
     run(world, bc_dir, rm_dir, tmp_path / "go", iterations=1, stop_approx_kl=1e9)
     assert read_log(tmp_path / "go" / "log.jsonl")[0]["epochs"] == 2
+
+
+def test_a_run_with_the_frozen_layer_cache_matches_one_without(tmp_path, world, bc_dir, rm_dir, capsys):
+    """LoRA on the top layer: the run caches the bottom layer's output and says so; its log and
+    final weights equal those of the same run with --no-cache-frozen-layers."""
+    finals = {}
+    for cache in (True, False):
+        finals[cache] = run(world, bc_dir, rm_dir, tmp_path / str(cache), iterations=1, lora_layers=1,
+                            cache_frozen_layers=cache)
+        err = capsys.readouterr().err
+        assert ("frozen-layer cache: the bottom 1 layers" in err) == cache
+    on, off = (read_log(tmp_path / str(c) / "log.jsonl")[0] for c in (True, False))
+    for k in ("reward", "kl", "value_loss", "policy_loss", "entropy", "clip_frac", "approx_kl", "tokens"):
+        assert on[k] == pytest.approx(off[k], rel=1e-4, abs=1e-6), k
+    a, b = (LlamaForCausalLM.from_pretrained(finals[c]).state_dict() for c in (True, False))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
+def test_bench_script_measures_the_update_and_the_frozen_layer_cache(tmp_path):
+    """scripts/bench_ppo.py on a 2-layer model: the JSON has every measurement it promises, from
+    the same rows (timings are the script's output, not asserted here)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, "scripts/bench_ppo.py", "--model", "tiny", "--episodes", "4", "--max-actions",
+                        "3", "--lora-layers", "1", "--threads", "1", "--repeats", "1", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result == json.loads(r.stdout)
+    assert [result["rollout"][b]["episodes"] for b in ("batch_1", "batch_8")] == [4, 4]
+    update = result["update"]
+    assert update["rows"] >= 4 and update["tokens"] > update["command_tokens"] > 0
+    assert all(update[f"{k}_seconds"] > 0 for k in ("ppo", "plain", "plain_full_logits", "ppo_cached"))
+    cache = update["frozen_layer_cache"]
+    assert cache["cached_layers"] == 1 and cache["ppo_epochs"] == 2
+    assert cache["stats_speedup"] == pytest.approx(cache["stats_seconds"] / cache["stats_cached_seconds"], rel=0.02)
+    assert cache["update_speedup"] == pytest.approx(update["ppo_seconds"] / update["ppo_cached_seconds"], rel=0.02)
+    assert result["goal"]["met"] == (update["loop_overhead"] < 0.25)

@@ -13,7 +13,9 @@ One iteration, top to bottom (`train`):
    every command token, the policy's log-prob ("old" log-prob), the reference policy's log-prob
    and the value (log-probs at the sampling temperature). The decoder's incremental log-probs are
    not reused: batching and the KV cache change the numbers slightly, and PPO's ratio must start
-   at exactly 1.
+   at exactly 1. With LoRA on the top layers only (--lora-layers N), the layers below never change
+   within an iteration: their output is computed here once per row and kept (the frozen-layer
+   cache), and every later pass (reference log-probs, each PPO epoch) runs the top N layers only.
 4. Rewards and advantages. The command tokens of all the episode's steps, in order, form one
    trajectory. Each token is rewarded -kl_coef * (logp - ref_logp) (a per-token KL penalty
    against the behaviour-cloned policy) and the episode's last token also gets the reward model's
@@ -48,7 +50,8 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -165,6 +168,10 @@ class Rows:
     command_mask: torch.Tensor  # (rows, width) bool: the policy's command tokens
     offsets: list[int]  # row r's tokens are flat[offsets[r]:offsets[r + 1]]
     episode_tokens: list[int]  # command tokens per episode
+    # The frozen-layer cache: each row's hidden states entering decoder layer `prefix_layer`, unpadded
+    # (right padding leaves a row's real positions the same in any batch). Empty: no cache.
+    prefix_layer: int = 0
+    prefix: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @classmethod
     def build(cls, episodes: list[list], pad_id: int) -> "Rows":
@@ -209,6 +216,18 @@ class Rows:
         return (self.input_ids[rows, :width].to(device), self.attention_mask[rows, :width].to(device),
                 self.command_mask[rows, :width].to(device), flat)
 
+    def keep_prefix(self, rows: list[int], layer: int, hidden: torch.Tensor) -> None:
+        """Cache `hidden` (layer `layer`'s input for the rows in select(rows)'s layout)."""
+        self.prefix_layer = layer
+        for i, (r, n) in enumerate(zip(rows, self.attention_mask[rows].sum(1).tolist())):
+            self.prefix[r] = hidden[i, :n].detach()
+
+    def prefix_of(self, rows: list[int]) -> tuple[int, torch.Tensor] | None:
+        """(layer, cached hidden states of the rows, right-padded as select() pads them), or None."""
+        if not self.prefix:
+            return None
+        return self.prefix_layer, nn.utils.rnn.pad_sequence([self.prefix[r] for r in rows], batch_first=True)
+
     def pad_episodes(self, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A flat per-token tensor as (episodes, longest trajectory), with its mask."""
         width = max(self.episode_tokens)
@@ -229,13 +248,22 @@ class TokenStats(NamedTuple):  # a tuple, so that DDP finds the tensors in the f
 
 
 def command_token_stats(lm, value_head, input_ids, attention_mask, command_mask, temperature: float = 1.0,
-                        with_entropy: bool = False, entropy_grad: bool = False) -> TokenStats:
+                        with_entropy: bool = False, entropy_grad: bool = False,
+                        prefix: tuple[int, torch.Tensor] | None = None) -> TokenStats:
     """Forward a batch of rows and return per-token statistics of the command tokens only, in row
     order. The LM head runs only at the positions that predict a command token: with a 49k
-    vocabulary, computing logits for every prompt position would cost more than the layers."""
+    vocabulary, computing logits for every prompt position would cost more than the layers.
+    prefix = (layer, hidden states entering that layer) starts the forward there (the frozen-layer
+    cache); input_ids still give the targets."""
     if command_mask[:, 0].any():
         raise ValueError("a row starts with a command token: nothing predicts it")
-    hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    decoder = lm.get_decoder()
+    if prefix is None:
+        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    else:
+        layer, h = prefix
+        with only_layers(decoder, layer, len(decoder.layers)):
+            hidden = decoder(inputs_embeds=h, attention_mask=attention_mask, use_cache=False).last_hidden_state
     predicts = torch.zeros_like(command_mask)
     predicts[:, :-1] = command_mask[:, 1:]  # position p predicts token p + 1
     h = hidden[predicts]  # (n, hidden), row-major: the tokens' flat order
@@ -264,9 +292,59 @@ class ActorCritic(nn.Module):
         nn.init.zeros_(self.value_head.weight)  # V = 0 at first: no made-up baseline
         nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids, attention_mask, command_mask, temperature=1.0, with_entropy=True, entropy_grad=False):
+    def forward(self, input_ids, attention_mask, command_mask, temperature=1.0, with_entropy=True, entropy_grad=False,
+                prefix=None):
         return command_token_stats(self.lm, self.value_head, input_ids, attention_mask, command_mask, temperature,
-                                   with_entropy, entropy_grad)
+                                   with_entropy, entropy_grad, prefix)
+
+
+# --- the frozen-layer cache -----------------------------------------------------------------------
+
+@contextmanager
+def only_layers(decoder, lo: int, hi: int):
+    """Make the decoder's forward run its layers [lo, hi) only. Its final norm runs only when the
+    top layer does; with lo > 0 the forward takes layer lo's input as `inputs_embeds`. This leans on
+    the decoder looping over `self.layers` and adding nothing to `inputs_embeds` (true of Llama and
+    Qwen2 in transformers 5); `prefix_cache_error` checks it on real rows before the cache is used."""
+    layers, norm = decoder.layers, decoder.norm
+    decoder.layers = nn.ModuleList(list(layers)[lo:hi])
+    if hi < len(layers):
+        decoder.norm = nn.Identity()
+    try:
+        yield
+    finally:
+        decoder.layers, decoder.norm = layers, norm
+
+
+def frozen_layers(lm, cfg: PPOConfig) -> int:
+    """How many bottom decoder layers no update can change (LoRA on the top --lora-layers only),
+    0 where there are none or the decoder has no `layers`/`norm` to split."""
+    decoder = lm.get_decoder()
+    if not (cfg.cache_frozen_layers and cfg.lora and cfg.lora_layers) or not (
+            isinstance(getattr(decoder, "layers", None), nn.ModuleList) and hasattr(decoder, "norm")):
+        return 0
+    return len(decoder.layers) - cfg.lora_layers
+
+
+@torch.no_grad()
+def bottom_hidden(lm, input_ids, attention_mask, layer: int) -> torch.Tensor:
+    """The hidden states entering decoder layer `layer`."""
+    decoder = lm.get_decoder()
+    with only_layers(decoder, 0, layer):
+        return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+
+@torch.no_grad()
+def prefix_cache_error(model: ActorCritic, rows: Rows, layer: int, cfg: PPOConfig, device) -> float:
+    """The largest |log-prob difference| between the split forward and the full one on the first
+    (shortest) rows: 0 up to rounding for a decoder `only_layers` can split, large for one that
+    rescales its input embeddings in its forward (Granite)."""
+    chunk = sorted(range(len(rows)), key=rows.lengths().__getitem__)[:cfg.minibatch_size]
+    ids, attn, cmd, _ = rows.select(chunk, device)
+    full = model(ids, attn, cmd, cfg.temperature, with_entropy=False)
+    split = model(ids, attn, cmd, cfg.temperature, with_entropy=False,
+                  prefix=(layer, bottom_hidden(model.lm, ids, attn, layer)))
+    return float(torch.maximum((full.logp - split.logp).abs().max(), (full.values - split.values).abs().max()))
 
 
 def make_actor_critic(lm, cfg: PPOConfig, device) -> tuple[ActorCritic, nn.Module | None]:
@@ -384,6 +462,7 @@ def train(cfg: PPOConfig, *, records: list[dict] | None = None, backend=None, re
     policy = rollout_policy(model.lm, tokenizer, options, cfg, accelerator.device)
     browser = browser_config(policy, max_actions=cfg.max_actions)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prefix_layer, prefix_checked = frozen_layers(model.lm, cfg), False
 
     for it in range(state["iteration"] + 1, cfg.iterations + 1):
         t0 = time.perf_counter()
@@ -409,7 +488,19 @@ def train(cfg: PPOConfig, *, records: list[dict] | None = None, backend=None, re
 
         # 3. Forward pass: old log-probs, reference log-probs and values of every command token.
         rows = Rows.build([e.generations for e in episodes], pad_id)
-        old_logp, old_values, ref_logp = rollout_stats(model, reference, rows, cfg, accelerator.device)
+        if prefix_layer and not prefix_checked:  # once a run, on real rows; every process decides alike
+            err = float(accelerator.reduce(torch.tensor([prefix_cache_error(
+                model, rows, prefix_layer, cfg, accelerator.device)], device=accelerator.device), "max"))
+            prefix_checked = True
+            if err > 1e-3:
+                say(f"frozen-layer cache off: this decoder's split forward differs from its full one by {err:.3g} "
+                    "(the full forward is used; --no-cache-frozen-layers skips this check)")
+                prefix_layer = 0
+            else:
+                say(f"frozen-layer cache: the bottom {prefix_layer} layers run once a row an iteration "
+                    f"(split vs full forward: {err:.1g})")
+        old_logp, old_values, ref_logp = rollout_stats(model, reference, rows, cfg, accelerator.device,
+                                                       prefix_layer)
 
         # 4. Rewards and advantages along each episode's trajectory of command tokens.
         logp_e, mask_e = rows.pad_episodes(old_logp)
@@ -491,18 +582,24 @@ def question_indices(n: int, cursor: int, count: int, seed: int) -> list[int]:
 
 
 @torch.no_grad()
-def rollout_stats(model: ActorCritic, reference, rows: Rows, cfg: PPOConfig, device):
+def rollout_stats(model: ActorCritic, reference, rows: Rows, cfg: PPOConfig, device, prefix_layer: int = 0):
     """Old log-probs, values and reference log-probs of every command token (flat order). Rows go
-    through in length order, so a batch carries little padding."""
+    through in length order, so a batch carries little padding. prefix_layer > 0: the rows' hidden
+    states entering that layer are computed once and cached in `rows` for this and the updates."""
     old_logp, values, ref_logp = (torch.zeros(rows.n_tokens) for _ in range(3))
     order = sorted(range(len(rows)), key=rows.lengths().__getitem__)
     for lo in range(0, len(order), cfg.minibatch_size):
-        ids, attn, cmd, flat = rows.select(order[lo:lo + cfg.minibatch_size], device)
-        s = model(ids, attn, cmd, cfg.temperature, with_entropy=False)
+        chunk = order[lo:lo + cfg.minibatch_size]
+        ids, attn, cmd, flat = rows.select(chunk, device)
+        prefix = None
+        if prefix_layer:
+            prefix = (prefix_layer, bottom_hidden(model.lm, ids, attn, prefix_layer))
+            rows.keep_prefix(chunk, *prefix)
+        s = model(ids, attn, cmd, cfg.temperature, with_entropy=False, prefix=prefix)
         old_logp[flat], values[flat] = s.logp.float().cpu(), s.values.float().cpu()
         if reference is None:  # LoRA: the reference is the same model without its adapters
             with model.lm.disable_adapter():
-                ref = command_token_stats(model.lm, None, ids, attn, cmd, cfg.temperature)
+                ref = command_token_stats(model.lm, None, ids, attn, cmd, cfg.temperature, prefix=prefix)
         else:
             ref = command_token_stats(reference, None, ids, attn, cmd, cfg.temperature)
         ref_logp[flat] = ref.logp.float().cpu()
@@ -530,7 +627,8 @@ def ppo_update(accelerator, ac, optimizer, rows: Rows, batch: dict, cfg: PPOConf
             if len(chunk) == 0:
                 chunk, weight = perm[:1], 0.0
             ids, attn, cmd, flat = rows.select(chunk.tolist(), device)
-            s = ac(ids, attn, cmd, cfg.temperature, with_entropy=True, entropy_grad=cfg.ent_coef > 0)
+            s = ac(ids, attn, cmd, cfg.temperature, with_entropy=True, entropy_grad=cfg.ent_coef > 0,
+                   prefix=rows.prefix_of(chunk.tolist()))
             on = torch.full((len(flat),), weight > 0, device=device)
             part = {k: v[flat].to(device) for k, v in batch.items()}
             out = ppo_losses(s.logp, part["old_logp"], part["advantages"], s.values, part["old_values"],

@@ -52,6 +52,9 @@ class PPOConfig:
     # LoRA on the top N decoder layers only (0: all): the backward pass stops below them, which is
     # what makes an hour of PPO on 2 CPU cores worth running.
     lora_layers: int = 0
+    # With --lora-layers N the layers below the top N are frozen: run them once a row an iteration
+    # and keep their output, instead of in every forward (old and reference log-probs, each epoch).
+    cache_frozen_layers: bool = True
     max_grad_norm: float = 1.0
     whiten_advantages: bool = True
     seed: int = 0
@@ -162,6 +165,8 @@ HELP = {
     "stop_approx_kl": "skip an iteration's remaining PPO epochs once an epoch's mean approx KL exceeds this "
                       "(CleanRL's target-kl; e.g. 0.02); none: always run --ppo-epochs",
     "lora_layers": "adapt only the top N decoder layers (0: all); the backward pass stops below them",
+    "cache_frozen_layers": "with --lora-layers N, run the frozen layers below the top N once a row an iteration "
+                           "and keep their output (memory: rows x tokens x hidden size)",
     "lora": "train LoRA adapters (the reference is the model with them off); --no-lora trains every weight",
     "threads": "torch CPU threads (0: torch's default)",
     "dtype": "float32, bfloat16 or float16 weights (bfloat16 on GPUs)",
