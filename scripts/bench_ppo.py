@@ -114,7 +114,8 @@ def main(argv=None) -> int:
     from citeagent.train import hotpotqa_split
     from env.sources.hotpotqa import read_hotpotqa_records
 
-    cfg = ppo.PPOConfig(policy=args.model, lora=args.lora, lora_layers=args.lora_layers, minibatch_size=args.minibatch_size, ppo_epochs=1,
+    cfg = ppo.PPOConfig(policy=args.model, lora=args.lora, lora_layers=args.lora_layers,
+                        minibatch_size=args.minibatch_size, ppo_epochs=1,
                         max_actions=args.max_actions, seed=args.seed)
     accelerator = Accelerator()
     device = accelerator.device
@@ -192,7 +193,8 @@ def main(argv=None) -> int:
             "update_speedup": round(best["ppo"] / best["ppo_cached"], 3),
             "ppo_epochs": args.ppo_epochs, "iteration_speedup": round(uncached / cached, 3)}
     result = {
-        "model": args.model, "lora": args.lora, "lora_layers": args.lora_layers, "threads": torch.get_num_threads(), "device": str(device),
+        "model": args.model, "lora": args.lora, "lora_layers": args.lora_layers, "threads": torch.get_num_threads(),
+        "device": str(device),
         "machine": platform.processor() or platform.machine(), "max_actions": cfg.max_actions,
         "rollout": {"batch_1": r1, "batch_8": r8,
                     "speedup_8_over_1": round(r8["episodes_per_s"] / r1["episodes_per_s"], 3)},
