@@ -347,6 +347,19 @@ def prefix_cache_error(model: ActorCritic, rows: Rows, layer: int, cfg: PPOConfi
     return float(torch.maximum((full.logp - split.logp).abs().max(), (full.values - split.values).abs().max()))
 
 
+def checked_prefix_layer(accelerator, model: ActorCritic, rows: Rows, layer: int, cfg: PPOConfig, say) -> int:
+    """`layer` if the split forward matches the full one on these rows on every process (so all
+    decide alike), else 0: the cache stays off and the run says why."""
+    err = float(accelerator.reduce(torch.tensor([prefix_cache_error(model, rows, layer, cfg, accelerator.device)],
+                                                device=accelerator.device), "max"))
+    if err > 1e-3:
+        say(f"frozen-layer cache off: this decoder's split forward differs from its full one by {err:.3g} "
+            "(the full forward is used; --no-cache-frozen-layers skips this check)")
+        return 0
+    say(f"frozen-layer cache: the bottom {layer} layers run once a row an iteration (split vs full forward: {err:.1g})")
+    return layer
+
+
 def make_actor_critic(lm, cfg: PPOConfig, device) -> tuple[ActorCritic, nn.Module | None]:
     """(policy + value head, reference). With LoRA the reference is the policy with its adapters
     off (None here); full fine-tuning keeps a frozen copy of the starting weights."""
@@ -488,17 +501,8 @@ def train(cfg: PPOConfig, *, records: list[dict] | None = None, backend=None, re
 
         # 3. Forward pass: old log-probs, reference log-probs and values of every command token.
         rows = Rows.build([e.generations for e in episodes], pad_id)
-        if prefix_layer and not prefix_checked:  # once a run, on real rows; every process decides alike
-            err = float(accelerator.reduce(torch.tensor([prefix_cache_error(
-                model, rows, prefix_layer, cfg, accelerator.device)], device=accelerator.device), "max"))
-            prefix_checked = True
-            if err > 1e-3:
-                say(f"frozen-layer cache off: this decoder's split forward differs from its full one by {err:.3g} "
-                    "(the full forward is used; --no-cache-frozen-layers skips this check)")
-                prefix_layer = 0
-            else:
-                say(f"frozen-layer cache: the bottom {prefix_layer} layers run once a row an iteration "
-                    f"(split vs full forward: {err:.1g})")
+        if prefix_layer and not prefix_checked:  # once a run, on real rows
+            prefix_layer, prefix_checked = checked_prefix_layer(accelerator, model, rows, prefix_layer, cfg, say), True
         old_logp, old_values, ref_logp = rollout_stats(model, reference, rows, cfg, accelerator.device,
                                                        prefix_layer)
 
