@@ -41,12 +41,14 @@ def main() -> int:
     ap.add_argument("train_args", nargs="*", help="extra `citeagent train rm` flags, after --")
     args = ap.parse_args()
     from citeagent.answer import Answer
+    from citeagent.eval.datasets import hotpotqa_split
     from citeagent.reward.gold_judge import gold_score, read_hotpot_records, synthetic_comparisons
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     db = f"sqlite:///{out / 'labels.db'}"
-    records = read_hotpot_records()
+    # Training questions only: `citeagent train rm` refuses pairs about the held-out evaluation ones.
+    records = hotpotqa_split(read_hotpot_records())[0]
     by_question = {r["question"]: r for r in records}
     comps = synthetic_comparisons(records, pairs_per_question=1, seed=7)[: args.pairs]
     with open(out / "pairs.jsonl", "w") as f:

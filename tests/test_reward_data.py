@@ -6,7 +6,9 @@ import datasets
 import pytest
 
 from citeagent.answer import Answer, Quote
-from citeagent.reward.gold_judge import gold_score, judge_pair, read_hotpot_records, synthetic_comparisons
+from citeagent.eval.datasets import hotpotqa_split
+from citeagent.reward.gold_judge import (gold_score, heldout_question_rows, judge_pair, read_hotpot_records,
+                                         synthetic_comparisons)
 from citeagent.reward.schema import Comparison, DataError, from_webgpt_row, to_webgpt_row
 from citeagent.reward.sources import load_source, load_sources, load_webgpt_rows, split_heldout
 
@@ -125,6 +127,21 @@ def test_synthetic_comparisons_are_deterministic_and_labelled_by_the_judge():
         assert c.answer_0 != c.answer_1
     labels = {c.label() for c in a}
     assert labels == {0.0, 0.5, 1.0}  # wins, losses and gold ties all occur
+
+
+def test_synthetic_pairs_are_about_training_questions_only():
+    """The first 30% of HotpotQA dev is what `citeagent eval` scores best-of-n on: a reward model
+    must never have trained on pairs about those questions."""
+    records = read_hotpot_records()
+    train, held = hotpotqa_split(records)
+    comps, _ = load_source("hotpotqa-synth")
+    assert comps and not heldout_question_rows(comps, records)
+    assert {c.question for c in comps} <= {r["question"] for r in train}
+    first, _ = load_source("hotpotqa-synth:5")
+    assert {c.question for c in first} == {r["question"] for r in train[:5]}
+    # The check itself finds pairs about held-out questions among others.
+    leaked = synthetic_comparisons(held[:3])
+    assert heldout_question_rows(first + leaked, records) == leaked
 
 
 def test_heldout_split_is_by_question_and_stable():

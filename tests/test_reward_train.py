@@ -161,6 +161,24 @@ def test_bad_data_stops_the_cli_with_the_row(tmp_path):
     assert not (tmp_path / "rm").exists()
 
 
+def test_pairs_about_heldout_questions_stop_training(tmp_path):
+    """Answers to a held-out evaluation question (the file's first record) are refused before
+    training, with the way out; nothing is written."""
+    from citeagent.reward.gold_judge import read_hotpot_records
+
+    record = read_hotpot_records(limit=1)[0]
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"question": record["question"], "text": t}) + "\n"
+                               for t in (f"{record['answer']}.", "Nobody knows.")))
+    r = subprocess.run([sys.executable, "-m", "citeagent.reward.cli", "--data", f"hotpotqa-gold:{samples}",
+                        "--heldout-frac", "0", "--backbone", "tiny", "--out", str(tmp_path / "rm")],
+                       capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "1 of the training comparisons (hotpotqa-gold) are about HotpotQA's held-out evaluation" in r.stderr
+    assert "sample answers on training questions" in r.stderr
+    assert not (tmp_path / "rm").exists()
+
+
 def test_any_hf_model_by_path_as_backbone(tmp_path):
     """A causal LM saved on disk (a 2-layer Llama, the policy LM's architecture) gets a scalar head."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM

@@ -17,6 +17,7 @@ import gzip
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote as url_quote
@@ -70,6 +71,19 @@ def _data_file(*parts: str) -> Path:
 
 
 # --- HotpotQA ------------------------------------------------------------------------------
+
+# The first 30% of the HotpotQA dev file (266 of the shared split's 886 questions) is held out: it
+# is what `citeagent eval --dataset hotpotqa` scores. Everything that learns from HotpotQA (the
+# support judge, demonstrations, reward-model pairs, PPO rollouts) uses only the rest.
+HOTPOTQA_HELDOUT_FRACTION = 0.3
+
+
+def hotpotqa_split(records: list[dict], heldout_fraction: float = HOTPOTQA_HELDOUT_FRACTION
+                   ) -> tuple[list[dict], list[dict]]:
+    """(train, heldout) HotpotQA records by file order; heldout = the first `heldout_fraction`."""
+    k = math.ceil(len(records) * heldout_fraction)
+    return records[k:], records[:k]
+
 
 def hotpot_question_id(rec: dict) -> str:
     """HotpotQA's `_id`. 35 records of the shared split have none (null), and ids must be unique

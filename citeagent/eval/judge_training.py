@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from citeagent.eval import answer_metrics as am
-from citeagent.eval.datasets import hotpot_question_id
+from citeagent.eval.datasets import hotpot_question_id, hotpotqa_split
 from citeagent.eval.judge import META_FILE, claim_text, default_judge_dir, evidence_text
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,7 @@ def build_pairs(records: list[dict], seed: int = 0) -> list[Pair]:
 
 def split_records(records: list[dict], heldout_fraction: float) -> tuple[list[dict], list[dict]]:
     """(train, heldout): the first `heldout_fraction` of the records, in file order, is held out."""
-    k = math.ceil(len(records) * heldout_fraction)
-    return records[k:], records[:k]
+    return hotpotqa_split(records, heldout_fraction)
 
 
 def _length_batches(order: list[int], pairs: list[Pair], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[Pair]]:

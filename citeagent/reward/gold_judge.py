@@ -146,6 +146,24 @@ def synthetic_comparisons(records: list[dict], pairs_per_question: int = 2, seed
     return out
 
 
+def heldout_question_rows(comps: list[Comparison], records: list[dict] | None = None) -> list[Comparison]:
+    """The comparisons whose question is one of HotpotQA's held-out evaluation questions, whatever
+    source they came from. A reward model that trains on them has seen those questions' answers
+    judged, so best-of-n's evaluation on them would measure its memory. With no HotpotQA records
+    to read (no shared data, no hub) there is nothing to check against."""
+    from citeagent.eval.datasets import hotpotqa_split
+    from env.corpus import CorpusError
+    from env.documents import normalize_ws
+
+    if records is None:
+        try:
+            records = read_hotpot_records()
+        except (FileNotFoundError, CorpusError):
+            return []
+    held = {normalize_ws(r["question"]) for r in hotpotqa_split(records)[1]}
+    return [c for c in comps if normalize_ws(c.question) in held]
+
+
 def gold_comparisons_from_answers(path: str | Path, records: list[dict], max_pairs_per_question: int = 6) -> list[Comparison]:
     """Label pairs of a real policy's sampled answers (JSONL of answers, two or more per question)
     with the gold judge. Answers whose question is not a HotpotQA question are an error. Six pairs

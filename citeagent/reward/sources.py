@@ -6,7 +6,8 @@ Source names (combine with commas, e.g. `hh-rlhf,lfqa,hotpotqa-synth`):
 - a path: a `.jsonl` file or a `datasets` directory in that schema, e.g. the labelling app's export.
 - `hh-rlhf[:split+split]`: Anthropic HH-RLHF from the shared data (default harmless-base+helpful-base).
 - `lfqa`: the expert pairwise preferences between long-form answers (Xu et al. 2023).
-- `hotpotqa-synth`: two sampled answers per HotpotQA question labelled by the gold judge.
+- `hotpotqa-synth[:N]`: two sampled answers per HotpotQA training question (the first N of them)
+  labelled by the gold judge; never the held-out evaluation questions.
 - `hotpotqa-gold:PATH`: a policy's sampled answers (JSONL) labelled by the gold judge.
 
 Files a user supplies are checked strictly: a malformed row, a duplicate or a pair of identical
@@ -52,9 +53,13 @@ def load_source(spec: str, strict: bool | None = None) -> tuple[list[Comparison]
     if name == "lfqa":
         return load_lfqa()
     if name == "hotpotqa-synth":
+        from citeagent.eval.datasets import hotpotqa_split
         from citeagent.reward.gold_judge import read_hotpot_records, synthetic_comparisons
 
-        comps = synthetic_comparisons(read_hotpot_records(int(arg) if arg else None))
+        # Training questions only: the held-out ones are what `citeagent eval` tests best-of-n and
+        # PPO on, and pairs built from their gold answers would let the model score them from memory.
+        train = hotpotqa_split(read_hotpot_records())[0]
+        comps = synthetic_comparisons(train[:int(arg)] if arg else train)
         return _finish(comps, LoadStats("hotpotqa-synth", rows=len(comps)), strict=False)
     if name == "hotpotqa-gold":
         from citeagent.reward.gold_judge import gold_comparisons_from_answers, read_hotpot_records

@@ -155,6 +155,21 @@ def fit(rm: RewardModel, train: list[Comparison], cfg: RMConfig, log=None) -> di
             "pairs_per_second": pairs_seen / max(seconds, 1e-9), "log_history": history}
 
 
+def check_no_heldout_questions(train: list[Comparison]) -> None:
+    """Stop before training on pairs about HotpotQA's held-out evaluation questions."""
+    from citeagent.reward.gold_judge import heldout_question_rows
+
+    leaks = heldout_question_rows(train)
+    if leaks:
+        sources = ", ".join(sorted({c.source for c in leaks}))
+        raise ValueError(
+            f"{len(leaks)} of the training comparisons ({sources}) are about HotpotQA's held-out evaluation "
+            f"questions (the first 30% of the dev file, which `citeagent eval --dataset hotpotqa` scores), e.g. "
+            f"{leaks[0].question[:80]!r}. A reward model trained on them would rank those questions' answers "
+            "from memory and inflate best-of-n's evaluation. Remove those rows, or sample answers on training "
+            "questions (scripts/overoptimization.py samples only those).")
+
+
 def train_reward_model(cfg: RMConfig, log=lambda m: print(m, file=sys.stderr), sources: dict | None = None
                        ) -> tuple[RewardModel, dict]:
     """Load the sources (unless given, as `load_sources` returns them), split each by question,
@@ -170,6 +185,7 @@ def train_reward_model(cfg: RMConfig, log=lambda m: print(m, file=sys.stderr), s
         data_stats[name] = {**asdict(stats), "train": len(tr), "heldout": len(he)}
         dropped = ", ".join(f"{v} {k}" for k, v in stats.dropped.items())
         log(f"{name}: {stats.kept} comparisons ({len(tr)} train, {len(he)} held out)" + (f"; dropped {dropped}" if dropped else ""))
+    check_no_heldout_questions(train)
     model, tokenizer = build_backbone(cfg.backbone, seed=cfg.seed)
     rm = RewardModel(model, tokenizer, max_length=cfg.max_length, max_question_tokens=cfg.max_question_tokens)
     run = fit(rm, train, cfg, log)

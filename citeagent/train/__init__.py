@@ -12,9 +12,9 @@ Shared conventions live here so every trainer and evaluation agrees on them:
 """
 from __future__ import annotations
 
-import math
+from citeagent.eval.datasets import HOTPOTQA_HELDOUT_FRACTION, hotpotqa_split
 
-HOTPOTQA_HELDOUT_FRACTION = 0.3
+__all__ = ["CPU_BROWSER", "CPU_POLICY", "HOTPOTQA_HELDOUT_FRACTION", "hotpotqa_split"]
 
 # BrowserConfig fields of the CPU training layout (everything else keeps its default).
 CPU_BROWSER = {"search_k": 5, "snippet_chars": 100, "window_chars": 600, "past_actions_shown": 4}
@@ -22,8 +22,3 @@ CPU_BROWSER = {"search_k": 5, "snippet_chars": 100, "window_chars": 600, "past_a
 CPU_POLICY = {"guided": False, "system_prompt": "short", "max_observation_tokens": 384, "repetition_penalty": 1.0,
               "max_answer_tokens": 48}  # a HotpotQA answer is a few words and its markers
 
-
-def hotpotqa_split(records: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(train, heldout) HotpotQA records by file order; heldout = the first 30%."""
-    k = math.ceil(len(records) * HOTPOTQA_HELDOUT_FRACTION)
-    return records[k:], records[:k]
