@@ -26,6 +26,8 @@ from env.local import LocalBackend
 from env.search.base import Hit
 from lm_support import one_thread, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixture)
 
+REPO = Path(__file__).resolve().parents[1]
+
 DOCS = [
     {"id": "paris", "title": "Paris", "url": "https://ex.org/paris", "text": "Paris is the capital of France. It has the Louvre."},
     {"id": "rome", "title": "Rome", "url": "https://ex.org/rome", "text": "Rome is the capital of Italy.\n\nIt has the Colosseum."},
@@ -204,6 +206,46 @@ def test_ask_best_of_two_prints_the_kl_line(dirs, capsys):
                    "--best-of", "2", "--reward-model", str(dirs["rm"]), "--max-actions", "5", "--json"])
     best = json.loads(capsys.readouterr().out)["best_of"]
     assert rc == 0 and best["n"] == 2 and len(best["scores"]) == 2 and best["score"] == best["scores"][best["chosen"]]
+
+
+def test_rerank_chooses_again_among_the_stored_candidates(dirs):
+    """An eval run keeps every candidate; another reward model picks among the same samples, and
+    the script's predictions file is what `citeagent eval --predictions` scores."""
+    import subprocess
+
+    from citeagent.eval.runner import EvalConfig, read_records, run_eval
+    from citeagent.policies.best_of_n import rerank
+    from citeagent.reward.model import load_reward_model
+
+    out = dirs["root"] / "eval_rerank"
+    run_eval(EvalConfig(dataset=str(dirs["qs"]), corpus=str(dirs["corpus"]), policy=str(dirs["lm"]), judge="none",
+                        reward_model=str(dirs["rm"]), out=str(out), max_actions=5, progress=False, bootstrap=50, best_of=3))
+    recs = read_records(out / "records.jsonl")
+    for r in recs:
+        b = r["best_of"]
+        assert len(b["answers"]) == 3 and b["answers"][b["chosen"]] == r["answer"]
+    # The run's own reward model, scoring the stored answers again, gives the run's choice.
+    same = rerank(recs, load_reward_model(dirs["rm"]))
+    assert [x["chosen"] for x in same] == [r["best_of"]["chosen"] for r in recs]
+    for r, x in zip(recs, same):
+        assert x["score"] == pytest.approx(r["best_of"]["scores"][x["chosen"]], abs=1e-4)
+    # Known scores: the longest answered candidate wins, ties to the first.
+    for r, x in zip(recs, rerank(recs, LengthScorer())):
+        b = r["best_of"]
+        expect = choose([float(len(a["text"])) for a in b["answers"]], b["answered"])
+        assert (x["id"], x["chosen"], x["text"]) == (r["id"], expect, b["answers"][expect]["text"])
+    pred = dirs["root"] / "rerank.jsonl"
+    run = subprocess.run([sys.executable, "scripts/rerank_best_of.py", str(out / "records.jsonl"), "--reward-model",
+                          str(dirs["rm"]), "--out", str(pred)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert run.returncode == 0 and "2 questions; the reward model chose another candidate than the run's for 0" in run.stdout, run.stderr
+    summary = run_eval(EvalConfig(dataset=str(dirs["qs"]), corpus=str(dirs["corpus"]), predictions=str(pred), judge="none",
+                                  progress=False, out=str(dirs["root"] / "eval_rerank_scored"), bootstrap=50))
+    assert summary["n_questions"] == 2 and summary["n_bad_records"] == 0
+    scored = {r["id"]: r["answer"]["text"] for r in read_records(dirs["root"] / "eval_rerank_scored" / "records.jsonl")}
+    assert scored == {x["id"]: x["text"] for x in same}
+    old = [{**recs[0], "best_of": {k: v for k, v in recs[0]["best_of"].items() if k != "answers"}}]
+    with pytest.raises(ValueError, match="no stored best-of-n candidates"):
+        rerank(old, LengthScorer())
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -41,9 +41,13 @@ class BestOfN:
         return self.scores[self.chosen]
 
     def to_dict(self) -> dict:
-        """What an evaluation record or `ask --json` stores."""
-        return {"n": self.n, "scores": [round(s, 6) for s in self.scores], "answered": self.answered,
-                "chosen": self.chosen, "kl_bon": round(self.kl_bon, 6)}
+        """What an evaluation record or `ask --json` stores. Every candidate's answer is kept, so
+        another reward model can choose among the same samples later (`rerank`)."""
+        out = {"n": self.n, "scores": [round(s, 6) for s in self.scores], "answered": self.answered,
+               "chosen": self.chosen, "kl_bon": round(self.kl_bon, 6)}
+        if self.candidates:
+            out["answers"] = [c.answer.to_dict() for c in self.candidates]
+        return out
 
 
 def kl_bon(n: int) -> float:
@@ -155,6 +159,33 @@ def best_of_n(
         answered = [is_answered(r) for r in cands]
         best = choose(sc, answered)
         out.append(BestOfN(result=cands[best], scores=sc, answered=answered, chosen=best, kl_bon=kl, candidates=cands))
+    return out
+
+
+def rerank(records: list[dict], reward_model) -> list[dict]:
+    """Best-of-n again, by another reward model, over the candidates an earlier `citeagent eval
+    --best-of N` run stored in its records: the same samples, so two reward models are compared
+    with no sampling noise between them. Returns one prediction line per record (the chosen answer,
+    its id and score) for `citeagent eval --predictions`. A record without stored candidates (a run
+    from before they were kept) is an error naming it."""
+    from citeagent.answer import Answer
+
+    questions, answers, spans = [], [], []
+    for r in records:
+        cands = (r.get("best_of") or {}).get("answers")
+        if not cands:
+            raise ValueError(f"record {r.get('id')!r} has no stored best-of-n candidates: rerank needs the records "
+                             "of a `citeagent eval --best-of N` run made since candidates are kept (run it again).")
+        spans.append((len(answers), len(cands)))
+        for c in cands:
+            answers.append(Answer.from_dict(c))
+            questions.append(answers[-1].question)
+    scores = [float(s) for s in reward_model.score_batch(questions, answers)] if answers else []
+    out = []
+    for r, (start, n) in zip(records, spans):
+        sc = scores[start:start + n]
+        best = choose(sc, r["best_of"]["answered"])
+        out.append({**answers[start + best].to_dict(), "id": r["id"], "score": sc[best], "chosen": best})
     return out
 
 
