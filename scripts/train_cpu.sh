@@ -5,7 +5,8 @@
 # training table; each step's output is what the next one reads.
 #
 #   bash scripts/train_cpu.sh            # everything (several hours on 2 cores)
-#   STEP=ppo bash scripts/train_cpu.sh   # one step: demos | bc | sweep | rm | ppo | eval | confirm | chart
+#   STEP=ppo bash scripts/train_cpu.sh   # one step: demos | bc | sweep | rm | ppo | eval | confirm |
+#                                        # confirm_clean | chart
 #
 # Needs the default reward model (`citeagent train rm`, see README) and the support judge
 # (`scripts/train_judge.py`) in $CITEAGENT_HOME.
@@ -17,6 +18,33 @@ PY=${PY:-.venv/bin/python}
 STEP=${STEP:-all}
 
 step() { [[ $STEP == all || $STEP == "$1" ]]; }
+
+# pick_rm A B: the confirmation plans' rule for the best-of-4 reward model: B only if its accuracy
+# on the gold-judged pairs of training questions 133-152 (which neither trained on) is strictly higher.
+pick_rm() {
+  for rm in "$@"; do
+    rm -rf runs/select_$rm && cp -r runs/$rm runs/select_$rm
+    $CA train rm --eval-only --out runs/select_$rm --data hotpotqa-gold:runs/rm_data/bc4_t03_q133-152.jsonl \
+        --heldout-frac 0.999 --threads 2 >&2
+  done
+  $PY -c "import json, sys; a, b = (json.load(open(f'runs/select_{m}/report.json'))['heldout']['hotpotqa-gold']['accuracy']['mean']
+for m in sys.argv[1:]); print(sys.argv[2] if b > a else sys.argv[1])" "$@"
+}
+
+# halves NAME ARGS: one evaluation of held-out questions 61-266, each half on its own core, merged
+# by resuming a directory that holds both halves' records.
+halves() {
+  local name=$1 m=runs/eval/hotpotqa_q61-266__$1
+  shift
+  for off in 60 163; do
+    OMP_NUM_THREADS=1 $CA eval --dataset hotpotqa --no-progress --offset $off --limit 103 \
+        --out runs/eval/part${off}__$name "$@" &
+  done
+  wait
+  mkdir -p $m && cp runs/eval/part60__$name/config.json $m/
+  cat runs/eval/part60__$name/records.jsonl runs/eval/part163__$name/records.jsonl > $m/records.jsonl
+  $CA eval --dataset hotpotqa --no-progress --offset 60 --limit 206 --resume --out $m "$@"
+}
 
 if step demos; then
   # 150 training questions (never the 266 held-out ones), 20% noisy steps with recoveries; the
@@ -123,29 +151,8 @@ with open("runs/rm_data/bc4_q13-132.jsonl", "w") as train, open("runs/rm_data/bc
 PY
   $CA train rm --data lfqa,hotpotqa-synth,hotpotqa-gold:runs/rm_data/bc4_q13-132.jsonl --out runs/rm_onpolicy2 \
       --max-train-pairs 1000 --max-heldout-pairs 300 --max-length 224 --max-question-tokens 64 --threads 2
-  for rm in rm_onpolicy rm_onpolicy2; do
-    rm -rf runs/select_$rm && cp -r runs/$rm runs/select_$rm
-    $CA train rm --eval-only --out runs/select_$rm --data hotpotqa-gold:runs/rm_data/bc4_t03_q133-152.jsonl \
-        --heldout-frac 0.999 --threads 2
-  done
-  # The plan's rule: rm_onpolicy2 only if its accuracy on those pairs is strictly higher.
-  RM=$($PY -c "import json; a, b = (json.load(open(f'runs/select_{m}/report.json'))['heldout']['hotpotqa-gold']['accuracy']['mean']
-for m in ('rm_onpolicy', 'rm_onpolicy2')); print('rm_onpolicy2' if b > a else 'rm_onpolicy')")
+  RM=$(pick_rm rm_onpolicy rm_onpolicy2)
   echo "reward model for best-of-4: $RM"
-  # halves NAME ARGS: one evaluation of questions 61-266, each half on its own core, merged by
-  # resuming a directory that holds both halves' records.
-  halves() {
-    local name=$1 m=runs/eval/hotpotqa_q61-266__$1
-    shift
-    for off in 60 163; do
-      OMP_NUM_THREADS=1 $CA eval --dataset hotpotqa --no-progress --offset $off --limit 103 \
-          --out runs/eval/part${off}__$name "$@" &
-    done
-    wait
-    mkdir -p $m && cp runs/eval/part60__$name/config.json $m/
-    cat runs/eval/part60__$name/records.jsonl runs/eval/part163__$name/records.jsonl > $m/records.jsonl
-    $CA eval --dataset hotpotqa --no-progress --offset 60 --limit 206 --resume --out $m "$@"
-  }
   # best-of-4 and greedy BC (~70 min)
   halves bc4_best4_t03_$RM --reward-model runs/$RM --policy runs/bc4 --best-of 4 --temperature 0.3
   halves bc4 --reward-model runs/$RM --policy runs/bc4
@@ -155,6 +162,22 @@ for m in ('rm_onpolicy', 'rm_onpolicy2')); print('rm_onpolicy2' if b > a else 'r
   halves ppo6 --reward-model runs/$RM --policy runs/ppo6/final
   $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 runs/eval/hotpotqa_q61-266__ppo6 \
       > runs/eval/compare_q61-266_bc4_vs_ppo6.txt
+fi
+
+if step confirm_clean; then
+  # The confirm step's best-of-4 test again, with the leak fixed (commit 5617c96, whose message is
+  # the plan): hotpotqa-synth had given both candidate reward models gold-judged pairs about
+  # held-out questions. The same commands, rule and questions; the samples are the same too (the
+  # eval is seeded), so only the reward model's choice differs (~70 min).
+  $CA train rm --data lfqa,hotpotqa-synth,hotpotqa-gold:runs/rm_data/bc4_t07_q12-52.jsonl --out runs/rm_onpolicy_clean \
+      --max-train-pairs 500 --max-heldout-pairs 300 --max-length 224 --max-question-tokens 64 --threads 1
+  $CA train rm --data lfqa,hotpotqa-synth,hotpotqa-gold:runs/rm_data/bc4_q13-132.jsonl --out runs/rm_onpolicy2_clean \
+      --max-train-pairs 1000 --max-heldout-pairs 300 --max-length 224 --max-question-tokens 64 --threads 2
+  RM=$(pick_rm rm_onpolicy_clean rm_onpolicy2_clean)
+  echo "reward model for best-of-4: $RM"
+  halves bc4_best4_t03_$RM --reward-model runs/$RM --policy runs/bc4 --best-of 4 --temperature 0.3
+  $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 runs/eval/hotpotqa_q61-266__bc4_best4_t03_$RM \
+      > runs/eval/compare_q61-266_bc4_vs_best4_t03_$RM.txt
 fi
 
 if step chart; then
