@@ -21,4 +21,3 @@ CPU_BROWSER = {"search_k": 5, "snippet_chars": 100, "window_chars": 600, "past_a
 # LMPolicyConfig fields a trained policy runs with.
 CPU_POLICY = {"guided": False, "system_prompt": "short", "max_observation_tokens": 384, "repetition_penalty": 1.0,
               "max_answer_tokens": 48}  # a HotpotQA answer is a few words and its markers
-
