@@ -286,7 +286,7 @@ def test_eval_best_of_records_summary_report_and_resume(dirs):
 
 @pytest.fixture(scope="module")
 def overopt():
-    path = Path(__file__).resolve().parent.parent / "scripts" / "overoptimization.py"
+    path = REPO / "scripts" / "overoptimization.py"
     spec = importlib.util.spec_from_file_location("overoptimization", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there

@@ -141,9 +141,8 @@ def build_pairs(records: list[dict], seed: int = 0) -> list[Pair]:
     return out
 
 
-def split_records(records: list[dict], heldout_fraction: float) -> tuple[list[dict], list[dict]]:
-    """(train, heldout): the first `heldout_fraction` of the records, in file order, is held out."""
-    return hotpotqa_split(records, heldout_fraction)
+# (train, heldout): the first `heldout_fraction` of the records, in file order, is held out.
+split_records = hotpotqa_split
 
 
 def _length_batches(order: list[int], pairs: list[Pair], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[Pair]]:

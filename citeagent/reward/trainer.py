@@ -157,6 +157,7 @@ def fit(rm: RewardModel, train: list[Comparison], cfg: RMConfig, log=None) -> di
 
 def check_no_heldout_questions(train: list[Comparison]) -> None:
     """Stop before training on pairs about HotpotQA's held-out evaluation questions."""
+    from citeagent.eval.datasets import HOTPOTQA_HELDOUT_FRACTION
     from citeagent.reward.gold_judge import heldout_question_rows
 
     leaks = heldout_question_rows(train)
@@ -164,7 +165,7 @@ def check_no_heldout_questions(train: list[Comparison]) -> None:
         sources = ", ".join(sorted({c.source for c in leaks}))
         raise ValueError(
             f"{len(leaks)} of the training comparisons ({sources}) are about HotpotQA's held-out evaluation "
-            f"questions (the first 30% of the dev file, which `citeagent eval --dataset hotpotqa` scores), e.g. "
+            f"questions (the first {HOTPOTQA_HELDOUT_FRACTION:.0%} of the dev file, which `citeagent eval --dataset hotpotqa` scores), e.g. "
             f"{leaks[0].question[:80]!r}. A reward model trained on them would rank those questions' answers "
             "from memory and inflate best-of-n's evaluation. Remove those rows, or sample answers on training "
             "questions (scripts/overoptimization.py samples only those).")
