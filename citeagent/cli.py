@@ -24,11 +24,20 @@ def _add_ask(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0,
                    help="with --best-of N > 1, the sampling temperature of a greedy LM policy (default %(default)s)")
     p.add_argument("--max-actions", type=int, default=20)
+    add_device_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     p.add_argument("--gophercite", action="store_true", help="print the answer in GopherCite's %%<claim>%%(title)%%[quote]%% syntax")
     p.add_argument("--show-trace", action="store_true", help="print every browser step")
     p.set_defaults(func=cmd_ask)
+
+
+def add_device_args(p) -> None:
+    """--device and --dtype for the commands that run models (ask, eval)."""
+    p.add_argument("--device", default="auto", help="where the policy and the scoring models run: auto (the first "
+                   "CUDA GPU if there is one, else the CPU), cpu, cuda, cuda:N or mps (default: %(default)s)")
+    p.add_argument("--dtype", default="float32", help="the LM policy's weights: float32, bfloat16 or float16 "
+                   "(bfloat16 on GPUs; default: %(default)s)")
 
 
 def cmd_ask(args) -> int:
@@ -44,14 +53,19 @@ def cmd_ask(args) -> int:
     if args.best_of < 1:
         raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
     best = None
+    if args.policy != "baseline" or args.best_of > 1:  # models run: a bad --device fails before they load
+        from citeagent.models import resolve_device, torch_dtype
+
+        args.device = resolve_device(args.device)
+        torch_dtype(args.dtype)
     if args.best_of > 1:
         from citeagent.policies.best_of_n import load_scorer, not_sampling
 
         if args.policy == "baseline":  # fail before loading anything
             raise ValueError(not_sampling(args.best_of, "baseline"))
-        scorer = load_scorer(args.reward_model)
+        scorer = load_scorer(args.reward_model, device=args.device)
     backend = make_backend(options_from_args(args))
-    policy = make_policy(args.policy)
+    policy = make_policy(args.policy, device=args.device, dtype=args.dtype)
 
     def show(i, obs, action, info):
         print("-" * 80, file=sys.stderr)

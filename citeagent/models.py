@@ -25,6 +25,40 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = "SmolLM2-135M-Instruct"
 
 
+def resolve_device(name: str | None = "auto") -> str:
+    """The torch device the policy and the scoring models run on. 'auto' is the first CUDA GPU
+    where PyTorch sees one, else the CPU. A device that is not there is refused here, in one line
+    that says what to pass instead, before any model loads."""
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {name}: this PyTorch ({torch.__version__}) sees no CUDA GPU. "
+                             "Use --device cpu (or auto), or install a CUDA build of torch.")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"--device {name}: there are {count} CUDA GPU(s), numbered 0 to {count - 1}.")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"--device {name}: Apple's MPS is not available here; use --device cpu (or auto).")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {name}: citeagent runs on cpu, cuda or mps devices.")
+    return str(dev)
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"--dtype {name!r} is not a floating-point torch dtype; use float32, bfloat16 or float16")
+    return dtype
+
+
 def load_policy_model(name: str | None = None, dtype: torch.dtype = torch.float32):
     """Return (model, tokenizer): the model in eval mode, the tokenizer padding on the left.
 

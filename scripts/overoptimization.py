@@ -43,6 +43,7 @@ class SweepConfig:
     temperature: float = 1.0  # for a greedy policy; see best_of_n.sampling
     seed: int = 0
     offset: int = 0  # skip this many training questions (to split one sweep over several processes)
+    device: str = "auto"  # the policy's and the proxy's: the first CUDA GPU if there is one, else the CPU
     answers_out: str | None = None  # JSONL of every candidate's full answer: reward-model data (hotpotqa-gold:PATH)
 
 
@@ -62,8 +63,8 @@ def sample_sweep(config: SweepConfig) -> dict:
     records = hotpotqa_split(list(read_hotpotqa_records()))[0][config.offset: config.offset + config.questions]
     if not records:
         raise ValueError("no HotpotQA training questions found; see the shared data README")
-    proxy = load_scorer(config.reward_model)
-    policy = make_policy(config.policy)
+    proxy = load_scorer(config.reward_model, device=config.device)
+    policy = make_policy(config.policy, device=config.device)
     backend = make_backend(BackendOptions(corpus="hotpotqa"))  # the pooled corpus: every question's paragraphs
     browser = browser_config(policy, max_actions=config.max_actions)
     out = []
@@ -249,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=d.temperature, help="sampling temperature of a greedy policy")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--offset", type=int, default=d.offset, help="skip this many training questions")
+    p.add_argument("--device", default=d.device, help="auto (a CUDA GPU if there is one, else the CPU), cpu, cuda[:N]")
     p.add_argument("--answers-out", default=None,
                    help="also write every answered candidate as JSONL, to train a reward model on "
                         "(citeagent train rm --data hotpotqa-gold:PATH)")
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             sweep = sample_sweep(SweepConfig(policy=args.policy, questions=args.questions, n_max=args.n_max,
                                              reward_model=args.reward_model, max_actions=args.max_actions,
                                              batch_size=args.batch_size, temperature=args.temperature, seed=args.seed,
-                                             offset=args.offset, answers_out=args.answers_out))
+                                             offset=args.offset, answers_out=args.answers_out, device=args.device))
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(sweep, ensure_ascii=False))
             print(f"saved the sweep to {args.json} (redraw with --bon-json {args.json})", file=sys.stderr)

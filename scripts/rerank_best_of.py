@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("records", help="records.jsonl of a `citeagent eval --best-of N` run")
     ap.add_argument("--reward-model", default=None, help="reward model directory (default: the one `citeagent train rm` saves)")
     ap.add_argument("--out", required=True, help="predictions JSONL to write")
+    ap.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one, else the CPU), cpu, cuda[:N]")
     args = ap.parse_args(argv)
     from citeagent.eval.runner import read_records
     from citeagent.policies.best_of_n import load_scorer, rerank
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no records in {path}: give the records.jsonl of a `citeagent eval --best-of N` run.", file=sys.stderr)
         return 2
     try:
-        lines = rerank(records, load_scorer(args.reward_model))
+        lines = rerank(records, load_scorer(args.reward_model, device=args.device))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

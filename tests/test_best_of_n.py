@@ -252,6 +252,8 @@ def test_rerank_chooses_again_among_the_stored_candidates(dirs):
     ([], "--best-of 2 needs a sampling policy"),  # the baseline
     (["--policy", "LM", "--reward-model", "NONE"], "citeagent train rm"),
     (["--best-of", "0"], "--best-of must be at least 1"),
+    (["--policy", "LM", "--device", "nowhere"], "--device 'nowhere' is not a device; use auto, cpu"),
+    (["--policy", "LM", "--dtype", "int8"], "--dtype 'int8' is not a floating-point torch dtype"),
 ])
 def test_ask_best_of_bad_input_gets_one_clear_line(dirs, capsys, extra, message):
     extra = [str(dirs["lm"]) if x == "LM" else str(dirs["root"] / "no-rm") if x == "NONE" else x for x in extra]
@@ -280,6 +282,16 @@ def test_eval_best_of_records_summary_report_and_resume(dirs):
         run_eval(EvalConfig(**cfg, best_of=3, resume=True))
     with pytest.raises(EvalError, match="needs a sampling policy"):
         run_eval(EvalConfig(**{**cfg, "policy": "baseline", "out": str(dirs["root"] / "e2")}, best_of=2))
+
+
+def test_eval_bad_device_stops_before_anything_runs_or_is_written(dirs, capsys):
+    out = dirs["root"] / "eval_bad_device"
+    argv = ["eval", "--dataset", str(dirs["qs"]), "--corpus", str(dirs["corpus"]), "--policy", str(dirs["lm"]),
+            "--judge", "none", "--out", str(out), "--no-progress"]
+    assert cli_main([*argv, "--device", "nowhere"]) == 2
+    assert "--device 'nowhere' is not a device" in capsys.readouterr().err and not out.exists()
+    assert cli_main([*argv, "--max-actions", "5", "--device", "cpu", "--bootstrap", "20"]) == 0
+    assert json.loads((out / "config.json").read_text())["device"] == "cpu"
 
 
 # --- the over-optimisation script ---------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The evaluation data set loaders, on the real shared data, and HotpotQA scoring on a real
 record."""
 import json
+import re
 
 import pytest
 
@@ -128,3 +129,51 @@ def test_hotpotqa_records_without_an_id_get_a_unique_one():
 
     corpus = example_corpus(made[0])
     assert len(corpus) == 10 and all(corpus.get(t) is not None for t, _ in made[0].gold_sentences)
+
+
+def _hub_row(r, **change):
+    """A record in the hub's schema (`id`, columns of parallel lists), as `hotpotqa/hotpot_qa` serves it."""
+    return {"id": r["_id"], "question": r["question"], "answer": r["answer"], "type": r["type"], "level": r["level"],
+            "supporting_facts": {"title": [t for t, _ in r["supporting_facts"]], "sent_id": [i for _, i in r["supporting_facts"]]},
+            "context": {"title": [t for t, _ in r["context"]], "sentences": [s for _, s in r["context"]]}} | change
+
+
+def test_another_hotpotqa_source_leaves_out_the_shared_split(tmp_path, monkeypatch):
+    """`hotpotqa-distractor:SOURCE` reads the full dev set by hub name; here a local parquet file in
+    the hub's schema stands in for it. Every question of the shared split is left out, matched by
+    id or by question text (35 shared records have no id), so what remains was never trained on."""
+    import datasets
+
+    from citeagent.eval.runner import EvalConfig, run_eval
+    from env.sources.hotpotqa import read_hotpotqa_records
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    shared = list(read_hotpotqa_records())
+    null_id = next(r for r in shared if r["_id"] in (None, "None"))
+    rows = [_hub_row(shared[0]),  # held out
+            _hub_row(shared[5], id="fresh-1", question="Were Scott Derrickson and Ed Wood of the same nationality, truly?"),
+            _hub_row(null_id, id="other-id"),  # the same question under another id: still shared
+            _hub_row(shared[700]),  # a training question
+            _hub_row(shared[9], id="fresh-2", question="  " + shared[9]["question"].upper() + " (reworded)")]
+    src = tmp_path / "validation.parquet"
+    datasets.Dataset.from_list(rows).to_parquet(str(src))
+    ds = load_dataset(f"hotpotqa-distractor:{src}")
+    assert [e.id for e in ds.examples] == ["fresh-1", "fresh-2"] and ds.per_question_corpus
+    assert "3 question(s) of the shared split left out" in ds.description
+    assert ds.examples[0].gold_sentences == [(t, i) for t, i in shared[5]["supporting_facts"]]
+    assert [e.id for e in load_dataset(f"hotpotqa-distractor:{src}", limit=1).examples] == ["fresh-1"]
+    # An evaluation runs on them, each over its own paragraphs, with supporting-fact F1 measured.
+    out = tmp_path / "run"
+    summary = run_eval(EvalConfig(dataset=f"hotpotqa-distractor:{src}", policy="baseline", judge="none", out=str(out),
+                                  progress=False, bootstrap=20))
+    assert summary["n_questions"] == 2 and summary["metrics"]["sp_f1"]["n"] == 2
+    for bad, message in [("", "names no source"), (str(tmp_path / "missing.json"), "No such HotpotQA file"),
+                         (str(_only_shared(tmp_path, shared)), "holds no question outside the shared split (2 left out")]:
+        with pytest.raises(DatasetError, match=re.escape(message)):
+            load_dataset(f"hotpotqa-distractor:{bad}")
+
+
+def _only_shared(tmp_path, shared):
+    path = tmp_path / "shared_only.json"  # the official release's layout: one JSON array
+    path.write_text(json.dumps(shared[:2]))
+    return path

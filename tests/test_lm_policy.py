@@ -110,6 +110,30 @@ def test_clear_errors(tmp_path, monkeypatch):
         models.load_policy_model("no-such-org/no-such-model")
 
 
+def test_device_and_dtype_are_checked_before_a_model_loads(gguf_pair):
+    assert models.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert models.resolve_device(" CPU ") == "cpu" and models.resolve_device(None) == models.resolve_device("auto")
+    with pytest.raises(ValueError, match="'tpu' is not a device; use auto, cpu, cuda, cuda:N or mps"):
+        models.resolve_device("tpu")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="numbered 0 to"):
+            models.resolve_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        with pytest.raises(ValueError, match="sees no CUDA GPU. Use --device cpu"):
+            models.resolve_device("cuda")
+    assert models.torch_dtype("bfloat16") is torch.bfloat16
+    for bad in ("int8", "bool", "fp32"):
+        with pytest.raises(ValueError, match=f"--dtype '{bad}' is not a floating-point torch dtype"):
+            models.torch_dtype(bad)
+    # A model handed in stays on its device under "auto"; an explicit device is checked.
+    _, tok = gguf_pair
+    tiny = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2))
+    assert LMPolicy(model=tiny, tokenizer=tok).config.device == "cpu"
+    with pytest.raises(ValueError, match="not a device"):
+        LMPolicy(model=tiny, tokenizer=tok, device="gpu0")
+
+
 def test_fit_observation_cuts_the_page_window_not_the_question(gguf_pair):
     _, tok = gguf_pair
     question = "Question: " + "why " * 50

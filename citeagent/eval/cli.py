@@ -13,6 +13,7 @@ _D = EvalConfig()
 
 
 def add_eval_parser(sub) -> argparse.ArgumentParser:
+    from citeagent.cli import add_device_args
     from citeagent.eval.datasets import DATASETS
 
     p = sub.add_parser(
@@ -54,6 +55,7 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--search-url", default=None)
     p.add_argument("--max-actions", type=int, default=_D.max_actions)
     p.add_argument("--batch-size", type=int, default=_D.batch_size)
+    add_device_args(p)
     p.add_argument("--seed", type=int, default=_D.seed)
     p.add_argument("--bootstrap", type=int, default=_D.bootstrap, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--max-citations", type=int, default=_D.max_citations, help="ALCE: citations read per statement")
@@ -81,8 +83,8 @@ def cmd_eval(args) -> int:
         dataset=args.dataset, policy=args.policy, predictions=args.predictions, limit=args.limit, offset=args.offset,
         out=args.out, resume=args.resume, judge=args.judge, reward_model=args.reward_model, corpus=args.corpus,
         search=args.search, web=args.web, search_url=args.search_url, max_actions=args.max_actions, best_of=args.best_of,
-        temperature=args.temperature, sample=args.sample, batch_size=args.batch_size,
-        seed=args.seed, bootstrap=args.bootstrap, max_citations=args.max_citations, progress=not args.no_progress,
+        temperature=args.temperature, sample=args.sample, batch_size=args.batch_size, device=args.device,
+        dtype=args.dtype, seed=args.seed, bootstrap=args.bootstrap, max_citations=args.max_citations, progress=not args.no_progress,
     )
     summary = run_eval(config)
     print(format_summary(summary))

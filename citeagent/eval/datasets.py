@@ -5,6 +5,7 @@ optional gold evidence) and names the corpus that holds its evidence.
 | --- | --- | --- |
 | hotpotqa | all paragraphs of the shared split, pooled | supporting sentences |
 | hotpotqa-distractor | each question's own 10 paragraphs | supporting sentences |
+| hotpotqa-distractor:SOURCE | the same, for another HotpotQA source, less the shared split's questions | supporting sentences |
 | nq-open, efficientqa | none here: --corpus or --web | - |
 | asqa | none here: --corpus or --web | - (short answers per interpretation) |
 | fever | none here: --corpus or --web | evidence sentences (page, sentence id) |
@@ -129,6 +130,45 @@ def load_hotpotqa(per_question: bool = False, limit: int | None = None) -> EvalD
     if per_question:
         return EvalDataset("hotpotqa-distractor", examples, None, "HotpotQA dev distractor, each question over its own 10 paragraphs")
     return EvalDataset("hotpotqa", examples, "hotpotqa", "HotpotQA dev distractor, all paragraphs of the shared split pooled")
+
+
+def load_hotpotqa_source(source: str, limit: int | None = None) -> EvalDataset:
+    """`hotpotqa-distractor:SOURCE`: the questions of another HotpotQA source (the full dev set by
+    hub name `hotpotqa/hotpot_qa`, the official release file, a parquet file or dataset directory),
+    each over its own 10 paragraphs, in file order. Every question of the shared split is left out,
+    held-out ones too: the project's demonstrations, reward models and PPO learned from its
+    training part and chose configurations on its held-out part, so these are test questions
+    that nothing here has seen."""
+    from env.corpus import CorpusError
+    from env.sources.hotpotqa import default_source, read_hotpotqa_records
+
+    if not source.strip():
+        raise DatasetError("hotpotqa-distractor: names no source; use e.g. hotpotqa-distractor:hotpotqa/hotpot_qa "
+                           "or hotpotqa-distractor:path/to/hotpot_dev_distractor_v1.json")
+    try:
+        shared = list(read_hotpotqa_records(default_source()))
+    except FileNotFoundError as e:
+        raise DatasetError(f"hotpotqa-distractor:{source} leaves out the shared split's questions, but the shared "
+                           f"data cannot be read ({e})") from None
+    seen_ids = {hotpot_question_id(r) for r in shared}
+    seen_questions = {" ".join(r["question"].split()).lower() for r in shared}
+    examples, excluded = [], 0
+    try:
+        for rec in read_hotpotqa_records(source):
+            if limit is not None and len(examples) >= limit:
+                break
+            if hotpot_question_id(rec) in seen_ids or " ".join(rec["question"].split()).lower() in seen_questions:
+                excluded += 1
+                continue
+            examples.append(hotpot_example(rec, per_question=True))
+    except CorpusError as e:
+        raise DatasetError(f"hotpotqa-distractor:{source}: {e}") from None
+    if not examples:
+        raise DatasetError(f"hotpotqa-distractor:{source} holds no question outside the shared split "
+                           f"({excluded} left out as shared).")
+    return EvalDataset(f"hotpotqa-distractor:{source}", examples, None,
+                       f"HotpotQA distractor questions from {source}, each over its own 10 paragraphs; {excluded} "
+                       f"question(s) of the shared split left out", skipped=[f"{excluded} shared question(s)"] if excluded else [])
 
 
 # --- NQ-open / EfficientQA -----------------------------------------------------------------
@@ -291,6 +331,7 @@ def load_jsonl_dataset(path: str | Path, limit: int | None = None, default_corpu
     return EvalDataset(path.stem, examples, default_corpus, f"questions from {path}", skipped)
 
 
+HOTPOTQA_SOURCE_PREFIX = "hotpotqa-distractor:"
 DATASETS = {
     "hotpotqa": lambda limit: load_hotpotqa(per_question=False, limit=limit),
     "hotpotqa-distractor": lambda limit: load_hotpotqa(per_question=True, limit=limit),
@@ -307,10 +348,13 @@ def load_dataset(name_or_path: str, limit: int | None = None, corpus: str | None
     against (the named corpus of a data set that has none here)."""
     if name_or_path in DATASETS:
         ds = DATASETS[name_or_path](limit)
+    elif name_or_path.startswith(HOTPOTQA_SOURCE_PREFIX):
+        ds = load_hotpotqa_source(name_or_path[len(HOTPOTQA_SOURCE_PREFIX):], limit=limit)
     elif Path(name_or_path).exists() or name_or_path.endswith((".jsonl", ".jsonl.gz")):
         ds = load_jsonl_dataset(name_or_path, limit=limit)
     else:
-        raise DatasetError(f"Unknown data set {name_or_path!r}: use one of {', '.join(DATASETS)} or a JSONL path.")
+        raise DatasetError(f"Unknown data set {name_or_path!r}: use one of {', '.join(DATASETS)}, "
+                           f"{HOTPOTQA_SOURCE_PREFIX}SOURCE or a JSONL path.")
     if corpus:
         ds.corpus = corpus
         for e in ds.examples:

@@ -64,10 +64,13 @@ class ClassifierJudge:
     """A sequence classifier used as a judge. One output: sigmoid; several: the probability of
     the class whose label names entailment (or support)."""
 
-    def __init__(self, name_or_path: str, threshold: float = 0.5, batch_size: int = 32, max_length: int = 512, device: str = "cpu"):
+    def __init__(self, name_or_path: str, threshold: float = 0.5, batch_size: int = 32, max_length: int = 512, device: str = "auto"):
         import torch  # noqa: F401  (fail here, with the import error, not mid-run)
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from citeagent.models import resolve_device
+
+        device = resolve_device(device)
         local = os.path.isdir(name_or_path)
         self.name = name_or_path
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)

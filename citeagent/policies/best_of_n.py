@@ -189,12 +189,12 @@ def rerank(records: list[dict], reward_model) -> list[dict]:
     return out
 
 
-def load_scorer(path: str | None = None):
+def load_scorer(path: str | None = None, device: str = "auto"):
     """The reward model best-of-n ranks by; a missing one is a one-line error saying how to get one."""
     from citeagent.reward import load_reward_model
 
     try:
-        return load_reward_model(path)
+        return load_reward_model(path, device=device)
     except FileNotFoundError as e:
         msg = str(e)
         if "citeagent train rm" not in msg:

@@ -47,7 +47,7 @@ class LMPolicyConfig:
     seed: int = 0
     max_observation_tokens: int = 1536  # longer observations lose the middle of the page window
     batch_size: int = 8
-    device: str = "cpu"
+    device: str = "auto"  # a loaded model: the first CUDA GPU if there is one, else the CPU
     dtype: str = "float32"
     # The browsing scaffold (policies/guided.py) for a model not trained to browse: it picks the
     # command, the model writes its argument. Off for behaviour cloning and RL.
@@ -94,10 +94,13 @@ class LMPolicy:
         self.config = replace(config or LMPolicyConfig(), **(stored | overrides))
         # BrowserConfig fields the model was trained with; rollouts and evaluation apply them.
         self.browser_overrides: dict = dict(saved.get("browser", {}))
-        if model is None:
-            from citeagent.models import load_policy_model
+        from citeagent.models import load_policy_model, resolve_device, torch_dtype
 
-            model, tokenizer = load_policy_model(model_name, dtype=getattr(torch, self.config.dtype))
+        if model is not None and self.config.device == "auto":  # a model handed in stays where it is
+            self.config.device = str(model.device)
+        self.config.device = resolve_device(self.config.device)
+        if model is None:
+            model, tokenizer = load_policy_model(model_name, dtype=torch_dtype(self.config.dtype))
         self.model = model.to(self.config.device)
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"

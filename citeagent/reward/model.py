@@ -160,10 +160,14 @@ class RewardModel:
         return path
 
 
-def load_reward_model(path: str | Path | None = None, device: str = "cpu") -> RewardModel:
-    """Load a saved reward model (None or "default": the one `citeagent train rm` saves by default)."""
+def load_reward_model(path: str | Path | None = None, device: str = "auto") -> RewardModel:
+    """Load a saved reward model (None or "default": the one `citeagent train rm` saves by default).
+    device: "auto" is the first CUDA GPU if there is one, else the CPU."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from citeagent.models import resolve_device
+
+    device = resolve_device(device)
     path = Path(path) if path and str(path) != "default" else default_reward_model_dir()
     if not (path / "config.json").is_file():
         hint = " Train one with `citeagent train rm` first." if path == default_reward_model_dir() else ""
