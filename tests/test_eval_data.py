@@ -167,6 +167,7 @@ def test_another_hotpotqa_source_leaves_out_the_shared_split(tmp_path, monkeypat
     summary = run_eval(EvalConfig(dataset=f"hotpotqa-distractor:{src}", policy="baseline", judge="none", out=str(out),
                                   progress=False, bootstrap=20))
     assert summary["n_questions"] == 2 and summary["metrics"]["sp_f1"]["n"] == 2
+    assert "3 question(s) of the shared split left out" in summary["dataset"]["description"]
     for bad, message in [("", "names no source"), (str(tmp_path / "missing.json"), "No such HotpotQA file"),
                          (str(_only_shared(tmp_path, shared)), "holds no question outside the shared split (2 left out")]:
         with pytest.raises(DatasetError, match=re.escape(message)):

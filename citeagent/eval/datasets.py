@@ -168,7 +168,7 @@ def load_hotpotqa_source(source: str, limit: int | None = None) -> EvalDataset:
                            f"({excluded} left out as shared).")
     return EvalDataset(f"hotpotqa-distractor:{source}", examples, None,
                        f"HotpotQA distractor questions from {source}, each over its own 10 paragraphs; {excluded} "
-                       f"question(s) of the shared split left out", skipped=[f"{excluded} shared question(s)"] if excluded else [])
+                       f"question(s) of the shared split left out")
 
 
 # --- NQ-open / EfficientQA -----------------------------------------------------------------
