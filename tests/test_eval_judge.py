@@ -5,8 +5,9 @@ import random
 
 import pytest
 
+from citeagent.eval.datasets import hotpotqa_split
 from citeagent.eval.judge import ClassifierJudge, JudgeNotFound, claim_text, evidence_text, load_judge
-from citeagent.eval.judge_training import JudgeTrainConfig, pairs_for_record, split_records, train_judge
+from citeagent.eval.judge_training import JudgeTrainConfig, pairs_for_record, train_judge
 
 RECORD = {
     "_id": "r1", "type": "comparison", "question": "Were Ann Lee and Bo Chan both painters?", "answer": "yes",
@@ -48,7 +49,7 @@ def test_pairs_for_a_bridge_record_use_the_paragraph_without_the_answer_as_parti
 
 def test_split_holds_out_the_first_questions():
     recs = [{"_id": str(i)} for i in range(10)]
-    train, held = split_records(recs, 0.3)
+    train, held = hotpotqa_split(recs, 0.3)
     assert [r["_id"] for r in held] == ["0", "1", "2"] and len(train) == 7
 
 

@@ -140,24 +140,25 @@ def load_hotpotqa_source(source: str, limit: int | None = None) -> EvalDataset:
     training part and chose configurations on its held-out part, so these are test questions
     that nothing here has seen."""
     from env.corpus import CorpusError
-    from env.sources.hotpotqa import default_source, read_hotpotqa_records
+    from env.documents import normalize_ws
+    from env.sources.hotpotqa import read_hotpotqa_records
 
     if not source.strip():
         raise DatasetError("hotpotqa-distractor: names no source; use e.g. hotpotqa-distractor:hotpotqa/hotpot_qa "
                            "or hotpotqa-distractor:path/to/hotpot_dev_distractor_v1.json")
     try:
-        shared = list(read_hotpotqa_records(default_source()))
+        shared = list(read_hotpotqa_records())
     except FileNotFoundError as e:
         raise DatasetError(f"hotpotqa-distractor:{source} leaves out the shared split's questions, but the shared "
                            f"data cannot be read ({e})") from None
     seen_ids = {hotpot_question_id(r) for r in shared}
-    seen_questions = {" ".join(r["question"].split()).lower() for r in shared}
+    seen_questions = {normalize_ws(r["question"]).lower() for r in shared}
     examples, excluded = [], 0
     try:
         for rec in read_hotpotqa_records(source):
             if limit is not None and len(examples) >= limit:
                 break
-            if hotpot_question_id(rec) in seen_ids or " ".join(rec["question"].split()).lower() in seen_questions:
+            if hotpot_question_id(rec) in seen_ids or normalize_ws(rec["question"]).lower() in seen_questions:
                 excluded += 1
                 continue
             examples.append(hotpot_example(rec, per_question=True))

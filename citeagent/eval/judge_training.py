@@ -141,10 +141,6 @@ def build_pairs(records: list[dict], seed: int = 0) -> list[Pair]:
     return out
 
 
-# (train, heldout): the first `heldout_fraction` of the records, in file order, is held out.
-split_records = hotpotqa_split
-
-
 def _length_batches(order: list[int], pairs: list[Pair], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[Pair]]:
     """Batches of similar length (less padding, so a CPU step costs less): the shuffled pairs are
     cut into pools of `pool` batches, each pool sorted by length and cut into batches, and the
@@ -197,7 +193,7 @@ def train_judge(config: JudgeTrainConfig | None = None, records: list[dict] | No
         from env.sources.hotpotqa import read_hotpotqa_records
 
         records = list(read_hotpotqa_records(limit=c.limit))
-    train_recs, held_recs = split_records(records, c.heldout_fraction)
+    train_recs, held_recs = hotpotqa_split(records, c.heldout_fraction)
     train_pairs, held_pairs = build_pairs(train_recs, c.seed), build_pairs(held_recs, c.seed + 1)
     if not train_pairs:
         raise ValueError("no training pairs: the HotpotQA records have no usable supporting facts")
