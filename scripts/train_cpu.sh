@@ -6,7 +6,7 @@
 #
 #   bash scripts/train_cpu.sh            # everything (several hours on 2 cores)
 #   STEP=ppo bash scripts/train_cpu.sh   # one step: demos | bc | sweep | rm | ppo | eval | confirm |
-#                                        # confirm_clean | chart
+#                                        # confirm_clean | fresh | chart
 #
 # Needs the default reward model (`citeagent train rm`, see README) and the support judge
 # (`scripts/train_judge.py`) in $CITEAGENT_HOME.
@@ -31,20 +31,21 @@ pick_rm() {
 for m in sys.argv[1:]); print(sys.argv[2] if b > a else sys.argv[1])" "$@"
 }
 
-# halves NAME ARGS: one evaluation of held-out questions 61-266, each half on its own core, merged
-# by resuming a directory that holds both halves' records.
+# halves OUT FIRST N ARGS: one evaluation of N questions from offset FIRST, each half on its own
+# core, merged by resuming a directory that holds both halves' records.
 halves() {
-  local name=$1 m=runs/eval/hotpotqa_q61-266__$1
-  shift
-  for off in 60 163; do
-    OMP_NUM_THREADS=1 $CA eval --dataset hotpotqa --no-progress --offset $off --limit 103 \
-        --out runs/eval/part${off}__$name "$@" &
-  done
+  local m=$1 first=$2 n=$3
+  shift 3
+  local h=$(( (n + 1) / 2 ))
+  OMP_NUM_THREADS=1 $CA eval --no-progress --offset $first --limit $h --out $m.part1 "$@" &
+  OMP_NUM_THREADS=1 $CA eval --no-progress --offset $((first + h)) --limit $((n - h)) --out $m.part2 "$@" &
   wait
-  mkdir -p $m && cp runs/eval/part60__$name/config.json $m/
-  cat runs/eval/part60__$name/records.jsonl runs/eval/part163__$name/records.jsonl > $m/records.jsonl
-  $CA eval --dataset hotpotqa --no-progress --offset 60 --limit 206 --resume --out $m "$@"
+  mkdir -p $m && cp $m.part1/config.json $m/
+  cat $m.part1/records.jsonl $m.part2/records.jsonl > $m/records.jsonl
+  $CA eval --no-progress --offset $first --limit $n --resume --out $m "$@"
 }
+# held-out questions 61-266
+q61() { local name=$1; shift; halves runs/eval/hotpotqa_q61-266__$name 60 206 --dataset hotpotqa "$@"; }
 
 if step demos; then
   # 150 training questions (never the 266 held-out ones), 20% noisy steps with recoveries; the
@@ -154,12 +155,12 @@ PY
   RM=$(pick_rm rm_onpolicy rm_onpolicy2)
   echo "reward model for best-of-4: $RM"
   # best-of-4 and greedy BC (~70 min)
-  halves bc4_best4_t03_$RM --reward-model runs/$RM --policy runs/bc4 --best-of 4 --temperature 0.3
-  halves bc4 --reward-model runs/$RM --policy runs/bc4
+  q61 bc4_best4_t03_$RM --reward-model runs/$RM --policy runs/bc4 --best-of 4 --temperature 0.3
+  q61 bc4 --reward-model runs/$RM --policy runs/bc4
   $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 runs/eval/hotpotqa_q61-266__bc4_best4_t03_$RM \
       > runs/eval/compare_q61-266_bc4_vs_best4_t03_$RM.txt
   # PPO on the same questions (planned in commit 941f240): ppo6, greedy, against the same BC run (~15 min).
-  halves ppo6 --reward-model runs/$RM --policy runs/ppo6/final
+  q61 ppo6 --reward-model runs/$RM --policy runs/ppo6/final
   $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 runs/eval/hotpotqa_q61-266__ppo6 \
       > runs/eval/compare_q61-266_bc4_vs_ppo6.txt
 fi
@@ -175,9 +176,30 @@ if step confirm_clean; then
       --max-train-pairs 1000 --max-heldout-pairs 300 --max-length 224 --max-question-tokens 64 --threads 2
   RM=$(pick_rm rm_onpolicy_clean rm_onpolicy2_clean)
   echo "reward model for best-of-4: $RM"
-  halves bc4_best4_t03_$RM --reward-model runs/$RM --policy runs/bc4 --best-of 4 --temperature 0.3
+  q61 bc4_best4_t03_$RM --reward-model runs/$RM --policy runs/bc4 --best-of 4 --temperature 0.3
   $CA eval --compare runs/eval/hotpotqa_q61-266__bc4 runs/eval/hotpotqa_q61-266__bc4_best4_t03_$RM \
       > runs/eval/compare_q61-266_bc4_vs_best4_t03_$RM.txt
+fi
+
+if step fresh; then
+  # A third test, on questions no model here has touched (plan: commit message of the commit that
+  # added this step, fixed before it ran). The 145 training questions that no BC stage was cloned
+  # on, no PPO run browsed and no answer file holds; a reward model with rm_onpolicy2_clean's
+  # recipe that drops every pair about them; BC greedy, best-of-4 at T=0.3 and ppo6 greedy (~65 min).
+  $PY scripts/untouched_questions.py --demos runs/demos/hotpotqa_{100,150,150n,new300n}.jsonl \
+      --answers runs/rm_data/*.jsonl --ppo runs/ppo runs/ppo4 runs/ppo5 runs/ppo6 --out runs/fresh/questions.jsonl
+  $CA train rm --data lfqa,hotpotqa-synth,hotpotqa-gold:runs/rm_data/bc4_q13-132.jsonl --out runs/rm_fresh \
+      --exclude-questions runs/fresh/questions.jsonl \
+      --max-train-pairs 1000 --max-heldout-pairs 300 --max-length 224 --max-question-tokens 64 --threads 2
+  fresh() { local name=$1; shift
+    halves runs/eval/fresh145__$name 0 145 --dataset runs/fresh/questions.jsonl --corpus hotpotqa \
+        --reward-model runs/rm_fresh "$@"; }
+  fresh bc4 --policy runs/bc4
+  fresh ppo6 --policy runs/ppo6/final
+  fresh bc4_best4_t03 --policy runs/bc4 --best-of 4 --temperature 0.3
+  for b in bc4_best4_t03 ppo6; do
+    $CA eval --compare runs/eval/fresh145__bc4 runs/eval/fresh145__$b > runs/eval/compare_fresh145_bc4_vs_$b.txt
+  done
 fi
 
 if step chart; then

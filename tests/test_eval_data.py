@@ -178,3 +178,42 @@ def _only_shared(tmp_path, shared):
     path = tmp_path / "shared_only.json"  # the official release's layout: one JSON array
     path.write_text(json.dumps(shared[:2]))
     return path
+
+
+def test_untouched_training_questions_make_a_data_set(tmp_path):
+    """scripts/untouched_questions.py leaves out every training question a demonstration file, an
+    answer file or a PPO run (replayed from its cursor) used, and nothing else; its output is an
+    eval data set with gold sentences."""
+    import subprocess
+    import sys
+
+    from citeagent.eval.datasets import hotpotqa_split
+    from citeagent.reward.gold_judge import read_hotpot_records
+    from citeagent.train.ppo import question_indices
+    from feedback_support import REPO
+
+    train = hotpotqa_split(read_hotpot_records())[0]
+    demos, answers, run = tmp_path / "demos.jsonl", tmp_path / "answers.jsonl", tmp_path / "ppo"
+    demos.write_text("".join(json.dumps({"question": r["question"], "steps": []}) + "\n" for r in train[:2]))
+    # the same question with other spacing and case still counts as used
+    answers.write_text(json.dumps({"question": "  " + train[5]["question"].upper(), "text": "x"}) + "\n")
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "trainer_state.json").write_text(json.dumps(
+        {"cursor": 3, "config": {"dataset": "hotpotqa", "seed": 1}}))
+    used = {0, 1, 5, *question_indices(len(train), 0, 3, 1)}
+    out = tmp_path / "fresh.jsonl"
+    cmd = [sys.executable, "scripts/untouched_questions.py", "--demos", str(demos), "--answers", str(answers),
+           "--ppo", str(run), "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["fresh"] == len(train) - len(used)
+    ds = load_dataset(str(out), corpus="hotpotqa")
+    assert [e.question for e in ds.examples] == [r["question"].strip() for i, r in enumerate(train) if i not in used]
+    assert ds.examples[0].gold_sentences == [(t, s) for t, s in train[2]["supporting_facts"]]
+
+    answers.write_text('{"text": "no question"}\n')
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 2 and "answers.jsonl line 1: not a JSON object with a \"question\"" in r.stderr
+    r = subprocess.run(cmd[:4] + ["--ppo", str(tmp_path), "--out", str(out)], capture_output=True, text=True,
+                       cwd=REPO, timeout=300)
+    assert r.returncode == 2 and "no checkpoint/trainer_state.json" in r.stderr

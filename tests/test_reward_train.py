@@ -254,3 +254,29 @@ def test_bench_script_runs_every_variant_on_the_same_pairs(tmp_path):
     assert all(v["pairs_per_second"] > 0 for v in bench["results"].values())
     assert bench["speedup_vs_trl_plain"] == pytest.approx(bench["results"]["trl_plain"]["seconds"]
                                                           / bench["results"]["citeagent"]["seconds"])
+
+
+def test_exclude_questions_drops_their_pairs_from_every_source(tmp_path):
+    """--exclude-questions: the pairs about a data set's questions never reach training or the
+    report, counted per source; a file that is not a data set stops the run before anything is written."""
+    from citeagent.eval.datasets import hotpotqa_split
+    from citeagent.reward.gold_judge import read_hotpot_records
+
+    train = hotpotqa_split(read_hotpot_records())[0]
+    excluded = tmp_path / "test.jsonl"
+    excluded.write_text("".join(json.dumps({"question": r["question"].lower() + " ", "answer": r["answer"]}) + "\n"
+                                for r in train[3:6]))
+    out = tmp_path / "rm"
+    base = [sys.executable, "-m", "citeagent.reward.cli", "--data", "hotpotqa-synth:20", "--backbone", "tiny",
+            "--out", str(out), "--max-steps", "1", "--batch-size", "4", "--max-length", "64", "--n-boot", "50",
+            "--heldout-frac", "0.25", "--threads", "1"]
+    r = subprocess.run(base + ["--exclude-questions", str(excluded)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    synth = json.loads((out / "report.json").read_text())["sources"]["hotpotqa-synth"]
+    assert synth["rows"] == 40 and synth["dropped"] == {"about an excluded question": 6}
+    assert synth["kept"] == 34 == synth["train"] + synth["heldout"]
+
+    r = subprocess.run(base[:-2] + ["--out", str(tmp_path / "rm2"), "--threads", "1", "--exclude-questions",
+                                    str(tmp_path / "missing.jsonl")], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert r.returncode == 2 and "--exclude-questions: No data set file at" in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "rm2").exists()

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote as url_quote
 
+from env.documents import normalize_ws
 from env.paths import shared_data_dir
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,11 @@ def hotpotqa_split(records: list[dict], heldout_fraction: float = HOTPOTQA_HELDO
     return records[k:], records[:k]
 
 
+def question_key(question: str) -> str:
+    """What two data sets' questions are matched by: whitespace collapsed, case ignored."""
+    return normalize_ws(question).lower()
+
+
 def hotpot_question_id(rec: dict) -> str:
     """HotpotQA's `_id`. 35 records of the shared split have none (null), and ids must be unique
     for resuming and pairing runs, so those get one made from their question."""
@@ -140,7 +146,6 @@ def load_hotpotqa_source(source: str, limit: int | None = None) -> EvalDataset:
     training part and chose configurations on its held-out part, so these are test questions
     that nothing here has seen."""
     from env.corpus import CorpusError
-    from env.documents import normalize_ws
     from env.sources.hotpotqa import read_hotpotqa_records
 
     if not source.strip():
@@ -152,13 +157,13 @@ def load_hotpotqa_source(source: str, limit: int | None = None) -> EvalDataset:
         raise DatasetError(f"hotpotqa-distractor:{source} leaves out the shared split's questions, but the shared "
                            f"data cannot be read ({e})") from None
     seen_ids = {hotpot_question_id(r) for r in shared}
-    seen_questions = {normalize_ws(r["question"]).lower() for r in shared}
+    seen_questions = {question_key(r["question"]) for r in shared}
     examples, excluded = [], 0
     try:
         for rec in read_hotpotqa_records(source):
             if limit is not None and len(examples) >= limit:
                 break
-            if hotpot_question_id(rec) in seen_ids or normalize_ws(rec["question"]).lower() in seen_questions:
+            if hotpot_question_id(rec) in seen_ids or question_key(rec["question"]) in seen_questions:
                 excluded += 1
                 continue
             examples.append(hotpot_example(rec, per_question=True))

@@ -15,6 +15,8 @@ HELP = {
            "for minilm)",
     "label_mode": "webgpt: ties are 0.5 and every other score a hard label (WebGPT); graded: p = (1 + score_0) / 2",
     "heldout_frac": "fraction of each source's questions held out for the report",
+    "exclude_questions": "a JSONL data set (one {\"question\": ...} a line, e.g. the one `citeagent eval` will "
+                         "test on): every pair about one of its questions is dropped from every source",
     "max_train_pairs": "at most this many training pairs per source (default all)",
     "max_heldout_pairs": "at most this many held-out pairs per source (default all)",
     "threads": "torch CPU threads (0: torch's default)",
@@ -70,7 +72,7 @@ def cmd_train_rm(args) -> int:
         return _eval_only(cfg)
     from citeagent.reward.sources import load_sources
 
-    sources = load_sources(cfg.data)  # bad data stops here, before torch is even imported
+    sources = load_sources(cfg.data, cfg.exclude_questions)  # bad data stops here, before torch is even imported
     from citeagent.reward.trainer import train_reward_model
 
     train_reward_model(cfg, sources=sources)
@@ -93,7 +95,7 @@ def _eval_only(cfg: RMConfig) -> int:
         torch.set_num_threads(cfg.threads)
     rm = load_reward_model(out)
     heldout = {}
-    for name, (comps, _stats) in load_sources(cfg.data).items():
+    for name, (comps, _stats) in load_sources(cfg.data, cfg.exclude_questions).items():
         _train, he = split_heldout(comps, cfg.heldout_frac, seed=cfg.seed)
         heldout[name] = subsample(he, cfg.max_heldout_pairs, cfg.seed)
     results = evaluate_sources(rm, heldout, cfg.label_mode, cfg.n_boot, cfg.seed)

@@ -25,6 +25,7 @@ class RMConfig:
     out: str = ""  # default: citeagent_home()/reward/minilm-default for minilm, else .../reward/<backbone>
     label_mode: str = "webgpt"  # webgpt: ties 0.5, others hard by sign; graded: p = (1 + score_0) / 2
     heldout_frac: float = 0.2  # of each source's questions, never trained on
+    exclude_questions: str = ""  # JSONL of questions (an eval data set): their pairs are dropped from every source
     max_train_pairs: int | None = None  # per source
     max_heldout_pairs: int | None = None  # per source
     max_length: int = 256  # tokens per (question, answer, quotes)

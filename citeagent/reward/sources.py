@@ -38,8 +38,8 @@ class LoadStats:
     kept: int = 0
     dropped: dict = field(default_factory=dict)  # reason -> count
 
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
 
 
 def load_source(spec: str, strict: bool | None = None) -> tuple[list[Comparison], LoadStats]:
@@ -77,14 +77,37 @@ def load_source(spec: str, strict: bool | None = None) -> tuple[list[Comparison]
     )
 
 
-def load_sources(specs: str) -> dict[str, tuple[list[Comparison], LoadStats]]:
+def load_sources(specs: str, exclude_questions: str = "") -> dict[str, tuple[list[Comparison], LoadStats]]:
+    """Every source of a comma-separated spec. `exclude_questions`: a JSONL data set whose
+    questions are reserved for a test; every pair about one of them is dropped and counted."""
+    from citeagent.eval.datasets import question_key
+
+    excluded = excluded_questions(exclude_questions) if exclude_questions else set()
     out = {}
     for spec in [s for s in specs.split(",") if s.strip()]:
         comps, stats = load_source(spec)
+        if excluded:
+            kept = [c for c in comps if question_key(c.question) not in excluded]
+            if len(kept) < len(comps):
+                stats.drop("about an excluded question", len(comps) - len(kept))
+                stats.kept = len(kept)
+            comps = kept
         out[stats.source] = (comps, stats)
     if not out:
         raise ValueError("No preference source given. Example: --data hh-rlhf,lfqa,hotpotqa-synth")
     return out
+
+
+def excluded_questions(path: str) -> set[str]:
+    """The questions of a JSONL data set, read before any source so that a bad path stops at once."""
+    from citeagent.eval.datasets import DatasetError, load_jsonl_dataset, question_key
+
+    try:
+        ds = load_jsonl_dataset(path)
+    except DatasetError as e:
+        raise ValueError(f"--exclude-questions: {e} Give a JSONL file with a \"question\" on every line "
+                         "(a data set that `citeagent eval --dataset` reads).") from None
+    return {question_key(e.question) for e in ds.examples}
 
 
 # --- webgpt_comparisons schema: the hub data set, local files, the labelling app's export ----------

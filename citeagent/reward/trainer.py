@@ -176,7 +176,7 @@ def train_reward_model(cfg: RMConfig, log=lambda m: print(m, file=sys.stderr), s
     """Load the sources (unless given, as `load_sources` returns them), split each by question,
     train, save the model and its held-out report."""
     out = cfg.out_dir()
-    sources = sources if sources is not None else load_sources(cfg.data)
+    sources = sources if sources is not None else load_sources(cfg.data, cfg.exclude_questions)
     train, heldout, data_stats = [], {}, {}
     for name, (comps, stats) in sources.items():
         tr, he = split_heldout(comps, cfg.heldout_frac, seed=cfg.seed)
