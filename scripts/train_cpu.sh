@@ -6,7 +6,7 @@
 #
 #   bash scripts/train_cpu.sh            # everything (several hours on 2 cores)
 #   STEP=ppo bash scripts/train_cpu.sh   # one step: demos | bc | sweep | rm | ppo | eval | confirm |
-#                                        # confirm_clean | fresh | chart
+#                                        # confirm_clean | fresh | power | chart
 #
 # Needs the default reward model (`citeagent train rm`, see README) and the support judge
 # (`scripts/train_judge.py`) in $CITEAGENT_HOME.
@@ -199,6 +199,17 @@ if step fresh; then
   fresh bc4_best4_t03 --policy runs/bc4 --best-of 4 --temperature 0.3
   for b in bc4_best4_t03 ppo6; do
     $CA eval --compare runs/eval/fresh145__bc4 runs/eval/fresh145__$b > runs/eval/compare_fresh145_bc4_vs_$b.txt
+  done
+fi
+
+if step power; then
+  # How many questions a test needs to find the differences the two clean tests measured (their
+  # questions pooled, for planning: train_gpu.sh's N_TEST), at the plans' level of 0.025.
+  for b in best4:bc4_best4_t03_rm_onpolicy2_clean:bc4_best4_t03 ppo6:ppo6:ppo6; do
+    IFS=: read -r name held f145 <<< "$b"
+    $PY scripts/sample_size.py --metric f1 sp_f1 --alpha 0.025 --planned 2000 \
+        --test q61-266 runs/eval/hotpotqa_q61-266__bc4 "runs/eval/hotpotqa_q61-266__$held" \
+        --test fresh145 runs/eval/fresh145__bc4 "runs/eval/fresh145__$f145" > "runs/eval/sample_size_$name.json"
   done
 fi
 

@@ -13,6 +13,13 @@
 #   in the shared split, each over its own 10 paragraphs (`--dataset hotpotqa-distractor:$TEST`).
 #   Training browses the pooled shared corpus, so this is also a shift in setting, the same for
 #   every policy compared.
+# - Test size: 2000 questions (raised from 1000 before anything ran). The two clean CPU tests,
+#   pooled, measured best-of-4 - BC at +0.0185 answer F1 and +0.0175 supporting-fact F1, with
+#   per-question differences of sd 0.20 and 0.21 (`STEP=power bash scripts/train_cpu.sh`). At
+#   p < 0.025 a test needs 1,100 and 1,398 questions to find those with 80% power; 1000 had 0.76
+#   and 0.64, and 2000 has 0.97 and 0.93. The GPU run's differences may be larger (best-of-16, a
+#   better BC policy), and per-question paragraphs may change the sd: this sizes for the smallest
+#   effect the CPU runs measured.
 # - Comparisons, paired over questions (`citeagent eval --compare`): best-of-$BEST_OF at T=0.3 by
 #   $OUT/rm minus greedy BC, and greedy PPO minus greedy BC. Primary metrics: answer F1 and
 #   supporting-fact F1. A claim is shown where B-A > 0 with p < 0.025 (two metrics per claim).
@@ -32,7 +39,7 @@ STEP=${STEP:-all}
 OUT=${OUT:-runs/gpu}
 DEVICE=${DEVICE:-auto}
 TEST=${TEST:-hotpotqa/hotpot_qa}
-N_TEST=${N_TEST:-1000}
+N_TEST=${N_TEST:-2000}
 DEMO_QUESTIONS=${DEMO_QUESTIONS:-620}     # every training question (the expert skips none)
 BC_EPOCHS=${BC_EPOCHS:-3}
 BC_EXTRA=${BC_EXTRA:-}

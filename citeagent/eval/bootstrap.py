@@ -42,5 +42,5 @@ def paired_bootstrap_ci(a, b, n_resamples: int = 1000, confidence: float = 0.95,
     return {
         "mean": mean, "ci_low": float(lo), "ci_high": float(hi), "n": int(d.size),
         "mean_a": float(np.mean([x for x, _ in pairs])), "mean_b": float(np.mean([y for _, y in pairs])),
-        "p_value": min(1.0, p),
+        "p_value": min(1.0, p), "sd": float(d.std(ddof=1)) if d.size > 1 else 0.0,
     }
