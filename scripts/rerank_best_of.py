@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one, else the CPU), cpu, cuda[:N]")
     args = ap.parse_args(argv)
     from citeagent.eval.runner import read_records
-    from citeagent.policies.best_of_n import load_scorer, rerank
+    from citeagent.policies.best_of_n import load_scorer, rerank, stored_candidates
 
     path = Path(args.records)
     records = read_records(path)
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no records in {path}: give the records.jsonl of a `citeagent eval --best-of N` run.", file=sys.stderr)
         return 2
     try:
+        stored_candidates(records)  # a record without candidates fails before the reward model loads
         lines = rerank(records, load_scorer(args.reward_model, device=args.device))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -246,6 +246,14 @@ def test_rerank_chooses_again_among_the_stored_candidates(dirs):
     old = [{**recs[0], "best_of": {k: v for k, v in recs[0]["best_of"].items() if k != "answers"}}]
     with pytest.raises(ValueError, match="no stored best-of-n candidates"):
         rerank(old, LengthScorer())
+    # The script checks the records before loading a reward model: with no model at all, the
+    # records' own problem is the one reported.
+    old_file = dirs["root"] / "old_records.jsonl"
+    old_file.write_text(json.dumps(old[0]) + "\n")
+    run = subprocess.run([sys.executable, "scripts/rerank_best_of.py", str(old_file), "--reward-model",
+                          str(dirs["root"] / "no-rm"), "--out", str(pred)], capture_output=True, text=True, cwd=REPO,
+                         timeout=600)
+    assert run.returncode == 2 and "no stored best-of-n candidates" in run.stderr, run.stderr
 
 
 @pytest.mark.parametrize("extra, message", [

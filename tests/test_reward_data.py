@@ -129,6 +129,19 @@ def test_synthetic_comparisons_are_deterministic_and_labelled_by_the_judge():
     assert labels == {0.0, 0.5, 1.0}  # wins, losses and gold ties all occur
 
 
+def test_records_without_an_id_get_a_group_each():
+    """35 shared records have a null `_id` (a user's file may have more): grouped by the raw id,
+    their pairs would share one group, so the held-out split could not separate them."""
+    records = [dict(r, _id=None) for r in read_hotpot_records(limit=3)]
+    comps = synthetic_comparisons(records)
+    groups = {c.group for c in comps}
+    assert len(groups) == 3 and "None" not in groups
+    assert len({c.id for c in comps}) == len(comps)
+    # a real id is kept as it is, so data made before this change keeps its groups
+    first = read_hotpot_records(limit=1)[0]
+    assert {c.group for c in synthetic_comparisons([first])} == {first["_id"]}
+
+
 def test_synthetic_pairs_are_about_training_questions_only():
     """The first 30% of HotpotQA dev is what `citeagent eval` scores best-of-n on: a reward model
     must never have trained on pairs about those questions."""

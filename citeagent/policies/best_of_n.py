@@ -162,12 +162,9 @@ def best_of_n(
     return out
 
 
-def rerank(records: list[dict], reward_model) -> list[dict]:
-    """Best-of-n again, by another reward model, over the candidates an earlier `citeagent eval
-    --best-of N` run stored in its records: the same samples, so two reward models are compared
-    with no sampling noise between them. Returns one prediction line per record (the chosen answer,
-    its id and score) for `citeagent eval --predictions`. A record without stored candidates (a run
-    from before they were kept) is an error naming it."""
+def stored_candidates(records: list[dict]) -> tuple[list[str], list, list[tuple[int, int]]]:
+    """Every record's stored candidates, flattened: questions, answers and each record's (start,
+    count). Cheap, so callers check records with it before loading a reward model."""
     from citeagent.answer import Answer
 
     questions, answers, spans = [], [], []
@@ -180,6 +177,16 @@ def rerank(records: list[dict], reward_model) -> list[dict]:
         for c in cands:
             answers.append(Answer.from_dict(c))
             questions.append(answers[-1].question)
+    return questions, answers, spans
+
+
+def rerank(records: list[dict], reward_model) -> list[dict]:
+    """Best-of-n again, by another reward model, over the candidates an earlier `citeagent eval
+    --best-of N` run stored in its records: the same samples, so two reward models are compared
+    with no sampling noise between them. Returns one prediction line per record (the chosen answer,
+    its id and score) for `citeagent eval --predictions`. A record without stored candidates (a run
+    from before they were kept) is an error naming it."""
+    questions, answers, spans = stored_candidates(records)
     scores = [float(s) for s in reward_model.score_batch(questions, answers)] if answers else []
     out = []
     for r, (start, n) in zip(records, spans):

@@ -127,9 +127,14 @@ def sample_answer(record: dict, rng: random.Random) -> Answer:
 
 def synthetic_comparisons(records: list[dict], pairs_per_question: int = 2, seed: int = 0) -> list[Comparison]:
     """Gold-judge-labelled comparisons of two sampled answers per pair (Gao et al. 2022's setup)."""
+    from citeagent.eval.datasets import hotpot_question_id
+
     out = []
     for record in records:
-        rng = random.Random(f"{seed}:{record['_id']}")
+        # Not the raw `_id`: some records have none, and they must not share one group (the
+        # train/held-out split is by group) or one random stream.
+        qid = hotpot_question_id(record)
+        rng = random.Random(f"{seed}:{qid}")
         made = 0
         for _attempt in range(pairs_per_question * 5):
             if made >= pairs_per_question:
@@ -140,7 +145,7 @@ def synthetic_comparisons(records: list[dict], pairs_per_question: int = 2, seed
             score, ga, gb = judge_pair(a, b, record)
             out.append(Comparison(
                 question=record["question"], answer_0=a, answer_1=b, score_0=score, source="hotpotqa-synth",
-                id=f"{record['_id']}:{made}", group=str(record["_id"]), meta={"gold_0": ga, "gold_1": gb},
+                id=f"{qid}:{made}", group=qid, meta={"gold_0": ga, "gold_1": gb},
             ))
             made += 1
     return out
@@ -168,6 +173,7 @@ def gold_comparisons_from_answers(path: str | Path, records: list[dict], max_pai
     """Label pairs of a real policy's sampled answers (JSONL of answers, two or more per question)
     with the gold judge. Answers whose question is not a HotpotQA question are an error. Six pairs
     is every pair of four samples (InstructGPT trains on all K-choose-2 pairs of a prompt)."""
+    from citeagent.eval.datasets import hotpot_question_id
     from citeagent.reward.sources import read_policy_answers
     from env.documents import normalize_ws
 
@@ -181,14 +187,14 @@ def gold_comparisons_from_answers(path: str | Path, records: list[dict], max_pai
                 f"{path}: the question {question[:80]!r} is not in the HotpotQA records, so the gold judge "
                 "cannot label its answers. Use answers to HotpotQA dev questions."
             )
-        made = 0
+        made, qid = 0, hotpot_question_id(record)
         for i in range(len(answers)):
             for j in range(i + 1, len(answers)):
                 if made >= max_pairs_per_question:
                     break
                 score, ga, gb = judge_pair(answers[i], answers[j], record)
                 out.append(Comparison(question=question, answer_0=answers[i], answer_1=answers[j], score_0=score,
-                                      source="hotpotqa-gold", id=f"{record['_id']}:{i}:{j}", group=str(record["_id"]),
+                                      source="hotpotqa-gold", id=f"{qid}:{i}:{j}", group=qid,
                                       meta={"gold_0": ga, "gold_1": gb}))
                 made += 1
     return out
