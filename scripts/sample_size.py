@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import statistics
 import sys
 
 
 def summarize(diffs: list[float], alpha: float, power: float) -> dict:
     from citeagent.eval.power import minimum_detectable_difference
 
-    n = len(diffs)
-    mean = sum(diffs) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
-    return {"n": n, "mean": round(mean, 4), "sd": round(sd, 4),
-            "mde": round(minimum_detectable_difference(sd, n, alpha, power), 4), "_mean": mean, "_sd": sd}
+    n, mean, sd = len(diffs), statistics.fmean(diffs), statistics.stdev(diffs)
+    return {"n": n, "mean": mean, "sd": sd, "mde": minimum_detectable_difference(sd, n, alpha, power)}
+
+
+def rounded(row: dict) -> dict:
+    """For printing: 4 decimals, unlike the values the sizes are computed from."""
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,15 +59,14 @@ def main(argv: list[str] | None = None) -> int:
                     raise ValueError(f"tests {seen[again[0]]!r} and {name!r} share {len(again)} question(s) "
                                      f"(e.g. {again[0]!r}): pool only tests on different questions")
                 seen.update(dict.fromkeys(d, name))
-                s = summarize(list(d.values()), args.alpha, args.power)
-                tests.append({"test": name, **{k: v for k, v in s.items() if not k.startswith("_")}})
+                tests.append({"test": name, **rounded(summarize(list(d.values()), args.alpha, args.power))})
                 pooled += d.values()
             p = summarize(pooled, args.alpha, args.power)
-            row = {k: v for k, v in p.items() if not k.startswith("_")}
-            if p["_mean"] > 0:
-                row["questions_needed"] = questions_needed(p["_sd"], p["_mean"], args.alpha, args.power)
+            row = rounded(p)
+            if p["mean"] > 0:
+                row["questions_needed"] = questions_needed(p["sd"], p["mean"], args.alpha, args.power)
                 if args.planned:
-                    row["power_at_planned"] = round(power_at(p["_sd"], p["_mean"], args.planned, args.alpha), 3)
+                    row["power_at_planned"] = round(power_at(p["sd"], p["mean"], args.planned, args.alpha), 3)
             else:
                 row["questions_needed"] = None
                 row["why"] = "the pooled difference is not positive: no test size shows B > A"
