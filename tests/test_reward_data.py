@@ -2,6 +2,8 @@
 and the held-out split."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import datasets
 import pytest
 
@@ -156,6 +158,9 @@ def test_synthetic_pairs_are_about_training_questions_only():
     # The check itself finds pairs about held-out questions among others.
     leaked = synthetic_comparisons(held[:3])
     assert heldout_question_rows(first + leaked, records) == leaked
+    # The same question in other case and spacing is the same question (question_key).
+    shouted = [replace(c, question="  " + c.question.upper().replace(" ", "   ")) for c in leaked]
+    assert heldout_question_rows(first + shouted, records) == shouted
 
 
 def test_heldout_split_is_by_question_and_stable():

@@ -156,32 +156,32 @@ def heldout_question_rows(comps: list[Comparison], records: list[dict] | None = 
     source they came from. A reward model that trains on them has seen those questions' answers
     judged, so best-of-n's evaluation on them would measure its memory. With no HotpotQA records
     to read (no shared data, no hub) there is nothing to check against."""
-    from citeagent.eval.datasets import hotpotqa_split
+    from citeagent.eval.datasets import hotpotqa_split, question_key
     from env.corpus import CorpusError
-    from env.documents import normalize_ws
 
     if records is None:
         try:
             records = read_hotpot_records()
         except (FileNotFoundError, CorpusError):
             return []
-    held = {normalize_ws(r["question"]) for r in hotpotqa_split(records)[1]}
-    return [c for c in comps if normalize_ws(c.question) in held]
+    # The project's one rule for "the same question" (whitespace collapsed, case ignored), which
+    # --exclude-questions and the data set loaders use too.
+    held = {question_key(r["question"]) for r in hotpotqa_split(records)[1]}
+    return [c for c in comps if question_key(c.question) in held]
 
 
 def gold_comparisons_from_answers(path: str | Path, records: list[dict], max_pairs_per_question: int = 6) -> list[Comparison]:
     """Label pairs of a real policy's sampled answers (JSONL of answers, two or more per question)
     with the gold judge. Answers whose question is not a HotpotQA question are an error. Six pairs
     is every pair of four samples (InstructGPT trains on all K-choose-2 pairs of a prompt)."""
-    from citeagent.eval.datasets import hotpot_question_id
+    from citeagent.eval.datasets import hotpot_question_id, question_key
     from citeagent.reward.sources import read_policy_answers
-    from env.documents import normalize_ws
 
     # The browser collapses whitespace in the question it shows; some HotpotQA questions have runs of it.
-    by_question = {normalize_ws(r["question"]): r for r in records}
+    by_question = {question_key(r["question"]): r for r in records}
     out = []
     for question, answers in read_policy_answers(path).items():
-        record = by_question.get(normalize_ws(question))
+        record = by_question.get(question_key(question))
         if record is None:
             raise ValueError(
                 f"{path}: the question {question[:80]!r} is not in the HotpotQA records, so the gold judge "
