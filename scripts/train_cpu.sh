@@ -6,7 +6,7 @@
 #
 #   bash scripts/train_cpu.sh            # everything (several hours on 2 cores)
 #   STEP=ppo bash scripts/train_cpu.sh   # one step: demos | bc | sweep | rm | ppo | eval | confirm |
-#                                        # confirm_clean | fresh | power | chart
+#                                        # confirm_clean | fresh | power | rmcv | chart
 #
 # Needs the default reward model (`citeagent train rm`, see README) and the support judge
 # (`scripts/train_judge.py`) in $CITEAGENT_HOME.
@@ -211,6 +211,15 @@ if step power; then
         --test q61-266 runs/eval/hotpotqa_q61-266__bc4 "runs/eval/hotpotqa_q61-266__$held" \
         --test fresh145 runs/eval/fresh145__bc4 "runs/eval/fresh145__$f145" > "runs/eval/sample_size_$name.json"
   done
+fi
+
+if step rmcv; then
+  # How much of best-of-4's headroom (one sample -> the gold judge's pick) each reward-model
+  # recipe captures, cross-validated over the BC policy's samples of 140 training questions.
+  B="--data lfqa,hotpotqa-synth,hotpotqa-gold:{train} --max-train-pairs 1000 --max-heldout-pairs 300 --max-length 224 --max-question-tokens 64"
+  $PY scripts/rm_selection_cv.py --answers runs/rm_data/bc4_t07_q12-52.jsonl runs/rm_data/bc4_t03_q52-102.jsonl \
+      runs/rm_data/bc4_t03_q102-152.jsonl --recipe base "$B" --recipe graded "$B --label-mode graded" \
+      --recipe ep3 "$B --epochs 3" --folds 5 --threads 2 --out runs/rm_cv > runs/rm_cv.json
 fi
 
 if step chart; then
