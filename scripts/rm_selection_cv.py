@@ -1,8 +1,8 @@
 """How much of best-of-n's headroom a reward-model recipe captures, cross-validated on a policy's
 own samples of HotpotQA training questions, so no evaluation question is touched.
 
-Best-of-n can do no better than picking each question's best sample by the gold judge (the
-oracle) and, on average, does no worse than one sample. Where a reward model lands between the
+Best-of-n can do no better than picking each question's best sample (the oracle, by the metric
+at hand) and, on average, does no worse than one sample. Where a reward model lands between the
 two is what decides whether best-of-n beats the policy, and a pairwise accuracy on held-out pairs
 only hints at it. This script splits the questions of `--answers` (files of sampled answers, as
 `scripts/overoptimization.py --answers-out` writes them) into folds. For each recipe and each
@@ -11,7 +11,8 @@ questions dropped from every source (`--exclude-questions`), then runs best-of-n
 the fold's samples. It prints JSON: for answer F1, supporting-fact F1 (quotes matched to the
 record's sentences, as the gold judge does) and the gold judge's score, the mean of one sample,
 the reward model's pick, the oracle, the pick's paired gain over one sample with a 95% bootstrap
-interval, and the fraction of the headroom captured; then every recipe against the first.
+interval, and the fraction of the headroom captured; then every recipe against the first. Every
+recipe is checked before any model trains.
 
     python scripts/rm_selection_cv.py --answers runs/rm_data/bc4_t07_q12-52.jsonl \
         runs/rm_data/bc4_t03_q52-102.jsonl runs/rm_data/bc4_t03_q102-152.jsonl \
@@ -68,18 +69,28 @@ def assign_folds(questions: list[str], k: int, seed: int) -> dict[str, int]:
     return {q: i % k for i, q in enumerate(order)}
 
 
-def train_fold(recipe_args: str, train_file: Path, exclude_file: Path, out: Path, threads: int) -> None:
+def recipe_config(flags: str, train_file: Path, exclude_file: Path, out: Path, threads: int):
+    """`citeagent train rm`'s config from a recipe's flags; a bad flag or value raises ValueError."""
     from citeagent.reward.cli import add_train_rm_parser, config_from_args
     from citeagent.reward.config import RMConfig
-    from citeagent.reward.sources import load_sources
-    from citeagent.reward.trainer import train_reward_model
 
-    parser = argparse.ArgumentParser(prog="recipe")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise ValueError(message)
+
+    parser = Parser(prog="recipe")
     add_train_rm_parser(parser.add_subparsers())
-    args = parser.parse_args(["rm", *shlex.split(recipe_args.replace("{train}", str(train_file)))])
+    args = parser.parse_args(["rm", *shlex.split(flags.replace("{train}", str(train_file)))])
     cfg = config_from_args(args, RMConfig)
     cfg.exclude_questions, cfg.out = str(exclude_file), str(out)
     cfg.threads = cfg.threads or threads
+    return cfg
+
+
+def train_fold(cfg) -> None:
+    from citeagent.reward.sources import load_sources
+    from citeagent.reward.trainer import train_reward_model
+
     with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its summary; stdout is the JSON
         train_reward_model(cfg, sources=load_sources(cfg.data, cfg.exclude_questions), log=lambda m: None)
 
@@ -123,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         if "{train}" not in flags:
             return fail(f"recipe {name!r} never uses {{train}}, so its models would not train on the policy's "
                         "samples: add hotpotqa-gold:{train} to its --data.")
+        try:
+            recipe_config(flags, Path("train.jsonl"), Path("exclude.jsonl"), Path("out"), args.threads)
+        except ValueError as e:
+            return fail(f"recipe {name!r}: {e} (its flags are `citeagent train rm`'s; see --help there).")
     missing = [p for p in args.answers + (args.select_on or []) if not Path(p).is_file()]
     if missing:
         return fail(f"no such answers file: {', '.join(missing)}")
@@ -165,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         for k in range(args.folds):
             model_dir = out / name / f"fold_{k}"
-            train_fold(flags, out / "folds" / f"train_{k}.jsonl", out / "folds" / f"exclude_{k}.jsonl", model_dir, args.threads)
+            train_fold(recipe_config(flags, out / "folds" / f"train_{k}.jsonl", out / "folds" / f"exclude_{k}.jsonl",
+                                     model_dir, args.threads))
             rm = load_reward_model(model_dir)
             for q in sorted(q for q in select if fold_of[q] == k):
                 answers = [s["answer"] for s in samples[q]]
@@ -182,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = picks[name]
         result["recipes"][name] = {"flags": flags, "seconds": round(time.perf_counter() - t0, 1),
                                    **{m: summarize(rows, m, args.n_boot) for m in METRICS}}
+    from citeagent.eval.bootstrap import paired_bootstrap_ci
+
     base = names[0]
     result["against_" + base] = {}
     for name in names[1:]:
-        from citeagent.eval.bootstrap import paired_bootstrap_ci
-
         a = {r["question"]: r["pick"] for r in picks[base]}
         b = {r["question"]: r["pick"] for r in picks[name]}
         qs = sorted(a)
