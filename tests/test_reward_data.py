@@ -203,3 +203,15 @@ def test_policy_samples_labelled_by_the_gold_judge(tmp_path):
     path.write_text(json.dumps({**bad, "question": "Not a HotpotQA question?"}) + "\n")
     with pytest.raises(ValueError, match="not in the HotpotQA records"):
         load_source(f"hotpotqa-gold:{path}")
+
+
+def test_exclude_questions_names_what_a_line_needs(tmp_path):
+    """A file of bare questions is the likely mistake; the message says a line needs its answers too."""
+    from citeagent.reward.sources import load_sources
+
+    bare = tmp_path / "questions.jsonl"
+    bare.write_text('{"question": "Who directed Alien?"}\n')
+    with pytest.raises(ValueError, match=r'--exclude-questions: .*"question" and its "answers" \(a list\) on every line'):
+        load_sources("lfqa", str(bare))
+    bare.write_text('{"question": "Who directed Alien?", "answers": ["Ridley Scott"]}\n')
+    assert "lfqa" in load_sources("lfqa", str(bare))

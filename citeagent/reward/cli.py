@@ -15,8 +15,9 @@ HELP = {
            "for minilm)",
     "label_mode": "webgpt: ties are 0.5 and every other score a hard label (WebGPT); graded: p = (1 + score_0) / 2",
     "heldout_frac": "fraction of each source's questions held out for the report",
-    "exclude_questions": "a JSONL data set (one {\"question\": ...} a line, e.g. the one `citeagent eval` will "
-                         "test on): every pair about one of its questions is dropped from every source",
+    "exclude_questions": "a JSONL data set (one {\"question\": ..., \"answers\": [...]} a line, e.g. the one "
+                         "`citeagent eval` will test on): every pair about one of its questions is dropped from "
+                         "every source",
     "max_train_pairs": "at most this many training pairs per source (default all)",
     "max_heldout_pairs": "at most this many held-out pairs per source (default all)",
     "threads": "torch CPU threads (0: torch's default)",

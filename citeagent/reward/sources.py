@@ -105,8 +105,8 @@ def excluded_questions(path: str) -> set[str]:
     try:
         ds = load_jsonl_dataset(path)
     except DatasetError as e:
-        raise ValueError(f"--exclude-questions: {e} Give a JSONL file with a \"question\" on every line "
-                         "(a data set that `citeagent eval --dataset` reads).") from None
+        raise ValueError(f"--exclude-questions: {e} Give a data set that `citeagent eval --dataset` reads: "
+                         "JSONL with a \"question\" and its \"answers\" (a list) on every line.") from None
     return {question_key(e.question) for e in ds.examples}
 
 
