@@ -220,7 +220,7 @@ if step rmcv; then
   $PY scripts/rm_selection_cv.py --answers runs/rm_data/bc4_t07_q12-52.jsonl runs/rm_data/bc4_t03_q52-102.jsonl \
       runs/rm_data/bc4_t03_q102-152.jsonl --recipe base "$B" --recipe graded "$B --label-mode graded" \
       --recipe ep3 "$B --epochs 3" --folds 5 --threads 2 --out runs/rm_cv > runs/rm_cv.json
-  # Exploratory, run after the plan's result: which sources teach the answer judgement it has.
+  # Exploratory, run after the plan's result: the same CV with other training data.
   O="--max-train-pairs 1000 --max-heldout-pairs 300 --max-length 224 --max-question-tokens 64"
   $PY scripts/rm_selection_cv.py --answers runs/rm_data/bc4_t07_q12-52.jsonl runs/rm_data/bc4_t03_q52-102.jsonl \
       runs/rm_data/bc4_t03_q102-152.jsonl --recipe base "$B" --recipe gold_only "--data hotpotqa-gold:{train} $O" \
