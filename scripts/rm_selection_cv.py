@@ -32,6 +32,7 @@ import contextlib
 import json
 import random
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -95,18 +96,20 @@ def train_fold(cfg) -> None:
         train_reward_model(cfg, sources=load_sources(cfg.data, cfg.exclude_questions), log=lambda m: None)
 
 
+def rounded(d: dict) -> dict:
+    """For printing: 4 decimals; the values are computed from unrounded ones."""
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
+
+
 def summarize(rows: list[dict], metric: str, n_boot: int) -> dict:
     from citeagent.eval.bootstrap import paired_bootstrap_ci
 
-    sample = [r["sample"][metric] for r in rows]
-    pick = [r["pick"][metric] for r in rows]
-    oracle = [r["oracle"][metric] for r in rows]
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    room = mean(oracle) - mean(sample)
-    gain = paired_bootstrap_ci(sample, pick, n_resamples=n_boot)
-    return {"sample": round(mean(sample), 4), "best_of_n": round(mean(pick), 4), "oracle": round(mean(oracle), 4),
-            "gain": {k: round(v, 4) if isinstance(v, float) else v for k, v in gain.items()},
-            "captured": round((mean(pick) - mean(sample)) / room, 3) if room > 0 else None}
+    gain = paired_bootstrap_ci([r["sample"][metric] for r in rows], [r["pick"][metric] for r in rows], n_resamples=n_boot)
+    sample, pick = gain["mean_a"], gain["mean_b"]
+    oracle = statistics.fmean(r["oracle"][metric] for r in rows)
+    room = oracle - sample
+    return {"sample": round(sample, 4), "best_of_n": round(pick, 4), "oracle": round(oracle, 4), "gain": rounded(gain),
+            "captured": round((pick - sample) / room, 3) if room > 0 else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,13 +205,12 @@ def main(argv: list[str] | None = None) -> int:
 
     base = names[0]
     result["against_" + base] = {}
+    a = {r["question"]: r["pick"] for r in picks[base]}
+    qs = sorted(a)
     for name in names[1:]:
-        a = {r["question"]: r["pick"] for r in picks[base]}
         b = {r["question"]: r["pick"] for r in picks[name]}
-        qs = sorted(a)
         result["against_" + base][name] = {
-            m: {k: round(v, 4) if isinstance(v, float) else v
-                for k, v in paired_bootstrap_ci([a[q][m] for q in qs], [b[q][m] for q in qs], n_resamples=args.n_boot).items()}
+            m: rounded(paired_bootstrap_ci([a[q][m] for q in qs], [b[q][m] for q in qs], n_resamples=args.n_boot))
             for m in METRICS}
     with open(out / "picks.jsonl", "w") as f:
         for name in names:
