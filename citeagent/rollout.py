@@ -68,21 +68,26 @@ def run_episode(backend: Backend, policy, question: str, seed: int = 0, config: 
 def _run_batch(backends, policy, questions, seed, config, on_step) -> list[EpisodeResult]:
     env = BatchedTextBrowserEnv(backends, config=config)
     obs, infos = env.reset(questions, seed=seed)
-    t0 = time.perf_counter()
     n = len(questions)
     traces: list[list[dict]] = [[] for _ in range(n)]
     tokens = [0] * n
+    # Each step's wall clock is split evenly among the rows live in it: an episode's seconds are
+    # its share of the batch's time, longer for a longer episode, and they add up to the batch's.
+    seconds = [0.0] * n
     gens: list[list] = [[] for _ in range(n)]
     final: list[tuple] = [None] * n  # (terminated, truncated, info)
     while env.active():
         rows = env.active()
+        t0 = time.perf_counter()
         before = getattr(policy, "tokens_generated", 0)
         actions = policy.act_batch([obs[i] for i in rows], [infos[i] for i in rows])
         spent = getattr(policy, "tokens_generated", 0) - before
         per_row = getattr(policy, "last_tokens", None)
         last_gens = getattr(policy, "last_generations", None)
         out = env.step(dict(zip(rows, actions)))
+        share = (time.perf_counter() - t0) / len(rows)
         for j, i in enumerate(rows):
+            seconds[i] += share
             o, _, term, trunc, info = out[i]
             tokens[i] += per_row[j] if per_row and len(per_row) == len(rows) else spent // max(1, len(rows))
             traces[i].append({"observation": obs[i], "action": actions[j], "valid": info["error"] is None, "error": info["error"]})
@@ -93,7 +98,6 @@ def _run_batch(backends, policy, questions, seed, config, on_step) -> list[Episo
             obs[i], infos[i] = o, info
             if term or trunc:
                 final[i] = (term, trunc, info)
-    seconds = (time.perf_counter() - t0) / max(1, n)  # rows share the wall clock of the batch
     results = []
     for i in range(n):
         term, trunc, info = final[i]
@@ -105,7 +109,7 @@ def _run_batch(backends, policy, questions, seed, config, on_step) -> list[Episo
         results.append(
             EpisodeResult(
                 question=questions[i], answer=answer, trace=traces[i], n_actions=len(traces[i]),
-                n_invalid=info["n_invalid"], tokens_generated=tokens[i], seconds=seconds,
+                n_invalid=info["n_invalid"], tokens_generated=tokens[i], seconds=seconds[i],
                 terminated=term, truncated=trunc, score=conf, generations=gens[i],
             )
         )

@@ -156,6 +156,40 @@ def test_best_of_n_chooses_the_highest_scored_of_the_sampled_candidates(backend,
     assert [b.scores for b in again] == [b.scores for b in picked]
 
 
+class ScriptedBrowsing:
+    """Searches `searches[question]` times, then answers; every batched call takes one tick of `clock`."""
+    name = "scripted"
+
+    def __init__(self, searches, clock):
+        self.searches, self.clock, self.calls = searches, clock, {}
+
+    def act_batch(self, observations, infos):
+        self.clock.now += 1.0
+        out = []
+        for info in infos:
+            q = info["question"]
+            self.calls[q] = self.calls.get(q, 0) + 1
+            if info["phase"] == "answer":
+                out.append("An answer.")
+            else:
+                out.append("Search capital" if self.calls[q] <= self.searches[q] else "End: Answer")
+        return out
+
+
+def test_an_episode_is_charged_its_share_of_each_batched_step(backend, monkeypatch):
+    # A fake clock makes the shares exact: one tick a step, split among the rows live in it.
+    clock = type("Clock", (), {"now": 0.0})()
+    monkeypatch.setattr("citeagent.rollout.time.perf_counter", lambda: clock.now)
+    short, long = QUESTIONS
+    results = run_episodes(backend, ScriptedBrowsing({short: 0, long: 2}, clock), [short, long], batch_size=2)
+    assert [r.n_actions for r in results] == [2, 4]
+    # Steps 1-2 hold both rows (half a tick each); steps 3-4 the long one alone.
+    assert [r.seconds for r in results] == [1.0, 3.0]
+    assert sum(r.seconds for r in results) == clock.now
+    alone = run_episodes(backend, ScriptedBrowsing({short: 0}, clock), [short], batch_size=1)
+    assert alone[0].seconds == 2.0
+
+
 def test_best_of_one_is_a_plain_run(backend, tiny_model, tokenizer):
     config = browser_config(policy(tiny_model, tokenizer), max_actions=6)
     plain = run_episodes(backend, policy(tiny_model, tokenizer), QUESTIONS, seed=0, config=config)
