@@ -19,6 +19,7 @@ from env.documents import Document
 from env.gym_env import TextBrowserEnv
 from env.index import in_memory_index
 from env.local import LocalBackend
+from env.paths import citeagent_home
 
 PROMPT = "Question: What does json.dumps return?\nNext action:"
 
@@ -42,14 +43,19 @@ def gguf_pair():
 
 
 @pytest.fixture(scope="module")
-def converted(gguf_pair):
+def converted(gguf_pair, tmp_path_factory):
     """load_policy_model() on an empty cache home: converts, then loads the safetensors copy.
-    The GGUF read inside the conversion is served from the module's one load."""
+    The GGUF read inside the conversion is served from the module's one load. Where a module run
+    before this one has converted the model into the session's home, this module takes a home of
+    its own; otherwise the session's, so that later modules find the conversion done."""
     stderr = io.StringIO()
-    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(stderr):
-        mp.setattr(models, "load_gguf", lambda path: gguf_pair)
-        model, tokenizer = models.load_policy_model()
-    return model, tokenizer, stderr.getvalue()
+    with pytest.MonkeyPatch.context() as home:
+        if (citeagent_home() / "models" / models.CACHE_NAME / "model.safetensors").is_file():
+            home.setenv("CITEAGENT_HOME", str(tmp_path_factory.mktemp("home")))
+        with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(stderr):
+            mp.setattr(models, "load_gguf", lambda path: gguf_pair)
+            model, tokenizer = models.load_policy_model()
+        yield model, tokenizer, stderr.getvalue()
 
 
 def logits(model, tokenizer, text=PROMPT):
