@@ -6,6 +6,7 @@
 #
 #   bash scripts/train_gpu.sh                     # everything (never run at this size: no GPU was lent)
 #   STEP=eval bash scripts/train_gpu.sh           # one step: check | demos | bc | rm | ppo | eval
+#   SMOKE=1 bash scripts/train_gpu.sh             # every step at toy size (minutes), before GPU hours
 #
 # The plan, fixed in this file before any of it ran:
 # - Test questions: the first $N_TEST questions of $TEST (default: the full HotpotQA dev set by hub
@@ -25,14 +26,22 @@
 #   supporting-fact F1. A claim is shown where B-A > 0 with p < 0.025 (two metrics per claim).
 # - Every other number is secondary and reported as such.
 #
-# The sizes are variables; the defaults are the GPU run's. Every step ran end to end at toy scale
-# on the 2-core CPU (14 min; a file of 3 shared records given new ids and questions as $TEST):
-#   OUT=/tmp/gpu_smoke TEST=/tmp/smoke/dev.json N_TEST=3 DEMO_QUESTIONS=6 BC_EPOCHS=1 \
-#   BC_EXTRA="--max-steps 2 --threads 2" RM_QUESTIONS=2 RM_PAIRS=40 \
-#   RM_EXTRA="--max-heldout-pairs 40 --threads 2" BEST_OF=2 PPO_ITERS=1 EPISODES=2 ROLLOUT_BATCH=2 \
-#   PPO_EXTRA="--threads 2" bash scripts/train_gpu.sh
+# The sizes are variables; the defaults are the GPU run's. SMOKE=1 sets toy sizes (any size set in
+# the environment still wins) so that every step runs end to end in minutes: it checks the set-up,
+# the paths and the flags, and measures nothing. Its test set is 3 shared records with new ids and
+# questions (the real test set leaves every shared question out), and its support judge and proxy
+# reward model are trained for 2 steps in their own $CITEAGENT_HOME, so yours are never replaced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ ${SMOKE:-0} == 1 ]]; then
+  : "${OUT:=runs/gpu_smoke}" "${N_TEST:=3}" "${DEMO_QUESTIONS:=6}" "${BC_EPOCHS:=1}" "${RM_QUESTIONS:=2}"
+  : "${RM_PAIRS:=40}" "${BEST_OF:=2}" "${PPO_ITERS:=1}" "${EPISODES:=2}" "${ROLLOUT_BATCH:=2}"
+  : "${BC_EXTRA:=--max-steps 2 --threads 2}" "${RM_EXTRA:=--max-heldout-pairs 40 --threads 2}"
+  : "${PPO_EXTRA:=--threads 2}" "${TEST:=$OUT/smoke_dev.json}"
+  : "${JUDGE_ARGS:=--max-steps 2 --limit 40 --threads 2}"
+  : "${PROXY_RM_ARGS:=--max-train-pairs 40 --max-heldout-pairs 20 --max-steps 2 --threads 2}"
+  export CITEAGENT_HOME="$OUT/home"
+fi
 CA=${CA:-.venv/bin/citeagent}
 PY=${PY:-.venv/bin/python}
 STEP=${STEP:-all}
@@ -51,11 +60,22 @@ PPO_ITERS=${PPO_ITERS:-100}
 EPISODES=${EPISODES:-64}
 ROLLOUT_BATCH=${ROLLOUT_BATCH:-32}
 PPO_EXTRA=${PPO_EXTRA:-}                   # e.g. --resume after a killed run
+JUDGE_ARGS=${JUDGE_ARGS:---epochs 1 --lr 5e-5}  # the support judge, if $CITEAGENT_HOME has none
+PROXY_RM_ARGS=${PROXY_RM_ARGS:-}           # the default reward model (the rm step's proxy), likewise
 
 step() { [[ $STEP == all || $STEP == "$1" ]]; }
 mkdir -p "$OUT"
 
 if step check; then
+  if [[ ${SMOKE:-0} == 1 && $TEST == "$OUT/smoke_dev.json" ]]; then
+    $PY - "$TEST" "$N_TEST" <<'PY'
+import json, sys
+from env.sources.hotpotqa import read_hotpotqa_records
+records = [dict(r, _id=f"smoke-{r['_id']}", question=f"(smoke test) {r['question']}")
+           for r in read_hotpotqa_records(limit=int(sys.argv[2]))]
+json.dump(records, open(sys.argv[1], "w"))
+PY
+  fi
   # Hours of training must not end on a test set that cannot load (no hub, a wrong path).
   $PY - "$TEST" "$N_TEST" <<'PY'
 import sys
@@ -67,8 +87,8 @@ if len(ds.examples) < int(sys.argv[2]):
 PY
   # The support judge scores citations; the default reward model is the rm step's proxy.
   has() { $PY -c "import sys; from $1 import $2 as d; sys.exit(not (d() / 'config.json').is_file())"; }
-  has citeagent.eval.judge default_judge_dir || $PY scripts/train_judge.py --epochs 1 --lr 5e-5
-  has citeagent.reward.config default_reward_model_dir || $CA train rm
+  has citeagent.eval.judge default_judge_dir || $PY scripts/train_judge.py $JUDGE_ARGS
+  has citeagent.reward.config default_reward_model_dir || $CA train rm $PROXY_RM_ARGS
 fi
 
 if step demos; then
