@@ -107,3 +107,12 @@ def test_nli_models_use_their_entailment_class(tmp_path):
     assert 0.0 < p < 1.0
     with pytest.raises(ValueError, match="none is named"):
         ClassifierJudge(save(["a", "b", "c"], tmp_path / "other"))
+
+
+def test_the_run_summary_rounds_the_judges_accuracy_and_says_when_it_is_unknown():
+    from citeagent.eval.cli import format_summary
+
+    run = {"n_questions": 3, "out": "runs/eval/x", "metrics": {}}
+    assert "judge: support (held-out accuracy 0.389)" in format_summary(run | {"judge": {"name": "support", "heldout_accuracy": 7 / 18}})
+    # A judge named by the user (an NLI model from a hub) comes with no accuracy of ours.
+    assert "judge: nli (held-out accuracy unknown)" in format_summary(run | {"judge": {"name": "nli"}})

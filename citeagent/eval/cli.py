@@ -99,7 +99,8 @@ def format_summary(summary: dict) -> str:
         lines.append(f"best of {summary['best_of']} by reward model (KL_bon {summary['kl_bon']:.3f} nats)")
     judge = summary.get("judge")
     if judge:
-        lines.append(f"judge: {judge['name']} (held-out accuracy {judge.get('heldout_accuracy')})")
+        acc = judge.get("heldout_accuracy")
+        lines.append(f"judge: {judge['name']} (held-out accuracy {'unknown' if acc is None else f'{acc:.3f}'})")
     for group, names in METRIC_GROUPS.items():
         for m in names:
             v = summary["metrics"].get(m)
