@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no records in {path}: give the records.jsonl of a `citeagent eval --best-of N` run.", file=sys.stderr)
         return 2
     try:
-        stored_candidates(records)  # a record without candidates fails before the reward model loads
-        lines = rerank(records, load_scorer(args.reward_model, device=args.device))
+        candidates = stored_candidates(records)  # a record without candidates fails before the reward model loads
+        lines = rerank(records, load_scorer(args.reward_model, device=args.device), candidates)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -180,13 +180,14 @@ def stored_candidates(records: list[dict]) -> tuple[list[str], list, list[tuple[
     return questions, answers, spans
 
 
-def rerank(records: list[dict], reward_model) -> list[dict]:
+def rerank(records: list[dict], reward_model, candidates: tuple | None = None) -> list[dict]:
     """Best-of-n again, by another reward model, over the candidates an earlier `citeagent eval
     --best-of N` run stored in its records: the same samples, so two reward models are compared
     with no sampling noise between them. Returns one prediction line per record (the chosen answer,
     its id and score) for `citeagent eval --predictions`. A record without stored candidates (a run
-    from before they were kept) is an error naming it."""
-    questions, answers, spans = stored_candidates(records)
+    from before they were kept) is an error naming it. `candidates`: what `stored_candidates(records)`
+    returned, for a caller that checked the records with it before loading the reward model."""
+    questions, answers, spans = candidates or stored_candidates(records)
     scores = [float(s) for s in reward_model.score_batch(questions, answers)] if answers else []
     out = []
     for r, (start, n) in zip(records, spans):
