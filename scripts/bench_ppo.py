@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     from citeagent.backend import BackendOptions, make_backend
     from citeagent.rollout import browser_config
     from citeagent.train import hotpotqa_split
-    from env.sources.hotpotqa import read_hotpotqa_records
+    from citeenv.sources.hotpotqa import read_hotpotqa_records
 
     cfg = ppo.PPOConfig(policy=args.model, lora=args.lora, lora_layers=args.lora_layers,
                         minibatch_size=args.minibatch_size, ppo_epochs=1,

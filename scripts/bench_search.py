@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from env.corpus import Corpus  # noqa: E402
-from env.documents import Document  # noqa: E402
+from citeenv.corpus import Corpus  # noqa: E402
+from citeenv.documents import Document  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -158,11 +158,11 @@ def main(argv=None) -> int:
     import faiss
     import Stemmer
 
-    from env.local import LocalBackend
-    from env.search.bm25 import BM25Searcher, passage_text
-    from env.search.dense import DenseConfig, DenseSearcher, encode, get_embedder, one_thread
-    from env.search.hybrid import HybridSearcher
-    from env.sources.pydocs import build_pydocs
+    from citeenv.local import LocalBackend
+    from citeenv.search.bm25 import BM25Searcher, passage_text
+    from citeenv.search.dense import DenseConfig, DenseSearcher, encode, get_embedder, one_thread
+    from citeenv.search.hybrid import HybridSearcher
+    from citeenv.sources.pydocs import build_pydocs
 
     out: dict = {
         "command": "scripts/bench_search.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -223,10 +223,10 @@ def main(argv=None) -> int:
     lat["backend_bm25"] = timed(lambda q: backend_bm25.search(q, k), queries)
     lat["backend_hybrid"] = timed(lambda q: backend_hybrid.search(q, k), queries)
     try:
-        from env.browser import BrowserConfig
-        from env.gym_env import TextBrowserEnv
+        from citeenv.browser import BrowserConfig
+        from citeenv.gym_env import TextBrowserEnv
     except ImportError as e:
-        out["env_error"] = f"env.gym_env.TextBrowserEnv could not be imported ({e}); env latency not measured"
+        out["env_error"] = f"citeenv.gym_env.TextBrowserEnv could not be imported ({e}); env latency not measured"
         log(out["env_error"])
     else:
         env = TextBrowserEnv(backend=backend_bm25, config=BrowserConfig(search_k=k))

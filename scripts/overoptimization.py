@@ -58,7 +58,7 @@ def sample_sweep(config: SweepConfig) -> dict:
     from citeagent.reward.gold_judge import gold_score
     from citeagent.rollout import browser_config
     from citeagent.train import hotpotqa_split
-    from env.sources.hotpotqa import read_hotpotqa_records
+    from citeenv.sources.hotpotqa import read_hotpotqa_records
 
     records = hotpotqa_split(list(read_hotpotqa_records()))[0][config.offset: config.offset + config.questions]
     if not records:

@@ -70,7 +70,7 @@ if step check; then
   if [[ ${SMOKE:-0} == 1 && $TEST == "$OUT/smoke_dev.json" ]]; then
     $PY - "$TEST" "$N_TEST" <<'PY'
 import json, sys
-from env.sources.hotpotqa import read_hotpotqa_records
+from citeenv.sources.hotpotqa import read_hotpotqa_records
 records = [dict(r, _id=f"smoke-{r['_id']}", question=f"(smoke test) {r['question']}")
            for r in read_hotpotqa_records(limit=int(sys.argv[2]))]
 json.dump(records, open(sys.argv[1], "w"))

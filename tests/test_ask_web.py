@@ -7,12 +7,12 @@ import sys
 
 from citeagent.policies.baseline import BaselinePolicy
 from citeagent.rollout import run_episode
-from env.corpus import Corpus
-from env.documents import Document, normalize_ws
-from env.index import in_memory_index
-from env.local import LocalBackend
-from env.web.backend import make_web_backend
-from env.web.serve import serve_corpus
+from citeenv.corpus import Corpus
+from citeenv.documents import Document, normalize_ws
+from citeenv.index import in_memory_index
+from citeenv.local import LocalBackend
+from citeenv.web.backend import make_web_backend
+from citeenv.web.serve import serve_corpus
 
 DOCS = [
     Document("json", "json - JSON encoder and decoder", "https://docs.python.org/3/library/json.html",

@@ -20,10 +20,10 @@ from citeagent.policies.baseline import BaselinePolicy
 from citeagent.policies.best_of_n import best_of_n, choose, expected_best_of_k, kl_bon, rank_order
 from citeagent.policies.lm import LMPolicy, save_policy_options
 from citeagent.rollout import browser_config, run_episodes
-from env.corpus import Corpus
-from env.documents import Document
-from env.local import LocalBackend
-from env.search.base import Hit
+from citeenv.corpus import Corpus
+from citeenv.documents import Document
+from citeenv.local import LocalBackend
+from citeenv.search.base import Hit
 from lm_support import one_thread, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[1]

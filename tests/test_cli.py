@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from env.documents import normalize_ws
+from citeenv.documents import normalize_ws
 
 QUESTION = "How do I serialize a Python object to a JSON formatted string?"
 
@@ -19,7 +19,7 @@ def run(*args, input=None, timeout=900):
 
 @pytest.fixture(scope="module")
 def pydocs():
-    from env.index import open_index
+    from citeenv.index import open_index
 
     corpus, _ = open_index("pydocs", kind="bm25", build_if_missing=True)
     return corpus
@@ -95,7 +95,7 @@ def test_browse_saves_demonstrations_and_keeps_earlier_ones(tmp_path, pydocs):
 
 def test_browse_cpu_layout_records_what_trained_policies_see(tmp_path, pydocs):
     from citeagent.train import CPU_BROWSER
-    from env.browser import BrowserConfig
+    from citeenv.browser import BrowserConfig
 
     out = tmp_path / "demos.jsonl"
     for extra in ([], ["--layout", "cpu"]):

@@ -17,8 +17,8 @@ from citeagent.policies.constrained import (
     generate,
     vocab_bytes,
 )
-from env.commands import Command, parse_command
-from env.documents import normalize_ws
+from citeenv.commands import Command, parse_command
+from citeenv.documents import normalize_ws
 from lm_support import one_thread, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixture)
 
 PAGE = (

@@ -8,11 +8,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from env.corpus import Corpus, CorpusError, parse_column_map
-from env.documents import Document
-from env.sources import UnknownCorpusError, known_corpora, load_corpus
-from env.sources.hotpotqa import find_record, question_corpus, read_hotpotqa_records
-from env.sources.pydocs import build_pydocs
+from citeenv.corpus import Corpus, CorpusError, parse_column_map
+from citeenv.documents import Document
+from citeenv.sources import UnknownCorpusError, known_corpora, load_corpus
+from citeenv.sources.hotpotqa import find_record, question_corpus, read_hotpotqa_records
+from citeenv.sources.pydocs import build_pydocs
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from citeagent.eval.datasets import (
 )
 from citeagent.eval.quote_metrics import corpus_lookup
 from citeagent.eval.scoring import score_answer
-from env.sources import load_corpus
+from citeenv.sources import load_corpus
 
 
 def test_hotpotqa_pooled_and_per_question():
@@ -145,7 +145,7 @@ def test_another_hotpotqa_source_leaves_out_the_shared_split(tmp_path, monkeypat
     import datasets
 
     from citeagent.eval.runner import EvalConfig, run_eval
-    from env.sources.hotpotqa import read_hotpotqa_records
+    from citeenv.sources.hotpotqa import read_hotpotqa_records
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     shared = list(read_hotpotqa_records())

@@ -92,7 +92,7 @@ def test_tiny_training_saves_weights_and_heldout_accuracy(tiny_judge):
 def test_nli_models_use_their_entailment_class(tmp_path):
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from env.search.embedder import minilm_path
+    from citeenv.search.embedder import minilm_path
 
     def save(labels, where):
         cfg = AutoConfig.from_pretrained(minilm_path(), num_labels=len(labels), id2label=dict(enumerate(labels)),

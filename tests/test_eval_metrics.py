@@ -9,8 +9,8 @@ from citeagent.eval.evidence_metrics import (
     joint_metrics, normalize_url, page_evidence_metrics, quoted_sentences, same_page, supporting_fact_metrics,
 )
 from citeagent.eval.quote_metrics import check_quotes, corpus_lookup, locate, normalized_with_offsets, quote_metrics
-from env.corpus import Corpus
-from env.documents import Document
+from citeenv.corpus import Corpus
+from citeenv.documents import Document
 
 
 # --- answer metrics ------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import pytest
 
 from citeagent.eval.answer_metrics import contains_answer, separate_words
 from citeagent.eval.datasets import PYDOCS_QA, load_dataset
-from env.sources import load_corpus
+from citeenv.sources import load_corpus
 
 
 @pytest.fixture(scope="module")

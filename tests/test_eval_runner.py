@@ -221,7 +221,7 @@ def test_compare_pairs_by_question(tmp_path):
 def test_reward_model_scores_make_a_second_decline_curve(files, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from env.search.embedder import minilm_path
+    from citeenv.search.embedder import minilm_path
 
     rm_dir = tmp_path / "rm"  # an untrained one-output model: the plumbing, not the ranking, is tested
     AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=1).save_pretrained(rm_dir)

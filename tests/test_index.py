@@ -6,14 +6,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
-from env.corpus import CorpusError
-from env.index import (IndexMissingError, build_index, default_index_dir, in_memory_index, index_info, index_name,
+from citeenv.corpus import CorpusError
+from citeenv.index import (IndexMissingError, build_index, default_index_dir, in_memory_index, index_info, index_name,
                        open_index, read_manifest)
-from env.index_cli import main as cli
-from env.search.bm25 import BM25Searcher
-from env.search.hybrid import HybridSearcher
-from env.sources import load_corpus
-from env.sources.hotpotqa import question_corpus, read_hotpotqa_records
+from citeenv.index_cli import main as cli
+from citeenv.search.bm25 import BM25Searcher
+from citeenv.search.hybrid import HybridSearcher
+from citeenv.sources import load_corpus
+from citeenv.sources.hotpotqa import question_corpus, read_hotpotqa_records
 
 
 @pytest.fixture(autouse=True)

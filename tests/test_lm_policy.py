@@ -12,14 +12,14 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from citeagent import models
 from citeagent.policies.lm import LMPolicy, LMPolicyConfig, fit_observation
-from env.browser import BrowserConfig
-from env.commands import Command, parse_command
-from env.corpus import Corpus
-from env.documents import Document
-from env.gym_env import TextBrowserEnv
-from env.index import in_memory_index
-from env.local import LocalBackend
-from env.paths import citeagent_home
+from citeenv.browser import BrowserConfig
+from citeenv.commands import Command, parse_command
+from citeenv.corpus import Corpus
+from citeenv.documents import Document
+from citeenv.gym_env import TextBrowserEnv
+from citeenv.index import in_memory_index
+from citeenv.local import LocalBackend
+from citeenv.paths import citeagent_home
 
 PROMPT = "Question: What does json.dumps return?\nNext action:"
 

@@ -183,7 +183,7 @@ def test_any_hf_model_by_path_as_backbone(tmp_path):
     """A causal LM saved on disk (a 2-layer Llama, the policy LM's architecture) gets a scalar head."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from env.search.embedder import minilm_path
+    from citeenv.search.embedder import minilm_path
 
     tok = AutoTokenizer.from_pretrained(minilm_path())
     lm = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,

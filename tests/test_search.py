@@ -6,17 +6,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
-from env.backends import BrowserError
-from env.corpus import Corpus
-from env.documents import Document
-from env.local import LocalBackend
-from env.search import load_searcher
-from env.search.base import Hit
-from env.search.bm25 import BM25Searcher
-from env.search.dense import DenseConfig, DenseSearcher
-from env.search.hybrid import HybridSearcher
-from env.sources.hotpotqa import pooled_corpus
-from env.sources.pydocs import build_pydocs
+from citeenv.backends import BrowserError
+from citeenv.corpus import Corpus
+from citeenv.documents import Document
+from citeenv.local import LocalBackend
+from citeenv.search import load_searcher
+from citeenv.search.base import Hit
+from citeenv.search.bm25 import BM25Searcher
+from citeenv.search.dense import DenseConfig, DenseSearcher
+from citeenv.search.hybrid import HybridSearcher
+from citeenv.sources.hotpotqa import pooled_corpus
+from citeenv.sources.pydocs import build_pydocs
 
 QUERIES = ["json.dumps", "serialize an object to a JSON formatted string", "assert statement",
            "os.path.join", "Scott Derrickson director", "no-such-word-anywhere"]
@@ -65,7 +65,7 @@ def test_bm25_stems(pydocs_bm25):
 
 
 def test_bm25_query_words_are_cut_like_the_passages(pydocs_bm25):
-    from env.search.bm25 import _tokenizer
+    from citeenv.search.bm25 import _tokenizer
 
     # A copy: Tokenizer.tokenize caches query words, and the index's own tokenizer must stay clean.
     tokenizer, original = _tokenizer(pydocs_bm25.config), pydocs_bm25.tokenizer

@@ -18,13 +18,13 @@ from citeagent.rollout import browser_config
 from citeagent.train import CPU_BROWSER, CPU_POLICY, hotpotqa_split
 from citeagent.train.bc import BCConfig, _trainer, build_examples, read_demonstrations, tokenize_step, train_bc
 from citeagent.train.expert import expert_demonstrations
-from env.browser import BrowserConfig
-from env.commands import Command, parse_command
-from env.corpus import Corpus
-from env.gym_env import TextBrowserEnv
-from env.index import in_memory_index
-from env.local import LocalBackend
-from env.sources.hotpotqa import paragraph_document, read_hotpotqa_records
+from citeenv.browser import BrowserConfig
+from citeenv.commands import Command, parse_command
+from citeenv.corpus import Corpus
+from citeenv.gym_env import TextBrowserEnv
+from citeenv.index import in_memory_index
+from citeenv.local import LocalBackend
+from citeenv.sources.hotpotqa import paragraph_document, read_hotpotqa_records
 from lm_support import one_thread, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixture)
 
 BROWSER = BrowserConfig(**CPU_BROWSER, max_actions=20)

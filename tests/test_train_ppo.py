@@ -337,10 +337,10 @@ def rm_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def world():
     """A few real HotpotQA records and their paragraphs as a small searchable corpus."""
-    from env.corpus import Corpus
-    from env.index import in_memory_index
-    from env.local import LocalBackend
-    from env.sources.hotpotqa import paragraph_document, read_hotpotqa_records
+    from citeenv.corpus import Corpus
+    from citeenv.index import in_memory_index
+    from citeenv.local import LocalBackend
+    from citeenv.sources.hotpotqa import paragraph_document, read_hotpotqa_records
 
     records = list(read_hotpotqa_records(limit=6))
     docs = {}

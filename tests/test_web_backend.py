@@ -8,16 +8,16 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from env.backends import BrowserError
-from env.corpus import Corpus
-from env.documents import Document, Link, normalize_ws
-from env.search.base import Hit
-from env.web.backend import WebBackend, make_web_backend
-from env.web.cli import add_serve_parser
-from env.web.fetch import Fetcher, FetchPolicy
-from env.web.html import render_html
-from env.web.searx import SearxClient, parse_results
-from env.web.serve import serve_corpus
+from citeenv.backends import BrowserError
+from citeenv.corpus import Corpus
+from citeenv.documents import Document, Link, normalize_ws
+from citeenv.search.base import Hit
+from citeenv.web.backend import WebBackend, make_web_backend
+from citeenv.web.cli import add_serve_parser
+from citeenv.web.fetch import Fetcher, FetchPolicy
+from citeenv.web.html import render_html
+from citeenv.web.searx import SearxClient, parse_results
+from citeenv.web.serve import serve_corpus
 from web_support import docs_server, network_guard, python_docs, raw_server, respond  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("network_guard")
@@ -263,7 +263,7 @@ def test_served_pages_escape_everything(network_guard):
 
 
 def test_served_corpus_with_the_real_bm25_index(docs_corpus):
-    from env.index import in_memory_index
+    from citeenv.index import in_memory_index
 
     server, base = serve_corpus(docs_corpus, in_memory_index(docs_corpus, "bm25"))
     try:

@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from env.backends import BrowserError
-from env.web.fetch import Fetcher, FetchPolicy, address_problem, decode_body
+from citeenv.backends import BrowserError
+from citeenv.web.fetch import Fetcher, FetchPolicy, address_problem, decode_body
 from web_support import docs_server, network_guard, python_docs, raw_server, respond  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("network_guard")

@@ -5,9 +5,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from env.backends import BrowserError
-from env.web.fetch import Fetched
-from env.web.html import TRUNCATED_MARK, RenderConfig, render, render_html, render_text
+from citeenv.backends import BrowserError
+from citeenv.web.fetch import Fetched
+from citeenv.web.html import TRUNCATED_MARK, RenderConfig, render, render_html, render_text
 from web_support import python_docs
 
 DOCS_URL = "https://docs.python.org/3/"

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote as url_quote
 
-from env.documents import normalize_ws
-from env.paths import shared_data_dir
+from citeenv.documents import normalize_ws
+from citeenv.paths import shared_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +121,16 @@ def hotpot_example(rec: dict, per_question: bool) -> EvalExample:
 def example_corpus(example: EvalExample):
     """The per-question corpus of an example (its own paragraphs when it carries them)."""
     if example.meta.get("paragraphs") is not None:
-        from env.sources.hotpotqa import question_corpus
+        from citeenv.sources.hotpotqa import question_corpus
 
         return question_corpus({"_id": example.id, "context": example.meta["paragraphs"]})
-    from env.sources import load_corpus
+    from citeenv.sources import load_corpus
 
     return load_corpus(example.corpus)
 
 
 def load_hotpotqa(per_question: bool = False, limit: int | None = None) -> EvalDataset:
-    from env.sources.hotpotqa import read_hotpotqa_records
+    from citeenv.sources.hotpotqa import read_hotpotqa_records
 
     examples = [hotpot_example(r, per_question) for r in read_hotpotqa_records(limit=limit)]
     if per_question:
@@ -145,8 +145,8 @@ def load_hotpotqa_source(source: str, limit: int | None = None) -> EvalDataset:
     held-out ones too: the project's demonstrations, reward models and PPO learned from its
     training part and chose configurations on its held-out part, so these are test questions
     that nothing here has seen."""
-    from env.corpus import CorpusError
-    from env.sources.hotpotqa import read_hotpotqa_records
+    from citeenv.corpus import CorpusError
+    from citeenv.sources.hotpotqa import read_hotpotqa_records
 
     if not source.strip():
         raise DatasetError("hotpotqa-distractor: names no source; use e.g. hotpotqa-distractor:hotpotqa/hotpot_qa "

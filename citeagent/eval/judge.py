@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from env.paths import citeagent_home
+from citeenv.paths import citeagent_home
 
 DEFAULT_JUDGE_NAME = "support-minilm"
 META_FILE = "judge_meta.json"

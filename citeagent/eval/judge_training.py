@@ -184,13 +184,13 @@ def train_judge(config: JudgeTrainConfig | None = None, records: list[dict] | No
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-    from env.search.embedder import minilm_path
+    from citeenv.search.embedder import minilm_path
 
     c = config or JudgeTrainConfig()
     torch.manual_seed(c.seed)
     torch.set_num_threads(c.threads)
     if records is None:
-        from env.sources.hotpotqa import read_hotpotqa_records
+        from citeenv.sources.hotpotqa import read_hotpotqa_records
 
         records = list(read_hotpotqa_records(limit=c.limit))
     train_recs, held_recs = hotpotqa_split(records, c.heldout_fraction)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from citeagent.answer import Answer, Quote
-from env.documents import Document
+from citeenv.documents import Document
 
 _WS = re.compile(r"\s+")
 

@@ -96,16 +96,16 @@ class Corpora:
 
     def _shared_pair(self):
         if self._shared is None:
-            from env.index import open_index
-            from env.local import LocalBackend
+            from citeenv.index import open_index
+            from citeenv.local import LocalBackend
 
             corpus, searcher = open_index(self.dataset.corpus, kind=self.config.search, build_if_missing=True)
             self._shared = (corpus, LocalBackend(corpus, searcher))
         return self._shared
 
     def _own_pair(self, example: EvalExample):
-        from env.index import in_memory_index
-        from env.local import LocalBackend
+        from citeenv.index import in_memory_index
+        from citeenv.local import LocalBackend
 
         corpus = example_corpus(example)
         searcher = in_memory_index(corpus, self.config.search)
@@ -130,7 +130,7 @@ class Corpora:
         # Scoring answers made elsewhere needs the documents, not a search index.
         if self._shared is None and self.config.predictions:
             if self._corpus is None:
-                from env.sources import load_corpus
+                from citeenv.sources import load_corpus
 
                 self._corpus = load_corpus(self.dataset.corpus)
             return self._corpus

@@ -122,7 +122,7 @@ def default_db_url() -> str:
     env = os.environ.get("CITEAGENT_LABEL_DB")
     if env:
         return env
-    from env.paths import citeagent_home
+    from citeenv.paths import citeagent_home
 
     path = citeagent_home() / "label" / "labels.db"
     return f"sqlite:///{path}"

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from env.documents import normalize_ws
+from citeenv.documents import normalize_ws
 
 # --- the command language (docs/ENV_SPEC.md) ----------------------------------------------------
 

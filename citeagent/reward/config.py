@@ -13,7 +13,7 @@ from citeagent.reward.schema import LABEL_MODES
 
 def default_reward_model_dir() -> Path:
     """Where `citeagent train rm` saves the default model and where others load it from."""
-    from env.paths import citeagent_home
+    from citeenv.paths import citeagent_home
 
     return citeagent_home() / "reward" / "minilm-default"
 

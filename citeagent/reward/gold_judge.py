@@ -26,12 +26,12 @@ _WS = re.compile(r"\s+")
 def read_hotpot_records(limit: int | None = None) -> list[dict]:
     """HotpotQA dev (distractor) records in the official schema, from the shared data."""
     try:  # the project's reader, once it exists, knows every place the records can come from
-        from env.sources.hotpotqa import read_hotpotqa_records
+        from citeenv.sources.hotpotqa import read_hotpotqa_records
 
         return list(read_hotpotqa_records(split="validation", limit=limit))
     except ImportError:
         pass
-    from env.paths import shared_data_dir
+    from citeenv.paths import shared_data_dir
 
     path = shared_data_dir() / "hotpotqa" / "hotpot_dev_distractor_shared.jsonl.gz"
     if not path.exists():
@@ -157,7 +157,7 @@ def heldout_question_rows(comps: list[Comparison], records: list[dict] | None = 
     judged, so best-of-n's evaluation on them would measure its memory. With no HotpotQA records
     to read (no shared data, no hub) there is nothing to check against."""
     from citeagent.eval.datasets import hotpotqa_split, question_key
-    from env.corpus import CorpusError
+    from citeenv.corpus import CorpusError
 
     if records is None:
         try:

@@ -27,7 +27,7 @@ BACKBONES_HELP = "minilm (offline default), tiny (random, for tests), policy[:NA
 def resolve_backbone(name: str) -> str:
     """Map a backbone name to a path or hub id ('tiny' has none: it is built from a config)."""
     if name in ("", "minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
-        from env.search.embedder import minilm_path
+        from citeenv.search.embedder import minilm_path
 
         return str(minilm_path())
     if name == "policy" or name.startswith("policy:"):

@@ -187,7 +187,7 @@ def split_dialogue(text: str) -> tuple[str, str]:
 
 
 def load_hh_rlhf(splits: list[str]) -> tuple[list[Comparison], LoadStats]:
-    from env.paths import shared_data_dir
+    from citeenv.paths import shared_data_dir
 
     bad = [s for s in splits if s not in HH_SPLITS]
     if bad:
@@ -237,7 +237,7 @@ def _lfqa_docs(doc) -> list[Quote]:
 
 
 def load_lfqa() -> tuple[list[Comparison], LoadStats]:
-    from env.paths import shared_data_dir
+    from citeenv.paths import shared_data_dir
 
     path = shared_data_dir() / "lfqa-human-prefs" / "experts_pairwise_shared.jsonl"
     stats = LoadStats("lfqa")

@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from citeagent.train import CPU_BROWSER, CPU_POLICY
-from env.browser import BrowserConfig
-from env.commands import CommandError, parse_command
-from env.documents import normalize_ws
+from citeenv.browser import BrowserConfig
+from citeenv.commands import CommandError, parse_command
+from citeenv.documents import normalize_ws
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 REPORT_FILE = "bc_report.json"

@@ -27,10 +27,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from env.browser import BrowserConfig
-from env.commands import QUOTE_SEP
-from env.documents import normalize_ws
-from env.render import PageView
+from citeenv.browser import BrowserConfig
+from citeenv.commands import QUOTE_SEP
+from citeenv.documents import normalize_ws
+from citeenv.render import PageView
 
 FIND_WORDS = (3, 8)  # a Find needle is the shortest unique prefix of this many words
 
@@ -72,7 +72,7 @@ class _Episode:
     """One question in the env; `do` records a step and insists the env accepted it."""
 
     def __init__(self, backend, config: BrowserConfig, record: dict):
-        from env.gym_env import TextBrowserEnv  # gymnasium: only once demonstrations are made, not for --help
+        from citeenv.gym_env import TextBrowserEnv  # gymnasium: only once demonstrations are made, not for --help
 
         self.env = TextBrowserEnv(backend, config)
         self.obs, self.info = self.env.reset(options={"question": record["question"]})
@@ -279,7 +279,7 @@ def cmd_train_demos(args) -> int:
     from citeagent.backend import BackendOptions, make_backend
     from citeagent.browse import save_demonstration
     from citeagent.train import CPU_BROWSER, hotpotqa_split
-    from env.sources.hotpotqa import read_hotpotqa_records
+    from citeenv.sources.hotpotqa import read_hotpotqa_records
 
     if args.questions < 1:
         raise ValueError(f"--questions must be at least 1 (got {args.questions})")

@@ -430,7 +430,7 @@ def train(cfg: PPOConfig, *, records: list[dict] | None = None, backend=None, re
     from citeagent.train import hotpotqa_split
 
     if records is None:
-        from env.sources.hotpotqa import read_hotpotqa_records
+        from citeenv.sources.hotpotqa import read_hotpotqa_records
 
         records = list(read_hotpotqa_records())
     train_records = hotpotqa_split(records)[0]

@@ -20,12 +20,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from env.corpus import CorpusError
-from env.documents import Passage
-from env.search.base import Hit
-from env.search.bm25 import passage_text
-from env.search.embedder import DEFAULT_EMBEDDER, load_embedder
-from env.search.storage import load_rows, read_meta, save_rows, write_meta
+from citeenv.corpus import CorpusError
+from citeenv.documents import Passage
+from citeenv.search.base import Hit
+from citeenv.search.bm25 import passage_text
+from citeenv.search.embedder import DEFAULT_EMBEDDER, load_embedder
+from citeenv.search.storage import load_rows, read_meta, save_rows, write_meta
 
 
 @dataclass

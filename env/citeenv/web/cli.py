@@ -25,9 +25,9 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_serve(args) -> int:
-    from env.corpus import CorpusError
-    from env.index import open_index
-    from env.web.serve import serve_corpus
+    from citeenv.corpus import CorpusError
+    from citeenv.index import open_index
+    from citeenv.web.serve import serve_corpus
 
     try:
         corpus, searcher = open_index(args.corpus, kind=args.search, build_if_missing=True)

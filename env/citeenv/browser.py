@@ -1,5 +1,5 @@
 """The text browser: a state machine over WebGPT's commands. It knows nothing of Gymnasium or
-of policies; `env.gym_env` wraps it. Every step returns an observation; nothing here raises on
+of policies; `citeenv.gym_env` wraps it. Every step returns an observation; nothing here raises on
 bad agent input."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import bisect
 import re
 from dataclasses import dataclass, field
 
-from env.backends import Backend, BrowserError, Page, SearchResult
-from env.commands import KEYWORDS, QUOTE_SEP, USAGE, Command, CommandError, parse_command
-from env.render import PageView, defang
+from citeenv.backends import Backend, BrowserError, Page, SearchResult
+from citeenv.commands import KEYWORDS, QUOTE_SEP, USAGE, Command, CommandError, parse_command
+from citeenv.render import PageView, defang
 
 _WS = re.compile(r"\s+")
 _MARKER = re.compile(r"\[(\d+)\]")

@@ -4,7 +4,7 @@ reset(seed, options={"question": q}) -> (observation, info)
 step(command) -> (observation, reward, terminated, truncated, info)
 
 The environment's own reward is 0: what an answer is worth is the reward model's business, added
-by `env.wrappers.AnswerReward` (Gymnasium's way: behaviour changes go in wrappers).
+by `citeenv.wrappers.AnswerReward` (Gymnasium's way: behaviour changes go in wrappers).
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 
-from env.backends import Backend
-from env.browser import Browser, BrowserConfig
-from env.spaces import CommandText, UnicodeText
+from citeenv.backends import Backend
+from citeenv.browser import Browser, BrowserConfig
+from citeenv.spaces import CommandText, UnicodeText
 
 MAX_OBS_CHARS = 200_000
 

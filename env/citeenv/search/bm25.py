@@ -17,10 +17,10 @@ import bm25s
 import numpy as np
 from bm25s.tokenization import Tokenized, Tokenizer
 
-from env.corpus import CorpusError
-from env.documents import Passage
-from env.search.base import Hit
-from env.search.storage import load_rows, read_meta, save_rows, write_meta
+from citeenv.corpus import CorpusError
+from citeenv.documents import Passage
+from citeenv.search.base import Hit
+from citeenv.search.storage import load_rows, read_meta, save_rows, write_meta
 
 
 @dataclass

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from env.backends import Page
+from citeenv.backends import Page
 
 LINK_OPEN, LINK_SEP, LINK_CLOSE = "\u3010", "\u2020", "\u3011"  # 【id†anchor】 as in WebGPT
 _WS = re.compile(r"\s+")

@@ -30,8 +30,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from env.corpus import DEFAULT_CHUNK_CHARS, Corpus, CorpusError
-from env.documents import Document, Link
+from citeenv.corpus import DEFAULT_CHUNK_CHARS, Corpus, CorpusError
+from citeenv.documents import Document, Link
 
 TOPIC_URL = "https://docs.python.org/3/reference/topics.html#{key}"
 MODULE_URL = "https://docs.python.org/3/library/{page}.html"
@@ -75,7 +75,7 @@ def pydocs_documents(include_topics: bool = True, include_modules: bool = True,
 _CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
-from env.sources.pydocs import pydocs_documents
+from citeenv.sources.pydocs import pydocs_documents
 args = json.loads(sys.argv[2])
 docs = pydocs_documents(args["topics"], args["modules"], args["names"])
 with open(sys.argv[3], "w", encoding="utf-8") as f:

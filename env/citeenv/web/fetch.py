@@ -36,7 +36,7 @@ from urllib.parse import urljoin
 import httpcore
 import httpx
 
-from env.backends import BrowserError
+from citeenv.backends import BrowserError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

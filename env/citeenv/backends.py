@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from env.documents import Link
+from citeenv.documents import Link
 
 
 @dataclass(frozen=True)

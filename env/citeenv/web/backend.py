@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import httpx
 
-from env.backends import BrowserError, Page, SearchResult
-from env.web.fetch import Fetcher, FetchPolicy
-from env.web.html import RenderConfig, render
-from env.web.searx import SearxClient
+from citeenv.backends import BrowserError, Page, SearchResult
+from citeenv.web.fetch import Fetcher, FetchPolicy
+from citeenv.web.html import RenderConfig, render
+from citeenv.web.searx import SearxClient
 
 
 class WebBackend:

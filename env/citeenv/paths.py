@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]  # the repository: env/citeenv/paths.py
 
 
 def citeagent_home() -> Path:

@@ -14,9 +14,9 @@ from urllib.parse import urljoin, urlsplit
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 from bs4.element import CData, Declaration, Doctype, ProcessingInstruction
 
-from env.backends import BrowserError, Page
-from env.documents import Link, normalize_ws
-from env.web.fetch import HTML_TYPES, Fetched
+from citeenv.backends import BrowserError, Page
+from citeenv.documents import Link, normalize_ws
+from citeenv.web.fetch import HTML_TYPES, Fetched
 
 
 @dataclass

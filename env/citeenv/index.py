@@ -30,10 +30,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from env.corpus import Corpus, CorpusError
-from env.paths import citeagent_home
-from env.search.bm25 import BM25Config, BM25Searcher
-from env.sources import DEFAULT_CORPUS, load_corpus
+from citeenv.corpus import Corpus, CorpusError
+from citeenv.paths import citeagent_home
+from citeenv.search.bm25 import BM25Config, BM25Searcher
+from citeenv.sources import DEFAULT_CORPUS, load_corpus
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def index_name(spec: str) -> str:
     kind, _, arg = spec.partition(":")
     split = None
     if kind == "hf":
-        from env.sources import _split_name
+        from citeenv.sources import _split_name
 
         arg, split = _split_name(arg)
     elif kind != "jsonl":
@@ -143,7 +143,7 @@ def build_index(spec: str = DEFAULT_CORPUS, out_dir: str | Path | None = None, k
                 BM25Searcher.build(corpus.passages, bm25_config, show_progress=show_progress).save(staging / kind)
                 built[kind] = {}
             else:
-                from env.search.dense import DenseConfig, DenseSearcher
+                from citeenv.search.dense import DenseConfig, DenseSearcher
 
                 config = dense_config or DenseConfig()
                 if embedder:
@@ -239,7 +239,7 @@ def open_index(spec_or_dir: str | Path | None = DEFAULT_CORPUS, kind: str = "bm2
             raise CorpusError(f"The {s.name} index at {index_dir} has {len(s)} rows but the corpus has "
                               f"{len(corpus.passages)} passages. Rebuild it: citeagent index build --corpus {spec}")
     if kind == "hybrid":
-        from env.search.hybrid import HybridSearcher
+        from citeenv.search.hybrid import HybridSearcher
 
         return corpus, HybridSearcher(*searchers)
     return corpus, searchers[0]
@@ -248,7 +248,7 @@ def open_index(spec_or_dir: str | Path | None = DEFAULT_CORPUS, kind: str = "bm2
 def _load_kind(index_dir: Path, kind: str):
     if kind == "bm25":
         return BM25Searcher.load(index_dir / "bm25")
-    from env.search.dense import DenseSearcher
+    from citeenv.search.dense import DenseSearcher
 
     return DenseSearcher.load(index_dir / "dense")
 
@@ -267,14 +267,14 @@ def in_memory_index(corpus: Corpus, kind: str = "bm25", embedder: str | None = N
         if k == "bm25":
             searchers.append(BM25Searcher.build(corpus.passages, bm25_config, show_progress=False))
         else:
-            from env.search.dense import DenseConfig, DenseSearcher
+            from citeenv.search.dense import DenseConfig, DenseSearcher
 
             config = dense_config or DenseConfig()
             if embedder:
                 config = dataclasses.replace(config, embedder=embedder)
             searchers.append(DenseSearcher.build(corpus.passages, config, show_progress=False))
     if kind == "hybrid":
-        from env.search.hybrid import HybridSearcher
+        from citeenv.search.hybrid import HybridSearcher
 
         return HybridSearcher(*searchers)
     return searchers[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from env.corpus import DEFAULT_CHUNK_CHARS, Corpus, CorpusError, documents_from_records, parse_column_map
+from citeenv.corpus import DEFAULT_CHUNK_CHARS, Corpus, CorpusError, documents_from_records, parse_column_map
 
 # File suffix -> the `datasets` builder that reads it.
 BUILDERS = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json", ".txt": "text"}

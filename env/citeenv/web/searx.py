@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from env.backends import BrowserError, SearchResult
-from env.documents import normalize_ws
-from env.web.fetch import Fetcher
-from env.web.html import strip_invisible
+from citeenv.backends import BrowserError, SearchResult
+from citeenv.documents import normalize_ws
+from citeenv.web.fetch import Fetcher
+from citeenv.web.html import strip_invisible
 
 JSON_TYPES = ("application/json", "text/json", "application/javascript")
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from env.documents import Document, Link, Passage, chunk_document
+from citeenv.documents import Document, Link, Passage, chunk_document
 
 log = logging.getLogger(__name__)
 

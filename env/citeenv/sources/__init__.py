@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from env.corpus import DEFAULT_CHUNK_CHARS, Corpus, CorpusError
+from citeenv.corpus import DEFAULT_CHUNK_CHARS, Corpus, CorpusError
 
 DEFAULT_CORPUS = "pydocs"
 
@@ -44,11 +44,11 @@ def load_corpus(spec: str | None = None, *, column_map: dict | str | None = None
     spec = (spec or DEFAULT_CORPUS).strip()
     kind, _, arg = spec.partition(":")
     if spec == "pydocs":
-        from env.sources.pydocs import build_pydocs
+        from citeenv.sources.pydocs import build_pydocs
 
         return build_pydocs(chunk_chars=chunk_chars, **_only(opts, "modules", "include_topics", "include_modules"))
     if kind == "hotpotqa":
-        from env.sources import hotpotqa
+        from citeenv.sources import hotpotqa
 
         hopts = _only(opts, "source", "split")
         if not arg:
@@ -57,7 +57,7 @@ def load_corpus(spec: str | None = None, *, column_map: dict | str | None = None
     if kind == "jsonl" and arg:
         return Corpus.from_jsonl(arg, column_map=column_map, chunk_chars=chunk_chars, strict=strict)
     if kind == "hf" and arg:
-        from env.sources.hf import hf_corpus
+        from citeenv.sources.hf import hf_corpus
 
         name, split = _split_name(arg)
         return hf_corpus(name, split=split, column_map=column_map, chunk_chars=chunk_chars, strict=strict,

@@ -2,10 +2,10 @@
 returns the document as a page."""
 from __future__ import annotations
 
-from env.backends import BrowserError, Page, SearchResult
-from env.corpus import Corpus
-from env.documents import normalize_ws
-from env.search.base import Searcher
+from citeenv.backends import BrowserError, Page, SearchResult
+from citeenv.corpus import Corpus
+from citeenv.documents import normalize_ws
+from citeenv.search.base import Searcher
 
 
 class LocalBackend:

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from env.corpus import CorpusError
+from citeenv.corpus import CorpusError
 
 
 def add_index_parser(subparsers) -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def _run(fn, args) -> int:
 
 def cli_index_build(args) -> int:
     def go(args):
-        from env.index import build_index
+        from citeenv.index import build_index
 
         if args.chunk_chars < 50:
             raise CorpusError(f"--chunk-chars {args.chunk_chars} is too small; use 50 or more (default 600).")
@@ -84,7 +84,7 @@ def cli_index_info(args) -> int:
 
 
 def _print_info(spec_or_dir, as_json: bool) -> int:
-    from env.index import index_info
+    from citeenv.index import index_info
 
     info = index_info(spec_or_dir)
     if as_json:
@@ -101,8 +101,8 @@ def _print_info(spec_or_dir, as_json: bool) -> int:
 
 
 def cli_index_list(args) -> int:
-    from env.index import list_indexes
-    from env.sources import known_corpora
+    from citeenv.index import list_indexes
+    from citeenv.sources import known_corpora
 
     print("Corpora:")
     for spec, what in known_corpora().items():

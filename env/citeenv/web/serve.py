@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from env.backends import Page
-from env.documents import Document, Link, normalize_ws
-from env.web.html import render_html
+from citeenv.backends import Page
+from citeenv.documents import Document, Link, normalize_ws
+from citeenv.web.html import render_html
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")  # blank lines; the next line keeps its indent
 

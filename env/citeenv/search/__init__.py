@@ -7,17 +7,17 @@ from pathlib import Path
 
 def load_searcher(directory):
     """Reopen a searcher saved with .save(directory), whatever its kind."""
-    from env.search.storage import read_meta
+    from citeenv.search.storage import read_meta
 
     kind = read_meta(Path(directory)).get("kind")
     if kind == "bm25":
-        from env.search.bm25 import BM25Searcher as cls
+        from citeenv.search.bm25 import BM25Searcher as cls
     elif kind == "dense":
-        from env.search.dense import DenseSearcher as cls
+        from citeenv.search.dense import DenseSearcher as cls
     elif kind == "hybrid":
-        from env.search.hybrid import HybridSearcher as cls
+        from citeenv.search.hybrid import HybridSearcher as cls
     else:
-        from env.corpus import CorpusError
+        from citeenv.corpus import CorpusError
 
         raise CorpusError(f"{directory} holds an index of unknown kind {kind!r} (known: bm25, dense, hybrid).")
     return cls.load(directory)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from env.search.base import Hit, Searcher
-from env.search.storage import read_meta, write_meta
+from citeenv.search.base import Hit, Searcher
+from citeenv.search.storage import read_meta, write_meta
 
 
 class HybridSearcher:
@@ -55,7 +55,7 @@ class HybridSearcher:
 
     @classmethod
     def load(cls, directory) -> "HybridSearcher":
-        from env.search import load_searcher
+        from citeenv.search import load_searcher
 
         directory = Path(directory)
         meta = read_meta(directory, cls.name)

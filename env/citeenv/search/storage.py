@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from env.corpus import CorpusError
+from citeenv.corpus import CorpusError
 
 
 def write_meta(directory: Path, kind: str, **fields) -> None:

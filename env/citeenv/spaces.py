@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from gymnasium.spaces import Space
 
-from env.commands import KEYWORDS, QUOTE_SEP
+from citeenv.commands import KEYWORDS, QUOTE_SEP
 
 
 class UnicodeText(Space[str]):

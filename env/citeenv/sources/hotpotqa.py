@@ -24,9 +24,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-from env.corpus import DEFAULT_CHUNK_CHARS, Corpus, CorpusError
-from env.documents import Document
-from env.paths import shared_data_dir
+from citeenv.corpus import DEFAULT_CHUNK_CHARS, Corpus, CorpusError
+from citeenv.documents import Document
+from citeenv.paths import shared_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _raw_rows(source, split) -> Iterator[tuple[str, dict]]:
     if path.is_file() and _is_json_file(path):
         yield from _json_rows(path)
         return
-    from env.sources.hf import load_hf_dataset, looks_like_path
+    from citeenv.sources.hf import load_hf_dataset, looks_like_path
 
     if not path.exists() and (isinstance(source, Path) or looks_like_path(str(source))):
         raise CorpusError(f"No such HotpotQA file: {path}")
