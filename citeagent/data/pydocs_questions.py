@@ -5,6 +5,8 @@ The documentation is read entry by entry: a module page's entries are the functi
 and methods its `meta["anchors"]` locate; a topic page's entries are its `str.split(...)`-style
 method headers. Templates (one question per matching sentence):
 
+    which          an entry's first sentence "Make X." Which <module> function|class / <owner> method makes X?
+                   (gold: the entry's header line and that sentence)    the name, or the qualified name
     returns        "Return(s) X."                      What does <qualname> return?            head of X
     returns_true   "Return(s) True if C."              When does <qualname> return True?       C
     raises         "Raise(s) E if|when C."             What exception does <qualname> raise if C?   E
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from citeenv.documents import Document, normalize_ws
 
-TEMPLATES = ("returns", "returns_true", "raises", "default", "keyword_only", "base_class", "topic_raises")
+TEMPLATES = ("which", "returns", "returns_true", "raises", "default", "keyword_only", "base_class", "topic_raises")
 SOURCE = "pydocs-gen"
 
 
@@ -62,7 +64,7 @@ class Candidate:
     template: str
     question: str
     answers: list[str]
-    span: tuple[int, int]
+    spans: list[tuple[int, int]]  # the gold sentences, in reading order
 
 
 @dataclass
@@ -70,6 +72,7 @@ class GenerationStats:
     per_template: Counter = field(default_factory=Counter)
     duplicates: int = 0
     repeated_sentence: int = 0
+    ambiguous: int = 0  # questions asked with different answers by different entries; all dropped
 
 
 # --- entries and sentences ---------------------------------------------------------------------
@@ -110,7 +113,8 @@ def topic_entries(doc: Document) -> list[Entry]:
 
 
 _ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|cf|approx|Mr|Dr|No)|\.\.)\.$", re.I)
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z\"'(*`:\[])")
+# A sentence ends at . ! or ? before a capital, a quote or markup, or a call ("get_annotations() returns").
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z\"'(*`:\[]|[a-z_][\w.]*\()")
 
 
 def sentence_spans(text: str, start: int, end: int, indented: bool = False) -> list[tuple[int, int]]:
@@ -149,7 +153,8 @@ _STOP_BEFORE = set("""that which who whom whose if when where while unless until
     with without for from to in on into by as at after before using via containing corresponding
     representing given or and but than so such then else otherwise except including e.g. i.e.
     is are was were be will can may""".split())
-_TRIM = set("a an the of and or to in on for with by as at its their this that".split())
+_TRIM = set("""a an the of and or to in on for with by as at its their this that
+    equal ready appropriate suitable unique individual similar""".split())  # and words ending in "ed"
 _PRONOUN_START = set("it this that these those they them there so".split())
 
 
@@ -163,36 +168,59 @@ def unwrap(span: str) -> str | None:
 
 
 def head_phrase(text: str, max_words: int) -> str | None:
-    """The head noun phrase at the start of `text`: cut before the first clause or preposition
-    word (one "of" is kept: "the number of items"), at punctuation, and at max_words. Verbatim."""
-    words = list(re.finditer(r"\S+", text))
-    kept = 0
-    ofs = 0
-    for i, w in enumerate(words):
-        word = w.group()
-        low = word.lower().strip("\"'`*(),;:.")
-        if i > 0 and (low in _STOP_BEFORE or word.startswith("(") or (low == "of" and ofs)):
+    """The head noun phrase at the start of `text`, verbatim: cut before the first clause or
+    preposition word (one "of" is kept: "the number of items"; one "and" after a lone first word:
+    "numeric and monetary parameters"), at punctuation, and at max_words. None where the phrase is
+    a conditional value ("b'' if already at EOF") or would be cut inside a quotation or a phrase."""
+    matches = list(re.finditer(r"\S+", text))
+    words = [m.group() for m in matches]
+    lows = [w.lower().strip("\"'`*(),;:.") for w in words]
+    kept, of_at, full = 0, None, False
+    for i, low in enumerate(lows):
+        coordinated = low in ("and", "or") and i == 1 and lows[0] not in ("a", "an", "the")
+        if i > 0 and ((low in _STOP_BEFORE and not coordinated) or words[i].startswith("(")
+                      or (low == "of" and of_at is not None)):
             break
         if low == "of":
-            ofs += 1
+            of_at = i
         kept = i + 1
-        if word.endswith((",", ";", ":", ")", ".")) or kept == max_words:
+        if words[i].endswith((",", ";", ":", ")", ".")):
             break
-    while kept > 1 and words[kept - 1].group().lower().strip("\"'`*(),;:.") in _TRIM:
+        if kept == max_words:
+            full = kept < len(words) and lows[kept] not in _STOP_BEFORE and not words[kept].startswith("(")
+            break
+    if kept < len(words) and lows[kept] in ("if", "when", "unless"):
+        return None  # the value of one case, not what the function returns
+    if full:  # max_words cut a phrase short: keep the part before its "of", if any
+        if of_at is None:
+            return None
+        kept = of_at
+    # Trailing function words and participles ("a copy of the string converted [to uppercase]").
+    while kept > 1 and (lows[kept - 1] in _TRIM or lows[kept - 1].endswith("ed")):
         kept -= 1
     if not kept:
         return None
-    span = text[: words[kept - 1].end()].rstrip(",;:.")
+    span = text[: matches[kept - 1].end()].rstrip(",;:.")
     if span.count("(") != span.count(")"):
         span = span.rstrip(")")
+    for q in "'\"":
+        opened = sum(w.startswith(q) for w in span.split())
+        if opened and not any(w.rstrip(",;:.").endswith(q) for w in span.split()):
+            return None  # cut inside a quotation: "the digit-wise 'exclusive"
     return unwrap(span.strip())
 
 
 def condition_phrase(text: str, max_words: int) -> str | None:
-    """A condition clause, verbatim, cut at the first comma or semicolon; None if it is long,
-    marked up, or only a pronoun's ("if it does") reference to an earlier sentence."""
+    """A condition clause, verbatim, cut where the clause ends (a comma or semicolon, "otherwise",
+    "else", "and False"); None if it is long, marked up, cut inside a list ("if it is one of
+    character device, block device or FIFO"), or only a pronoun's ("if it does") reference to an
+    earlier sentence."""
     text = re.sub(r"\s*\([^()]*\)", "", text)  # "if value has (or contains ...) an unsupported type"
-    cond = re.split(r"[,;:(]| otherwise\b| else\b", text, maxsplit=1)[0].strip().rstrip(".")
+    text = re.sub(r"^and only if\s+", "", text)  # "true if and only if C"
+    cut = re.search(r"[,;:(]|\s+(?:otherwise|else)\b|\s+and\s+(?:``)?(?:False|false)\b", text)
+    cond = (text[: cut.start()] if cut else text).strip().rstrip(".")
+    if cut and re.fullmatch(r",\s*[^,;:.]*\b(?:or|and)\b[^,;:.]*\.?", text[cut.start():].rstrip()):
+        return None
     words = cond.split()
     if not words or len(words) > max_words:
         return None
@@ -228,7 +256,8 @@ _SUBCLASS = re.compile(r"^(?:(?:This|It|(?:The\s+class\s+)?(?P<name>[A-Za-z_]\w*
                        r"(?:of|derived\s+from)\s+(?:the\s+class\s+)?(?P<base>\S+?)[.,;]?(?:\s|$)")
 _RETURNS = re.compile(r"^Returns?\s+(?P<rest>.+)$", re.S)
 _TRUE_IF = re.compile(r"^(?P<true>``True``|True|\"True\"|true)\s+(?:if|when)\s+(?P<cond>.+)$", re.S)
-_NOT_A_VALUE = re.compile(r"^(?:``?)?(?:True|False|true|false|whether|None|nonzero|non-zero|zero|it\b|a\s+true|a\s+false)")
+_NOT_A_VALUE = re.compile(r"^(?:``?)?(?:True|False|true|false|whether|None|nonzero|non-zero|zero|it\b|values?\b|"
+                          r"a\s+true|a\s+false)")
 
 
 def exception_name(text: str) -> str | None:
@@ -258,10 +287,15 @@ def entry_candidates(doc: Document, entry: Entry, config: GenerateConfig, rng: r
     q = entry.qualname
     yield from signature_candidates(text, entry, config, rng)
     returned = False
-    for s0, s1 in sentence_spans(text, entry.head_end, entry.body_end):
+    for n, (s0, s1) in enumerate(sentence_spans(text, entry.head_end, entry.body_end)):
         sentence = normalize_ws(text[s0:s1])
         if len(sentence) > config.max_sentence_chars:
             continue
+        if n == 0:
+            which = which_question(doc, entry, sentence, config)
+            if which:
+                name = q.rsplit(".", 1)[-1]
+                yield Candidate("which", which, [name, q], [(entry.head_start, entry.head_end), (s0, s1)])
         m = _RETURNS.match(sentence)
         if m and not returned:  # a later "Return ..." is usually a special case of the first
             returned = True
@@ -271,21 +305,78 @@ def entry_candidates(doc: Document, entry: Entry, config: GenerateConfig, rng: r
                 cond = condition_phrase(t.group("cond"), config.max_condition_words)
                 cond = cond and unwrap(cond)
                 if cond:
-                    yield Candidate("returns_true", f"When does {q} return True?", [cond], (s0, s1))
+                    yield Candidate("returns_true", f"When does {q} return True?", [cond], [(s0, s1)])
             elif not _NOT_A_VALUE.match(rest):
                 head = head_phrase(rest, config.max_answer_words)
                 if head and _is_phrase(head):
-                    yield Candidate("returns", f"What does {q} return?", [head], (s0, s1))
+                    yield Candidate("returns", f"What does {q} return?", [head], [(s0, s1)])
         parts = _raise_parts(sentence)
         if parts:
             exc, conn, cond = parts
             cond = condition_phrase(cond, config.max_condition_words)
             if cond:
-                yield Candidate("raises", f"What exception does {q} raise {conn} {plain(cond)}?", [exc], (s0, s1))
+                yield Candidate("raises", f"What exception does {q} raise {conn} {plain(cond)}?", [exc], [(s0, s1)])
         if entry.kind == "class":
             base = base_class(sentence, q)
             if base:
-                yield Candidate("base_class", f"What is the base class of {q}?", [base], (s0, s1))
+                yield Candidate("base_class", f"What is the base class of {q}?", [base], [(s0, s1)])
+
+
+# Imperative verbs that open a docstring's summary ("Return ...", "Make an iterator ...").
+_VERBS = set("""return set get create read remove add send test parse convert write close process open decode
+    handle run encode wait log register execute print change find compare make call delete format check retrieve
+    generate start stop perform receive extract emit split copy compute put clear connect reset report determine
+    guess append insert load mark update configure release push construct invoke compile strip partition
+    normalize rename represent store schedule acquire round replace decompress compress iterate turn resolve
+    truncate expand choose count join sort build apply quote unquote escape unescape search match flush pack
+    unpack fetch install evaluate calculate display show save lock unlock translate validate pad dump serialize
+    wrap unwrap filter merge move walk scan sleep spawn kill terminate shuffle encrypt decrypt hash sign verify
+    initialize prepare lower upper center reverse collect seek tell""".split())
+
+
+def third_person(verb: str) -> str:
+    """make -> makes, copy -> copies, push -> pushes: the verb of "Which function makes ...?"."""
+    if verb.endswith(("s", "sh", "ch", "x", "z")):
+        return verb + "es"
+    if verb.endswith("y") and verb[-2:-1] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+def which_question(doc: Document, entry: Entry, sentence: str, config: GenerateConfig) -> str | None:
+    """"Which json function serializes obj to a JSON formatted str?" from an entry whose summary
+    sentence opens with an imperative ("Serialize obj ...") or third-person ("Returns ...") verb."""
+    verb, _, rest = sentence.partition(" ")
+    low = verb.lower()
+    if low in _VERBS:
+        verb = third_person(low)
+    elif low.endswith("s") and (low[:-1] in _VERBS or low[:-2] in _VERBS or low[:-3] + "y" in _VERBS):
+        verb = low
+    else:
+        return None
+    description = plain(rest)
+    colon = re.search(r":(?:\s|$)", description)
+    if colon:  # a field list follows: "... extension) Arguments: - start: ..."
+        description = description[: colon.start()]
+        description = re.sub(r"\s+(?:Arguments|Parameters|Returns|Example|Examples|Usage|Args)$", "", description)
+    description = description.rstrip(".;")
+    if len(description.split()) > 25:
+        description = re.split(r"[,;]| - ", description, maxsplit=1)[0]
+    if not 2 <= len(description.split()) <= 25 or not re.search(r"[A-Za-z]", description):
+        return None
+    # "Remove key and return its value" -> "removes key and returns its value"
+    description = re.sub(r"\b(and|or) ([a-z]+)\b",
+                         lambda m: f"{m.group(1)} {third_person(m.group(2)) if m.group(2) in _VERBS else m.group(2)}",
+                         description)
+    owner, name = entry.qualname.rsplit(".", 1)
+    if entry.kind == "property":
+        return None
+    if name.startswith("__"):
+        return f"Which special method {verb} {description}?"
+    if owner == doc.meta.get("module"):
+        kind = "class" if entry.kind == "class" else "function"
+        return f"Which {owner} {kind} {verb} {description}?"
+    return f"Which {owner} method {verb} {description}?"
 
 
 def base_class(sentence: str, qualname: str) -> str | None:
@@ -377,12 +468,12 @@ def signature_candidates(text: str, entry: Entry, config: GenerateConfig, rng: r
     public = [p for p in params if not p[0].startswith("_") and p[0] not in ("self", "cls")]
     with_default = [(n, d) for n, d, _k in public if d is not None and _plain_default(d)]
     for name, default in rng.sample(with_default, min(config.defaults_per_entry, len(with_default))):
-        yield Candidate("default", f"What is the default value of the {name} parameter of {q}?", [default], span)
+        yield Candidate("default", f"What is the default value of the {name} parameter of {q}?", [default], [span])
     keyword = [n for n, _d, k in public if k == "keyword_only"]
     other = [n for n, _d, k in public if k in ("normal", "positional")]
     if keyword and other:  # one of each: the answers balance
-        yield Candidate("keyword_only", f"Is the {rng.choice(keyword)} parameter of {q} keyword-only?", ["yes"], span)
-        yield Candidate("keyword_only", f"Is the {rng.choice(other)} parameter of {q} keyword-only?", ["no"], span)
+        yield Candidate("keyword_only", f"Is the {rng.choice(keyword)} parameter of {q} keyword-only?", ["yes"], [span])
+        yield Candidate("keyword_only", f"Is the {rng.choice(other)} parameter of {q} keyword-only?", ["no"], [span])
 
 
 def _plain_default(default: str) -> bool:
@@ -408,7 +499,7 @@ def topic_candidates(doc: Document, entries: list[Entry], config: GenerateConfig
         if exc and cond:
             question = (f"In the Python documentation on {plain(title)}, what exception is raised "
                         f"{m.group('conn').lower()} {plain(cond)}?")
-            yield Candidate("topic_raises", question, [exc], (s0, s1))
+            yield Candidate("topic_raises", question, [exc], [(s0, s1)])
 
 
 # --- generation --------------------------------------------------------------------------------
@@ -430,13 +521,12 @@ def question_id(question: str) -> str:
 
 
 def make_record(doc: Document, cand: Candidate) -> dict:
-    start, end = cand.span
     return {
         "id": question_id(cand.question),
         "question": cand.question,
         "answers": cand.answers,
         "support": [{"doc_id": doc.id, "title": doc.title, "url": doc.url, "text": normalize_ws(doc.text[start:end]),
-                     "start": start, "end": end}],
+                     "start": start, "end": end} for start, end in cand.spans],
         "template": cand.template,
         "source": SOURCE,
     }
@@ -456,23 +546,27 @@ def generate_questions(documents, config: GenerateConfig | None = None,
     config = config or GenerateConfig()
     stats = stats if stats is not None else GenerationStats()
     rng = random.Random(config.seed)
-    records, seen, per_sentence = [], set(), Counter()
+    records, answers_of, per_sentence, ambiguous = [], {}, Counter(), set()
     for doc in documents:
         for cand in document_candidates(doc, config, rng):
             record = make_record(doc, cand)
             if not answer_in_support(record):
                 continue  # a template bug; never emit a record whose answer its sentence lacks
             key = question_key(cand.question)
-            if key in seen:
+            if key in answers_of:
                 stats.duplicates += 1
+                if answers_of[key] != cand.answers:
+                    ambiguous.add(key)  # one question, two answers (two functions described alike)
                 continue
-            sentence_key = (cand.template, record["support"][0]["text"])
+            sentence_key = (cand.template, tuple(s["text"] for s in record["support"]))
             if per_sentence[sentence_key] >= config.same_sentence:
                 stats.repeated_sentence += 1
                 continue
-            seen.add(key)
+            answers_of[key] = cand.answers
             per_sentence[sentence_key] += 1
             records.append(record)
+    stats.ambiguous = len(ambiguous)
+    records = [r for r in records if question_key(r["question"]) not in ambiguous]
     rng.shuffle(records)
     if config.limit is not None:
         records = records[: config.limit]
@@ -563,6 +657,7 @@ def cmd_train_pydocs_questions(args) -> int:
     print(f"{n} questions from {len(corpus)} documents of {corpus.name!r} written to {args.out}")
     for template, count in Counter(r["template"] for r in records).most_common():
         print(f"  {template:<14} {count}")
-    print(f"{stats.duplicates} duplicate questions and {stats.repeated_sentence} repeats of one sentence left out")
+    print(f"left out: {stats.duplicates} duplicate questions, {stats.ambiguous} questions with two different "
+          f"answers, {stats.repeated_sentence} repeats of one sentence")
     print(leakage.summary())
     return 0

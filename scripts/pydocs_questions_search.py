@@ -1,0 +1,65 @@
+"""How often the env's default search finds a generated question's gold page. Prints JSON.
+
+    .venv/bin/python scripts/pydocs_questions_search.py --questions pydocs_questions.jsonl [--k 8]
+
+For each question of a `citeagent train pydocs-questions` file, the question text is searched
+over the pydocs BM25 index, and two rates are counted, overall and per template:
+
+    gold_url_in_top_k       a gold sentence's page is among the top k results of the env's local
+                            backend (what the browser's "Search" shows: one result per document)
+    gold_passage_in_top_k   a gold sentence starts inside one of the top k passages the searcher
+                            ranks (the passage a result would open the page at)
+
+Build the index first: citeagent index build --corpus pydocs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+
+
+def main(argv: list[str] | None = None) -> int:
+    from citeagent.data.gold_questions import load_gold_questions
+    from citeenv.index import open_index
+    from citeenv.local import LocalBackend
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--questions", required=True, help="JSONL from citeagent train pydocs-questions")
+    parser.add_argument("--index", default="pydocs", help="corpus spec or index directory (default: pydocs)")
+    parser.add_argument("--k", type=int, default=8, help="results looked at (default: 8)")
+    args = parser.parse_args(argv)
+    if args.k < 1:
+        parser.error(f"--k must be at least 1 (got {args.k})")
+    records = load_gold_questions(args.questions)
+    corpus, searcher = open_index(args.index, kind="bm25")
+    backend = LocalBackend(corpus, searcher)
+    url_hits, passage_hits, totals = defaultdict(int), defaultdict(int), defaultdict(int)
+    t0 = time.perf_counter()
+    for record in records:
+        gold = {s["url"] for s in record["support"]}
+        urls = {r.url for r in backend.search(record["question"], k=args.k)}
+        passages = [corpus.passage(h.passage_id) for h in searcher.search(record["question"], args.k)]
+        in_passage = any(p is not None and p.doc_id == s["doc_id"] and p.start <= s["start"] < p.end
+                         for p in passages for s in record["support"])
+        for key in ("all", record.get("template", "?")):
+            totals[key] += 1
+            url_hits[key] += bool(gold & urls)
+            passage_hits[key] += in_passage
+    seconds = time.perf_counter() - t0
+    out = {
+        "questions": len(records), "k": args.k, "index": args.index,
+        f"gold_url_in_top_{args.k}": {key: round(url_hits[key] / totals[key], 4) for key in sorted(totals)},
+        f"gold_passage_in_top_{args.k}": {key: round(passage_hits[key] / totals[key], 4) for key in sorted(totals)},
+        "counts": dict(sorted(totals.items())),
+        "seconds_per_question": round(seconds / max(1, len(records)), 5),
+    }
+    json.dump(out, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
