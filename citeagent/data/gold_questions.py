@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+from citeenv.corpus import BadRecord, _jsonl_records
 from citeenv.documents import normalize_ws
 
 log = logging.getLogger(__name__)
@@ -41,24 +42,20 @@ def load_gold_questions(path: str | Path) -> list[dict]:
         raise GoldQuestionError(f"No questions file at {path}. Write one with: "
                                 f"citeagent train pydocs-questions --out {path}")
     records, seen = [], {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GoldQuestionError(f"{where}: not valid JSON ({e.msg} at column {e.colno}). Each line must "
-                                        "be one JSON object; fix or delete the line.") from None
-            problem = record_problem(record)
-            if problem:
-                raise GoldQuestionError(f"{where}: {problem}")
-            if record["id"] in seen:
-                raise GoldQuestionError(f"{where}: duplicate id {record['id']!r} (first on line {seen[record['id']]}). "
-                                        "Ids must be unique; give the line a new id or delete it.")
-            seen[record["id"]] = lineno
-            records.append(record)
+    # The corpus reader's line reader: line numbers, .gz, and bytes that are not UTF-8 replaced with a warning.
+    for lineno, record in _jsonl_records(path):
+        where = f"{path}, line {lineno}"
+        if isinstance(record, BadRecord):
+            raise GoldQuestionError(f"{where}: {record.problem}. Each line must be one JSON object; fix or delete "
+                                    "the line.")
+        problem = record_problem(record)
+        if problem:
+            raise GoldQuestionError(f"{where}: {problem}")
+        if record["id"] in seen:
+            raise GoldQuestionError(f"{where}: duplicate id {record['id']!r} (first on line {seen[record['id']]}). "
+                                    "Ids must be unique; give the line a new id or delete it.")
+        seen[record["id"]] = lineno
+        records.append(record)
     if not records:
         raise GoldQuestionError(f"{path} holds no questions. Write some with: "
                                 f"citeagent train pydocs-questions --out {path}")

@@ -8,7 +8,7 @@ A generated question is dropped when it
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from citeagent.eval.answer_metrics import normalize_answer
@@ -18,22 +18,26 @@ from citeagent.policies.baseline import content_words
 DEFAULT_JACCARD = 0.6
 
 
+REASONS = {
+    "same_question": "same question",
+    "overlapping_question": "content-word Jaccard >= threshold",
+    "same_page_and_answer": "same support page and answer as an evaluation question",
+}
+
+
 @dataclass
 class LeakageReport:
     checked: int = 0
-    same_question: int = 0
-    overlapping_question: int = 0
-    same_page_and_answer: int = 0
+    dropped_by: Counter = field(default_factory=Counter)  # REASONS key -> questions dropped for it
     examples: list[str] = field(default_factory=list)  # a few dropped questions, with the eval id they match
 
     @property
     def dropped(self) -> int:
-        return self.same_question + self.overlapping_question + self.same_page_and_answer
+        return sum(self.dropped_by.values())
 
     def summary(self) -> str:
-        return (f"leakage guard: {self.dropped} of {self.checked} dropped ({self.same_question} same question, "
-                f"{self.overlapping_question} content-word Jaccard >= threshold, {self.same_page_and_answer} same "
-                "support page and answer as an evaluation question)")
+        reasons = ", ".join(f"{self.dropped_by[k]} {text}" for k, text in REASONS.items())
+        return f"leakage guard: {self.dropped} of {self.checked} dropped ({reasons})"
 
 
 def drop_leaking(records: list[dict], eval_examples, jaccard: float = DEFAULT_JACCARD,
@@ -55,7 +59,7 @@ def drop_leaking(records: list[dict], eval_examples, jaccard: float = DEFAULT_JA
             kept.append(record)
             continue
         kind, eval_id = reason
-        setattr(report, kind, getattr(report, kind) + 1)
+        report.dropped_by[kind] += 1
         if len(report.examples) < 10:
             report.examples.append(f"{record['question']} ({kind}: {eval_id})")
     return kept
