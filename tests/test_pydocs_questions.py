@@ -105,6 +105,35 @@ def test_the_hand_made_documents_give_exactly_the_expected_questions():
     assert len(records) == 10  # the ten of the parametrised test, nothing else (no question from prose or code)
 
 
+def module_page(name: str, entries: list[tuple[str, str]]) -> Document:
+    """A module page as the pydocs source lays it out: title, then entries joined by blank lines."""
+    text, anchors = name, {}
+    for qual, entry in entries:
+        text += "\n\n"
+        anchors[qual] = len(text)
+        text += entry
+    return Document(f"pydocs:module:{name}", name, f"https://docs.python.org/3/library/{name}.html", text,
+                    meta={"kind": "module", "module": name, "anchors": anchors})
+
+
+def test_a_question_two_entries_answer_differently_is_dropped():
+    doc = module_page("calc", [("calc.a", "calc.a(x)\nReturn the sum of the items."),
+                               ("calc.b", "calc.b(x)\nReturn the sum of the items.")])
+    stats = GenerationStats()
+    questions = {r["question"] for r in generate_questions([doc], stats=stats)}
+    assert "Which calc function returns the sum of the items?" not in questions  # a or b?
+    assert {"What does calc.a return?", "What does calc.b return?"} <= questions
+    assert stats.ambiguous == 1
+
+
+def test_boilerplate_signatures_give_at_most_same_sentence_questions():
+    # Every Enum class shows EnumType.__call__'s signature; it is one fact, not one per class.
+    doc = module_page("enums", [(f"enums.E{i}", f"class enums.E{i}(value, names=None)") for i in range(6)])
+    records = generate_questions([doc], GenerateConfig(same_sentence=3))
+    assert sorted(r["question"] for r in records) == [
+        f"What is the default value of the names parameter of enums.E{i}?" for i in range(3)]
+
+
 def test_head_phrase_keeps_the_noun_phrase_and_refuses_broken_spans():
     assert head_phrase("a copy of the string converted to uppercase", 6) == "a copy of the string"
     assert head_phrase("numeric and monetary locale-specific parameters", 6) == "numeric and monetary locale-specific parameters"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -65,6 +64,10 @@ class Candidate:
     question: str
     answers: list[str]
     spans: list[tuple[int, int]]  # the gold sentences, in reading order
+    # What counts as "the same sentence" for GenerateConfig.same_sentence; default: the gold text.
+    # Signatures use their parameter list, so Enum's boilerplate (value, names=None, *, ...) on
+    # every enum class does not become hundreds of questions.
+    repeat_key: str = ""
 
 
 @dataclass
@@ -243,14 +246,18 @@ _EXC_NAME = r"(?:[A-Za-z_]\w*\.)*[A-Z]\w*"
 _EXC = re.compile(r"(?::\w+:)?[`\"']*(" + _EXC_NAME + r")[`\"']*(\s+(?:exception|error))?")
 _EXC_SUFFIX = ("Error", "Exception", "Warning", "Exit", "Interrupt", "Iteration", "Timeout", "Expired")
 _CONNECTIVE = r"(?P<conn>if|when|whenever|unless|upon|in case|on)"
+_EXC_PHRASE = r"(?P<exc>\S+?(?:\s+(?:exception|error))?)"  # "ValueError", "a KeyError exception"
 # "Raise(s) [a|an] E [exception] if C"
-_RAISE_VERB = re.compile(r"^Raises?\s+(?:an?\s+)?(?P<exc>\S+(?:\s+(?:exception|error))?)\s+" + _CONNECTIVE + r"\s+(?P<cond>.+)$", re.S)
-# "If C, [a|an|the] E [exception] is raised."
-_IF_RAISED = re.compile(r"^(?P<conn>If|When)\s+(?P<cond>[^,]+),\s+(?:then\s+)?(?:an?\s+|the\s+)?(?P<exc>\S+(?:\s+(?:exception|error))?)\s+(?:is|will be)\s+raised\.?$", re.S)
+_RAISE_VERB = re.compile(r"^Raises?\s+(?:an?\s+)?" + _EXC_PHRASE + r"\s+" + _CONNECTIVE + r"\s+(?P<cond>.+)$", re.S)
+# "If C, [then] [a|an|the] E [exception] is raised."
+_IF_RAISED = re.compile(r"^(?P<conn>If|When)\s+(?P<cond>[^,]+),\s+(?:then\s+)?(?:an?\s+|the\s+)?" + _EXC_PHRASE
+                        + r"\s+(?:is|will be)\s+raised\.?$", re.S)
 # "If C, raise(s) E."
-_IF_RAISE = re.compile(r"^(?P<conn>If|When)\s+(?P<cond>[^,]+),\s+(?:it\s+)?raises?\s+(?:an?\s+)?(?P<exc>\S+?(?:\s+(?:exception|error))?)\.?$", re.S)
+_IF_RAISE = re.compile(r"^(?P<conn>If|When)\s+(?P<cond>[^,]+),\s+(?:it\s+)?raises?\s+(?:an?\s+)?" + _EXC_PHRASE
+                       + r"\.?$", re.S)
 # "[A|An] E [exception] is raised if C."
-_RAISED_IF = re.compile(r"^(?:An?\s+)?(?P<exc>\S+(?:\s+(?:exception|error))?)\s+(?:is|will be)\s+raised\s+" + _CONNECTIVE + r"\s+(?P<cond>.+)$", re.S)
+_RAISED_IF = re.compile(r"^(?:An?\s+)?" + _EXC_PHRASE + r"\s+(?:is|will be)\s+raised\s+" + _CONNECTIVE
+                        + r"\s+(?P<cond>.+)$", re.S)
 # "[A] subclass of B", "This is a subclass derived from B", "<Name> is a subclass of [the class] B"
 _SUBCLASS = re.compile(r"^(?:(?:This|It|(?:The\s+class\s+)?(?P<name>[A-Za-z_]\w*))\s+is\s+)?(?:[Aa]n?\s+)?[Ss]ubclass\s+"
                        r"(?:of|derived\s+from)\s+(?:the\s+class\s+)?(?P<base>\S+?)[.,;]?(?:\s|$)")
@@ -460,20 +467,23 @@ def signature_candidates(text: str, entry: Entry, config: GenerateConfig, rng: r
     header = text[entry.head_start:entry.head_end]
     if entry.kind == "property" or "(" not in header:
         return
-    params = signature_parameters(header[header.find(entry.qualname) + len(entry.qualname):])
+    q = entry.qualname
+    parameter_list = header[header.find(q) + len(q):]
+    params = signature_parameters(parameter_list)
     if not params:
         return
     span = (entry.head_start, entry.head_end)
-    q = entry.qualname
     public = [p for p in params if not p[0].startswith("_") and p[0] not in ("self", "cls")]
     with_default = [(n, d) for n, d, _k in public if d is not None and _plain_default(d)]
     for name, default in rng.sample(with_default, min(config.defaults_per_entry, len(with_default))):
-        yield Candidate("default", f"What is the default value of the {name} parameter of {q}?", [default], [span])
+        yield Candidate("default", f"What is the default value of the {name} parameter of {q}?", [default], [span],
+                        f"{name} {parameter_list}")
     keyword = [n for n, _d, k in public if k == "keyword_only"]
     other = [n for n, _d, k in public if k in ("normal", "positional")]
     if keyword and other:  # one of each: the answers balance
-        yield Candidate("keyword_only", f"Is the {rng.choice(keyword)} parameter of {q} keyword-only?", ["yes"], [span])
-        yield Candidate("keyword_only", f"Is the {rng.choice(other)} parameter of {q} keyword-only?", ["no"], [span])
+        for name, answer in ((rng.choice(keyword), "yes"), (rng.choice(other), "no")):
+            yield Candidate("keyword_only", f"Is the {name} parameter of {q} keyword-only?", [answer], [span],
+                            f"{name} {parameter_list}")
 
 
 def _plain_default(default: str) -> bool:
@@ -558,7 +568,7 @@ def generate_questions(documents, config: GenerateConfig | None = None,
                 if answers_of[key] != cand.answers:
                     ambiguous.add(key)  # one question, two answers (two functions described alike)
                 continue
-            sentence_key = (cand.template, tuple(s["text"] for s in record["support"]))
+            sentence_key = (cand.template, cand.repeat_key or tuple(s["text"] for s in record["support"]))
             if per_sentence[sentence_key] >= config.same_sentence:
                 stats.repeated_sentence += 1
                 continue
