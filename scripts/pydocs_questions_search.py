@@ -6,7 +6,8 @@ For each question of a `citeagent train pydocs-questions` file, the question tex
 over the pydocs BM25 index, and two rates are counted, overall and per template:
 
     gold_url_in_top_k       a gold sentence's page is among the top k results of the env's local
-                            backend (what the browser's "Search" shows: one result per document)
+                            backend (what the browser's "Search" shows: one result per document);
+                            gold_url_at_1: it is the first result
     gold_passage_in_top_k   a gold sentence starts inside one of the top k passages the searcher
                             ranks (the passage a result would open the page at)
 
@@ -36,22 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     records = load_gold_questions(args.questions)
     corpus, searcher = open_index(args.index, kind="bm25")
     backend = LocalBackend(corpus, searcher)
-    url_hits, passage_hits, totals = defaultdict(int), defaultdict(int), defaultdict(int)
+    url_hits, first_hits, passage_hits, totals = defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(int)
     t0 = time.perf_counter()
     for record in records:
         gold = {s["url"] for s in record["support"]}
-        urls = {r.url for r in backend.search(record["question"], k=args.k)}
+        ranked = [r.url for r in backend.search(record["question"], k=args.k)]
         passages = [corpus.passage(h.passage_id) for h in searcher.search(record["question"], args.k)]
         in_passage = any(p is not None and p.doc_id == s["doc_id"] and p.start <= s["start"] < p.end
                          for p in passages for s in record["support"])
         for key in ("all", record.get("template", "?")):
             totals[key] += 1
-            url_hits[key] += bool(gold & urls)
+            url_hits[key] += bool(gold & set(ranked))
+            first_hits[key] += bool(ranked) and ranked[0] in gold
             passage_hits[key] += in_passage
     seconds = time.perf_counter() - t0
     out = {
         "questions": len(records), "k": args.k, "index": args.index,
         f"gold_url_in_top_{args.k}": {key: round(url_hits[key] / totals[key], 4) for key in sorted(totals)},
+        "gold_url_at_1": {key: round(first_hits[key] / totals[key], 4) for key in sorted(totals)},
         f"gold_passage_in_top_{args.k}": {key: round(passage_hits[key] / totals[key], 4) for key in sorted(totals)},
         "counts": dict(sorted(totals.items())),
         "seconds_per_question": round(seconds / max(1, len(records)), 5),
