@@ -328,6 +328,8 @@ def test_cli_writes_questions_and_prints_the_summary(tmp_path, capsys):
     (["--jaccard", "1.5"], "--jaccard is a fraction in (0, 1]"),
     (["--modules", " , "], "--modules is empty"),
     (["--eval", "/nonexistent/eval.jsonl"], "No data set file at /nonexistent/eval.jsonl"),
+    (["--corpus", "hotpotqa", "--modules", "json"], "--modules builds the pydocs corpus afresh"),
+    (["--corpus", "hotpotqa:5a8b57f25542995d1e6f1371"], "No questions could be made from the corpus"),
 ])
 def test_cli_bad_input_gets_one_clear_line(tmp_path, capsys, args, message):
     out = tmp_path / "q.jsonl"

@@ -654,11 +654,17 @@ def cmd_train_pydocs_questions(args) -> int:
         modules = [m.strip() for m in args.modules.split(",") if m.strip()]
         if not modules:
             raise ValueError("--modules is empty; name module pages, e.g. --modules json,shutil")
+        if args.corpus != "pydocs":
+            raise ValueError(f"--modules builds the pydocs corpus afresh; it cannot select pages of {args.corpus!r}. "
+                             "Leave out --corpus or --modules.")
         opts = {"modules": modules, "include_topics": False}
     corpus = load_corpus(args.corpus, **opts)
     stats = GenerationStats()
     # The leakage guard runs before --limit, so a limited run still gets its full number of questions.
     records = generate_questions(corpus.documents, replace(config, limit=None), stats)
+    if not records:
+        raise ValueError(f"No questions could be made from the corpus {corpus.name!r}: the templates read pydocs "
+                         "pages (module entries and topics). Use --corpus pydocs or a pydocs index directory.")
     leakage = LeakageReport()
     records = drop_leaking(records, evaluation, jaccard=args.jaccard, report=leakage)
     if config.limit is not None:
