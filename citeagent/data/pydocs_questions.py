@@ -199,7 +199,7 @@ def head_phrase(text: str, max_words: int) -> str | None:
             return None
         kept = of_at
     # Trailing function words and participles ("a copy of the string converted [to uppercase]").
-    while kept > 1 and (lows[kept - 1] in _TRIM or lows[kept - 1].endswith("ed")):
+    while kept > 1 and (lows[kept - 1] in _TRIM or _participle(lows[kept - 1])):
         kept -= 1
     if not kept:
         return None
@@ -211,6 +211,11 @@ def head_phrase(text: str, max_words: int) -> str | None:
         if opened and not any(w.rstrip(",;:.").endswith(q) for w in span.split()):
             return None  # cut inside a quotation: "the digit-wise 'exclusive"
     return unwrap(span.strip())
+
+
+def _participle(word: str) -> bool:
+    """"converted", "assigned"; not "seed" or "speed"."""
+    return len(word) >= 4 and word.endswith("ed") and not word.endswith("eed")
 
 
 def condition_phrase(text: str, max_words: int) -> str | None:
@@ -403,7 +408,8 @@ def _is_phrase(head: str) -> bool:
     first = words[0].lower()
     if first in ("a", "an", "the"):
         return len(words) > 1
-    return first not in _STOP_BEFORE and first not in _PRONOUN_START and not first.endswith(("ed", "ly", "ing"))
+    return first not in _STOP_BEFORE and first not in _PRONOUN_START and not _participle(first) \
+        and not first.endswith(("ly", "ing"))
 
 
 def signature_parameters(header: str) -> list[tuple[str, str | None, str]] | None:
