@@ -11,6 +11,8 @@ over the pydocs BM25 index, and two rates are counted, overall and per template:
     gold_passage_in_top_k   a gold sentence starts inside one of the top k passages the searcher
                             ranks (the passage a result would open the page at)
 
+It also checks that every gold sentence's offsets still select its text in the index's copy of
+the documents (support_offsets_match): an index built by another Python would not.
 Build the index first: citeagent index build --corpus pydocs
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus, searcher = open_index(args.index, kind="bm25")
     backend = LocalBackend(corpus, searcher)
     url_hits, first_hits, passage_hits, totals = defaultdict(int), defaultdict(int), defaultdict(int), defaultdict(int)
+    offsets_ok = sum(_offsets_match(corpus, s) for r in records for s in r["support"])
     t0 = time.perf_counter()
     for record in records:
         gold = {s["url"] for s in record["support"]}
@@ -57,11 +60,19 @@ def main(argv: list[str] | None = None) -> int:
         "gold_url_at_1": {key: round(first_hits[key] / totals[key], 4) for key in sorted(totals)},
         f"gold_passage_in_top_{args.k}": {key: round(passage_hits[key] / totals[key], 4) for key in sorted(totals)},
         "counts": dict(sorted(totals.items())),
+        "support_offsets_match": round(offsets_ok / max(1, sum(len(r["support"]) for r in records)), 4),
         "seconds_per_question": round(seconds / max(1, len(records)), 5),
     }
     json.dump(out, sys.stdout, indent=2)
     print()
     return 0
+
+
+def _offsets_match(corpus, support: dict) -> bool:
+    from citeenv.documents import normalize_ws
+
+    doc = corpus.get(support.get("doc_id", ""))
+    return doc is not None and normalize_ws(doc.text[support["start"]:support["end"]]) == support["text"]
 
 
 if __name__ == "__main__":

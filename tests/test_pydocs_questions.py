@@ -103,6 +103,8 @@ def test_each_template_on_a_hand_made_document(question, template, answers, supp
 def test_the_hand_made_documents_give_exactly_the_expected_questions():
     records = generate_questions([demo_module(), demo_topic()])
     assert len(records) == 10  # the ten of the parametrised test, nothing else (no question from prose or code)
+    only = generate_questions([demo_module(), demo_topic()], GenerateConfig(templates="raises, topic_raises"))
+    assert sorted(r["template"] for r in only) == ["raises", "topic_raises"]
 
 
 def module_page(name: str, entries: list[tuple[str, str]]) -> Document:
@@ -329,6 +331,7 @@ def test_cli_writes_questions_and_prints_the_summary(tmp_path, capsys):
     (["--jaccard", "1.5"], "--jaccard is a fraction in (0, 1]"),
     (["--modules", " , "], "--modules is empty"),
     (["--eval", "/nonexistent/eval.jsonl"], "No data set file at /nonexistent/eval.jsonl"),
+    (["--templates", "which,whatever"], "Unknown template(s) whatever; the templates are: which, returns"),
     (["--corpus", "hotpotqa", "--modules", "json"], "--modules builds the pydocs corpus afresh"),
     (["--corpus", "hotpotqa:5a8b57f25542995d1e6f1371"], "No questions could be made from the corpus"),
 ])

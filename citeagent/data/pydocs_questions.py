@@ -38,6 +38,7 @@ SOURCE = "pydocs-gen"
 
 @dataclass
 class GenerateConfig:
+    templates: str = ",".join(TEMPLATES)  # the templates to use, comma-separated
     seed: int = 0
     limit: int | None = None  # keep at most this many questions (a seeded sample)
     defaults_per_entry: int = 2  # default-value questions per signature: None defaults would swamp the set
@@ -554,6 +555,16 @@ def answer_in_support(record: dict) -> bool:
     return any(a.lower() in ("yes", "no") or normalize_ws(a).lower() in text for a in record["answers"])
 
 
+def template_names(spec: str) -> set[str]:
+    """"which,raises" -> {"which", "raises"}; an unknown name fails, listing the known ones."""
+    names = {t.strip() for t in spec.split(",") if t.strip()}
+    unknown = sorted(names - set(TEMPLATES))
+    if unknown or not names:
+        raise ValueError(f"Unknown template(s) {', '.join(unknown) or '(none given)'}; the templates are: "
+                         f"{', '.join(TEMPLATES)}.")
+    return names
+
+
 def generate_questions(documents, config: GenerateConfig | None = None,
                        stats: GenerationStats | None = None) -> list[dict]:
     """Question records from pydocs documents, deduplicated by question text, in a seeded order."""
@@ -561,10 +572,13 @@ def generate_questions(documents, config: GenerateConfig | None = None,
 
     config = config or GenerateConfig()
     stats = stats if stats is not None else GenerationStats()
+    wanted = template_names(config.templates)
     rng = random.Random(config.seed)
     records, answers_of, per_sentence, ambiguous = [], {}, Counter(), set()
     for doc in documents:
         for cand in document_candidates(doc, config, rng):
+            if cand.template not in wanted:
+                continue
             record = make_record(doc, cand)
             if not answer_in_support(record):
                 continue  # a template bug; never emit a record whose answer its sentence lacks
@@ -593,6 +607,7 @@ def generate_questions(documents, config: GenerateConfig | None = None,
 # --- citeagent train pydocs-questions ------------------------------------------------------------
 
 HELP = {
+    "templates": "comma-separated templates to use",
     "seed": "seed of the sampled default-value parameters, the output order and --limit's sample",
     "limit": "keep at most N questions, a seeded sample (default: all)",
     "defaults_per_entry": "default-value questions per signature",
@@ -644,6 +659,7 @@ def cmd_train_pydocs_questions(args) -> int:
     from citeenv.sources import load_corpus
 
     config = GenerateConfig(**{f.name: getattr(args, f.name) for f in fields(GenerateConfig)})
+    template_names(config.templates)
     for name in ("defaults_per_entry", "same_sentence", "max_answer_words", "max_condition_words",
                  "max_sentence_chars"):
         if getattr(config, name) < 1:
