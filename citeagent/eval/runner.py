@@ -338,7 +338,7 @@ class EvalRun:
             from citeagent.policies.best_of_n import can_sample, not_sampling
 
             if not can_sample(policy):
-                raise EvalError(not_sampling(c.best_of, getattr(policy, "name", c.policy)))
+                raise EvalError(not_sampling(c.best_of, policy.name))
         with open(self.records_path, "a", encoding="utf-8") as f:
             for lo in range(0, len(todo), c.batch_size):
                 batch = todo[lo : lo + c.batch_size]

@@ -161,7 +161,7 @@ def train(cfg: PPOConfig, *, records: list[dict] | None = None, backend=None, re
         # 1. Rollout: this process's share of the iteration's questions.
         picked = question_indices(len(train_records), state["cursor"], cfg.episodes_per_iter, cfg.seed)[rank::P]
         batch_records = [train_records[i] for i in picked]
-        policy.generator.manual_seed(cfg.seed * 1_000_003 + it * 1009 + rank)
+        policy.reseed(cfg.seed * 1_000_003 + it * 1009 + rank)
         episodes = run_episodes(backend, policy, [r["question"] for r in batch_records], seed=cfg.seed + 1000 * it,
                                 batch_size=cfg.rollout_batch_size, config=browser)
 
