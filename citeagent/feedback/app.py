@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -21,6 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
+
+from citeenv.safe_url import safe_http_url
 
 from citeagent.answer import MARKER, Answer
 from citeagent.feedback import app_version
@@ -67,15 +68,6 @@ class _NeedLogin(Exception):
     """Raised by admin pages for a visitor who is not logged in: answered with the login page."""
 
 
-def safe_url(url: str) -> str | None:
-    """The url if a browser may follow it (http/https); javascript:, data: etc. get no link."""
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    return url.strip() if parts.scheme in ("http", "https") and parts.netloc else None
-
-
 def _segments(answer: Answer) -> list[dict]:
     """The answer text split at its [n] markers, so the page can link each marker to its quote."""
     have = {q.n for q in answer.quotes}
@@ -93,7 +85,7 @@ def _segments(answer: Answer) -> list[dict]:
 
 def _view(answer: Answer) -> dict:
     return {"declined": answer.declined, "text": answer.text,
-            "quotes": [{"n": q.n, "title": q.title, "url": q.url, "safe_url": safe_url(q.url), "text": q.text}
+            "quotes": [{"n": q.n, "title": q.title, "url": q.url, "safe_url": safe_http_url(q.url), "text": q.text}
                        for q in answer.quotes]}
 
 

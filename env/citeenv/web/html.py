@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 from bs4.element import CData, Declaration, Doctype, ProcessingInstruction
 
 from citeenv.backends import BrowserError, Page
 from citeenv.documents import Link, normalize_ws
+from citeenv.safe_url import safe_http_url
 from citeenv.web.fetch import HTML_TYPES, Fetched
 
 
@@ -46,7 +47,6 @@ _CELL = {"td", "th"}
 # C0/C1 controls (tab and newline are kept), bidi overrides/isolates, zero-width characters.
 _INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _WS = re.compile(r"\s+")
-_URL_JUNK = re.compile(r"[\t\n\r]")
 
 
 def strip_invisible(text: str) -> str:
@@ -280,7 +280,7 @@ class _LinkCollector:
     def open(self, node: Tag, out: _TextBuilder) -> None:
         # A link inside a link (the parser does not untangle them) is text of the outer one, so
         # link spans never overlap.
-        href = None if self.inside_link() else _resolve(self.base, node.get("href"))
+        href = None if self.inside_link() else safe_http_url(node.get("href"), self.base)
         span = [None]
         self.open_stack.append((node, span, href))
         if href is not None:
@@ -305,27 +305,10 @@ class _LinkCollector:
         return [Link(text=text[s:e], url=href, start=s, end=e) for s, e, href in self.spans if e <= len(text)]
 
 
-def _resolve(base: str, href) -> str | None:
-    """The absolute http(s) url of an href, or None for anything else (javascript:, data:, ...)."""
-    if not isinstance(href, str):
-        return None
-    href = _URL_JUNK.sub("", href.strip())
-    if not href or len(href) > 2048:
-        return None
-    try:
-        url = urljoin(base, href)
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return url
-
-
 def _base_url(soup: BeautifulSoup, url: str) -> str:
     base = soup.find("base", href=True)
     if base is not None:
-        resolved = _resolve(url, base.get("href"))
+        resolved = safe_http_url(base.get("href"), url)
         if resolved:
             return resolved
     return url
@@ -350,7 +333,10 @@ def _doc_id(soup: BeautifulSoup) -> str:
 
 
 def _url_title(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a corpus document's url is not checked the way a fetched one is
+        return url
     tail = parts.path.rstrip("/").rsplit("/", 1)[-1]
     return tail or parts.netloc or url
 
