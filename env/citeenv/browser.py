@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from citeenv.backends import Backend, BrowserError, Page, SearchResult
 from citeenv.commands import KEYWORDS, QUOTE_SEP, USAGE, Command, CommandError, parse_command
 from citeenv.render import PageView, defang
+from citeenv.unicode_text import without_lone_surrogates
 
 _WS = re.compile(r"\s+")
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -83,7 +84,7 @@ class Browser:
     def reset(self, question: str) -> None:
         if not isinstance(question, str) or not question.strip():
             raise ValueError("The question is empty: give a question as text, e.g. 'What does json.dumps return?'.")
-        q = _WS.sub(" ", question).strip()
+        q = _WS.sub(" ", without_lone_surrogates(question)).strip()
         if len(q) > self.config.max_question_chars:
             raise ValueError(
                 f"The question is {len(q)} characters long; the limit is {self.config.max_question_chars}. "
@@ -107,6 +108,8 @@ class Browser:
             raise RuntimeError("the episode is over; call reset() to start another")
         s.error = None
         s.notice = None
+        if isinstance(action, str):  # every backend and file must be able to encode what is accepted
+            action = without_lone_surrogates(action)
         if s.phase == "answer":
             s.answer_tries += 1
             self._answer(action)
