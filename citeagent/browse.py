@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from citeenv.browser import BrowserConfig
-from citeenv.commands import USAGE
+from citeenv.command_spec import USAGE
 from citeenv.gym_env import TextBrowserEnv
 
 HELP = USAGE + "\nIn the answering phase, type the answer text with [n] markers. Type :help for this, :quit to stop."

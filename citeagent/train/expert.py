@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from citeenv.browser import BrowserConfig
-from citeenv.commands import QUOTE_SEP
+from citeenv.command_spec import QUOTE_SEP
 from citeenv.documents import normalize_ws
 from citeenv.render import PageView
 

@@ -8,7 +8,9 @@ import re
 from dataclasses import dataclass, field
 
 from citeenv.backends import Backend, BrowserError, Page, SearchResult
-from citeenv.commands import KEYWORDS, QUOTE_SEP, USAGE, Command, CommandError, parse_command
+from citeenv import command_spec as spec
+from citeenv.command_spec import KEYWORDS, QUOTE_SEP, USAGE
+from citeenv.commands import Command, CommandError, parse_command
 from citeenv.render import PageView, defang
 
 _WS = re.compile(r"\s+")
@@ -21,11 +23,11 @@ class BrowserConfig:
     search_k: int = 8  # results listed per search
     snippet_chars: int = 200
     window_chars: int = 1200
-    max_quotes: int = 10
-    max_quote_chars: int = 1000
-    max_question_chars: int = 2000
-    max_query_chars: int = 300
-    max_answer_chars: int = 3000
+    max_quotes: int = spec.MAX_QUOTES
+    max_quote_chars: int = spec.MAX_QUOTE_CHARS
+    max_question_chars: int = spec.MAX_QUESTION_CHARS
+    max_query_chars: int = spec.MAX_QUERY_CHARS
+    max_answer_chars: int = spec.MAX_ANSWER_CHARS
     past_actions_shown: int = 12
     # WebGPT's rule: running out of browsing actions moves the agent to the answering phase
     # rather than ending without an answer. The answer then gets `answer_attempts` tries.
@@ -387,7 +389,7 @@ class Browser:
         ]
 
     def info(self) -> dict:
-        s = self.state
+        s, c = self.state, self.config
         v = s.view
         info = {
             "phase": s.phase,
@@ -404,6 +406,8 @@ class Browser:
             "visited": list(s.visited),
             "view": "results" if isinstance(v, _Results) else "document" if isinstance(v, _Doc) else "none",
             "n_invalid": s.n_invalid,
+            "limits": {"max_query_chars": c.max_query_chars, "max_quote_chars": c.max_quote_chars,
+                       "max_quotes": c.max_quotes, "max_answer_chars": c.max_answer_chars},
         }
         if isinstance(v, _Results):
             info["results"] = [{"id": i, "title": r.title, "url": r.url, "snippet": r.snippet} for i, r in enumerate(v.results)]
