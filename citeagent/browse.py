@@ -83,9 +83,10 @@ def browse_loop(backend, question: str | None, out: str, max_actions: int = 30, 
                     continue
                 if action.strip() == ":quit":
                     break
-                prev = obs
+                prev, phase = obs, info["phase"]
                 obs, _, term, trunc, info = env.step(action)
-                record["steps"].append({"observation": prev, "action": action.strip(), "error": info["error"]})
+                record["steps"].append({"observation": prev, "phase": phase, "action": action.strip(),
+                                        "error": info["error"]})
                 write(obs)
                 done = term or trunc
         except KeyboardInterrupt:

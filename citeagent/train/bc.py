@@ -34,6 +34,7 @@ from citeagent.train.common import device_trainer_args, top_layers
 from citeenv.browser import BrowserConfig
 from citeenv.commands import CommandError, parse_command
 from citeenv.documents import normalize_ws
+from citeenv.observation import asks_for_answer
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 REPORT_FILE = "bc_report.json"
@@ -128,11 +129,15 @@ class Episode:
     where: str  # "file, line n", for messages
     source: str  # "expert", "human", ...
     steps: list[tuple[str, str]]  # (observation, action)
+    answering: list[bool] = field(default_factory=list)  # per step: the answering phase's
 
 
-def is_answer_step(observation: str) -> bool:
-    """The answering phase's observation ends with the "Answer:" line (docs/ENV_SPEC.md)."""
-    return observation.rstrip().endswith("\nAnswer:") or observation.rstrip() == "Answer:"
+def is_answer_step(step: dict) -> bool:
+    """A recorded step of the answering phase: its recorded phase (the browser's info), or for files
+    recorded before steps carried one, the environment's reading of the observation."""
+    if "phase" in step:
+        return step["phase"] == "answer"
+    return asks_for_answer(step["observation"])
 
 
 def check_step(step, config: BrowserConfig) -> tuple[str, str] | str:
@@ -142,7 +147,7 @@ def check_step(step, config: BrowserConfig) -> tuple[str, str] | str:
     obs, action = step["observation"], step["action"]
     if step.get("error") is not None:
         return f"the environment rejected the action {action[:120]!r}: {step['error']}"
-    if is_answer_step(obs):
+    if is_answer_step(step):
         text = normalize_ws(action)  # the browser reads an answer whitespace-normalised
         return (obs, text) if text else "the answer is empty"
     cmd = parse_command(action, max_arg_chars=max(config.max_quote_chars * 2 + 1, config.max_query_chars))
@@ -178,7 +183,7 @@ def read_demonstrations(paths: list[str], config: BrowserConfig | None = None) -
                 if not rec.get("complete"):
                     counts["incomplete_skipped"] += 1  # an interrupted session: no answer to learn from
                     continue
-                steps = []
+                steps, answering = [], []
                 for i, step in enumerate(rec["steps"], 1):
                     checked = check_step(step, config)
                     if isinstance(checked, str):
@@ -190,11 +195,12 @@ def read_demonstrations(paths: list[str], config: BrowserConfig | None = None) -
                         counts["noise_steps_skipped"] = counts.get("noise_steps_skipped", 0) + 1
                         continue
                     steps.append(checked)
+                    answering.append(is_answer_step(step))
                 if not steps:
                     raise ValueError(f"{where}: a complete episode with no steps.")
                 source = str(rec.get("source") or "human")
                 counts["by_source"][source] = counts["by_source"].get(source, 0) + 1
-                episodes.append(Episode(where, source, steps))
+                episodes.append(Episode(where, source, steps, answering))
         if n_records == 0:
             raise ValueError(f"{path} has no demonstrations (the file is empty).")
     counts["episodes"] = len(episodes)
@@ -221,14 +227,14 @@ def build_examples(tokenizer, episodes: list[Episode], config: BCConfig) -> tupl
     """(examples, number dropped as longer than max_length)."""
     out, dropped = [], 0
     for ep in episodes:
-        for obs, action in ep.steps:
+        for (obs, action), answer in zip(ep.steps, ep.answering):
             ex = tokenize_step(tokenizer, obs, action, config.system_prompt, config.max_observation_tokens)
             if len(ex["input_ids"]) > config.max_length:
                 dropped += 1  # cutting it would train on a prompt the policy never sees, or half a command
                 continue
             # an episode has one answer among ~10 commands; repeating it keeps the answering phase
             # from being swamped by command-shaped targets
-            out.extend([ex] * (config.answer_repeats if is_answer_step(obs) else 1))
+            out.extend([ex] * (config.answer_repeats if answer else 1))
     return out, dropped
 
 

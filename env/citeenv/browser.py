@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from citeenv.backends import Backend, BrowserError, Page, SearchResult
 from citeenv import command_spec as spec
+from citeenv import observation as obs
 from citeenv.command_spec import KEYWORDS, QUOTE_SEP, USAGE
 from citeenv.commands import Command, CommandError, parse_command
 from citeenv.render import PageView, defang
@@ -338,7 +339,7 @@ class Browser:
     # ------------------------------------------------------------------ observation
     def observation(self) -> str:
         s, c = self.state, self.config
-        lines = [f"Question: {s.question}", "Quotes:"]
+        lines = [f"{obs.QUESTION}{s.question}", obs.QUOTES]
         if s.quotes:
             for q in s.quotes:
                 lines.append(f"[{q.n}] {q.title} ({q.url})")
@@ -353,25 +354,25 @@ class Browser:
             if s.notice:
                 lines.append(s.notice)
             if s.error:
-                lines.append(f"Error: {s.error}")
-            lines.append("Write the answer, citing quotes with [n] markers.")
-            lines.append("Answer:")
+                lines.append(f"{obs.ERROR}{s.error}")
+            lines.append(obs.WRITE_ANSWER)
+            lines.append(obs.ANSWER_PROMPT)
             return "\n".join(lines)
         past = s.actions[-c.past_actions_shown:]
-        lines.append("Past actions: " + (" | ".join(past) if past else "(none)"))
+        lines.append(obs.PAST_ACTIONS + (" | ".join(past) if past else "(none)"))
         lines.extend(self._render_view())
         if s.error:
-            lines.append(f"Error: {s.error}")
-        lines.append(f"Actions left: {self.actions_left}")
-        lines.append("Next action:")
+            lines.append(f"{obs.ERROR}{s.error}")
+        lines.append(f"{obs.ACTIONS_LEFT}{self.actions_left}")
+        lines.append(obs.NEXT_ACTION)
         return "\n".join(lines)
 
     def _render_view(self) -> list[str]:
         v, c = self.state.view, self.config
         if v is None:
-            return ["Current page: (none yet; start with Search <query>)"]
+            return [f"{obs.CURRENT_PAGE}(none yet; start with Search <query>)"]
         if isinstance(v, _Results):
-            out = [f'Current page: search results for "{v.query}"']
+            out = [f'{obs.CURRENT_PAGE}search results for "{v.query}"']
             if not v.results:
                 out.append("(no results; try other words)")
             for i, r in enumerate(v.results):
@@ -383,9 +384,9 @@ class Browser:
             return out
         page = v.view.page
         return [
-            f"Current page: {page.title} ({page.url})",
+            f"{obs.CURRENT_PAGE}{page.title} ({page.url})",
             v.view.render(v.window),
-            f"(window {v.window + 1} of {v.view.n_windows})",
+            f"{obs.WINDOW_POSITION}{v.window + 1} of {v.view.n_windows})",
         ]
 
     def info(self) -> dict:
