@@ -22,6 +22,7 @@ from citeagent.answer import Answer
 from citeagent.eval.datasets import DATASETS, EvalDataset, EvalExample, example_corpus, load_dataset
 from citeagent.eval.scoring import ScoringConfig, score_answer
 from citeagent.eval.summary import summarize
+from citeenv.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +166,14 @@ class Corpora:
 # --- records -------------------------------------------------------------------------------
 
 def read_records(path: Path) -> list[dict]:
-    """Finished records; a torn last line (the run was killed mid-write) is dropped."""
+    """Finished records; a torn line (the run was killed mid-write) is skipped and reported, and its
+    question is run again on --resume."""
     if not path.is_file():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    read = read_jsonl(path, bad="skip")
+    if read.bad_lines:
+        log.warning("%s; their questions count as unfinished", read.describe_bad())
+    return read.records
 
 
 def _record(example: EvalExample | None, answer: Answer | None, scored: dict | None, **extra) -> dict:

@@ -34,6 +34,7 @@ from citeagent.train.common import device_trainer_args, top_layers
 from citeenv.browser import BrowserConfig
 from citeenv.commands import CommandError, parse_command
 from citeenv.documents import normalize_ws
+from citeenv.jsonl import iter_jsonl
 from citeenv.observation import asks_for_answer
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
@@ -167,40 +168,32 @@ def read_demonstrations(paths: list[str], config: BrowserConfig | None = None) -
             raise FileNotFoundError(f"No demonstration file {path}: record some with `citeagent browse --out {path}` "
                                     "or `citeagent train demos --out PATH`.")
         n_records = 0
-        with open(p, encoding="utf-8", errors="replace") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
+        for lineno, rec in iter_jsonl(p):  # a line that is no JSON object stops here, named
+            where = f"{path}, line {lineno}"
+            if not isinstance(rec.get("steps"), list) or "question" not in rec:
+                raise ValueError(f"{where}: not a demonstration record (needs 'question' and a 'steps' list).")
+            n_records += 1
+            if not rec.get("complete"):
+                counts["incomplete_skipped"] += 1  # an interrupted session: no answer to learn from
+                continue
+            steps, answering = [], []
+            for i, step in enumerate(rec["steps"], 1):
+                checked = check_step(step, config)
+                if isinstance(checked, str):
+                    raise ValueError(f"{where}, step {i}: {checked.rstrip('.')}. Demonstrations must contain "
+                                     "only accepted commands: fix or delete that episode.")
+                if step.get("noise"):
+                    # a demonstrated mistake: later steps show it and teach the recovery, but
+                    # the mistake itself is no target (DART-style noise injection)
+                    counts["noise_steps_skipped"] = counts.get("noise_steps_skipped", 0) + 1
                     continue
-                where = f"{path}, line {lineno}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{where}: not valid JSON ({e.msg}); a demonstration file has one episode "
-                                     "per line, as `citeagent browse` writes it.") from None
-                if not isinstance(rec, dict) or not isinstance(rec.get("steps"), list) or "question" not in rec:
-                    raise ValueError(f"{where}: not a demonstration record (needs 'question' and a 'steps' list).")
-                n_records += 1
-                if not rec.get("complete"):
-                    counts["incomplete_skipped"] += 1  # an interrupted session: no answer to learn from
-                    continue
-                steps, answering = [], []
-                for i, step in enumerate(rec["steps"], 1):
-                    checked = check_step(step, config)
-                    if isinstance(checked, str):
-                        raise ValueError(f"{where}, step {i}: {checked.rstrip('.')}. Demonstrations must contain "
-                                         "only accepted commands: fix or delete that episode.")
-                    if step.get("noise"):
-                        # a demonstrated mistake: later steps show it and teach the recovery, but
-                        # the mistake itself is no target (DART-style noise injection)
-                        counts["noise_steps_skipped"] = counts.get("noise_steps_skipped", 0) + 1
-                        continue
-                    steps.append(checked)
-                    answering.append(is_answer_step(step))
-                if not steps:
-                    raise ValueError(f"{where}: a complete episode with no steps.")
-                source = str(rec.get("source") or "human")
-                counts["by_source"][source] = counts["by_source"].get(source, 0) + 1
-                episodes.append(Episode(where, source, steps, answering))
+                steps.append(checked)
+                answering.append(is_answer_step(step))
+            if not steps:
+                raise ValueError(f"{where}: a complete episode with no steps.")
+            source = str(rec.get("source") or "human")
+            counts["by_source"][source] = counts["by_source"].get(source, 0) + 1
+            episodes.append(Episode(where, source, steps, answering))
         if n_records == 0:
             raise ValueError(f"{path} has no demonstrations (the file is empty).")
     counts["episodes"] = len(episodes)

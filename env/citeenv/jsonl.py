@@ -4,10 +4,11 @@ A line that is not a JSON object (torn by a crash, hand-edited, another file's f
 dropped silently. `read_jsonl` either stops at the first bad line with a message naming the file
 and line (`bad="raise"`, the default) or skips bad lines and counts them (`bad="skip"`, for files
 that are appended to while others read them); either way `JsonlRead.bad_lines` names them.
-Blank lines are no records and not errors.
+Blank lines are no records and not errors. A path ending in .gz is read through gzip.
 """
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,8 @@ def iter_jsonl(path: str | Path, bad: str = "raise", read: JsonlRead | None = No
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"No such file: {p}")
-    with open(p, encoding="utf-8", errors="replace") as f:
+    opener = gzip.open if p.suffix == ".gz" else open
+    with opener(p, "rt", encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
