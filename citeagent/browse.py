@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from citeenv.browser import BrowserConfig
-from citeenv.commands import USAGE
+from citeenv.command_spec import USAGE
+from citeenv.jsonl import JsonlRead, iter_jsonl
 from citeenv.gym_env import TextBrowserEnv
 from citeenv.unicode_text import without_lone_surrogates
 
@@ -31,23 +32,14 @@ def save_demonstration(path: str | Path, record: dict) -> None:
 
 def load_demonstrations(path: str | Path, complete_only: bool = True) -> list[dict]:
     """Read demonstrations, naming (not crashing on) lines that are not valid records."""
-    out, bad = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict) or not isinstance(rec.get("steps"), list) or "question" not in rec:
-                    raise ValueError("not a demonstration record")
-            except ValueError:
-                bad.append(lineno)
-                continue
-            if complete_only and not rec.get("complete"):
-                continue
+    out, read = [], JsonlRead(str(path))
+    for lineno, rec in iter_jsonl(path, bad="skip", read=read):
+        if not isinstance(rec.get("steps"), list) or "question" not in rec:
+            read.bad_lines.append((lineno, "not a demonstration record"))
+        elif rec.get("complete") or not complete_only:
             out.append(rec)
-    if bad:
-        print(f"warning: {path}: skipped {len(bad)} malformed line(s): {bad[:10]}", file=sys.stderr)
+    if read.bad_lines:
+        print(f"warning: skipped {read.describe_bad()}", file=sys.stderr)
     return out
 
 
@@ -88,9 +80,10 @@ def browse_loop(backend, question: str | None, out: str, max_actions: int = 30, 
                     continue
                 if action.strip() == ":quit":
                     break
-                prev = obs
+                prev, phase = obs, info["phase"]
                 obs, _, term, trunc, info = env.step(action)
-                record["steps"].append({"observation": prev, "action": action.strip(), "error": info["error"]})
+                record["steps"].append({"observation": prev, "phase": phase, "action": action.strip(),
+                                        "error": info["error"]})
                 write(obs)
                 done = term or trunc
         except KeyboardInterrupt:

@@ -8,7 +8,10 @@ import re
 from dataclasses import dataclass, field
 
 from citeenv.backends import Backend, BrowserError, Page, SearchResult
-from citeenv.commands import KEYWORDS, QUOTE_SEP, USAGE, Command, CommandError, parse_command
+from citeenv import command_spec as spec
+from citeenv import observation as obs
+from citeenv.command_spec import KEYWORDS, QUOTE_SEP, USAGE
+from citeenv.commands import Command, CommandError, parse_command
 from citeenv.render import PageView, defang
 from citeenv.unicode_text import without_lone_surrogates
 
@@ -22,11 +25,11 @@ class BrowserConfig:
     search_k: int = 8  # results listed per search
     snippet_chars: int = 200
     window_chars: int = 1200
-    max_quotes: int = 10
-    max_quote_chars: int = 1000
-    max_question_chars: int = 2000
-    max_query_chars: int = 300
-    max_answer_chars: int = 3000
+    max_quotes: int = spec.MAX_QUOTES
+    max_quote_chars: int = spec.MAX_QUOTE_CHARS
+    max_question_chars: int = spec.MAX_QUESTION_CHARS
+    max_query_chars: int = spec.MAX_QUERY_CHARS
+    max_answer_chars: int = spec.MAX_ANSWER_CHARS
     past_actions_shown: int = 12
     # WebGPT's rule: running out of browsing actions moves the agent to the answering phase
     # rather than ending without an answer. The answer then gets `answer_attempts` tries.
@@ -338,7 +341,7 @@ class Browser:
     # ------------------------------------------------------------------ observation
     def observation(self) -> str:
         s, c = self.state, self.config
-        lines = [f"Question: {s.question}", "Quotes:"]
+        lines = [f"{obs.QUESTION}{s.question}", obs.QUOTES]
         if s.quotes:
             for q in s.quotes:
                 lines.append(f"[{q.n}] {q.title} ({q.url})")
@@ -353,25 +356,25 @@ class Browser:
             if s.notice:
                 lines.append(s.notice)
             if s.error:
-                lines.append(f"Error: {s.error}")
-            lines.append("Write the answer, citing quotes with [n] markers.")
-            lines.append("Answer:")
+                lines.append(f"{obs.ERROR}{s.error}")
+            lines.append(obs.WRITE_ANSWER)
+            lines.append(obs.ANSWER_PROMPT)
             return "\n".join(lines)
         past = s.actions[-c.past_actions_shown:]
-        lines.append("Past actions: " + (" | ".join(past) if past else "(none)"))
+        lines.append(obs.PAST_ACTIONS + (" | ".join(past) if past else "(none)"))
         lines.extend(self._render_view())
         if s.error:
-            lines.append(f"Error: {s.error}")
-        lines.append(f"Actions left: {self.actions_left}")
-        lines.append("Next action:")
+            lines.append(f"{obs.ERROR}{s.error}")
+        lines.append(f"{obs.ACTIONS_LEFT}{self.actions_left}")
+        lines.append(obs.NEXT_ACTION)
         return "\n".join(lines)
 
     def _render_view(self) -> list[str]:
         v, c = self.state.view, self.config
         if v is None:
-            return ["Current page: (none yet; start with Search <query>)"]
+            return [f"{obs.CURRENT_PAGE}(none yet; start with Search <query>)"]
         if isinstance(v, _Results):
-            out = [f'Current page: search results for "{v.query}"']
+            out = [f'{obs.CURRENT_PAGE}search results for "{v.query}"']
             if not v.results:
                 out.append("(no results; try other words)")
             for i, r in enumerate(v.results):
@@ -383,13 +386,13 @@ class Browser:
             return out
         page = v.view.page
         return [
-            f"Current page: {page.title} ({page.url})",
+            f"{obs.CURRENT_PAGE}{page.title} ({page.url})",
             v.view.render(v.window),
-            f"(window {v.window + 1} of {v.view.n_windows})",
+            f"{obs.WINDOW_POSITION}{v.window + 1} of {v.view.n_windows})",
         ]
 
     def info(self) -> dict:
-        s = self.state
+        s, c = self.state, self.config
         v = s.view
         info = {
             "phase": s.phase,
@@ -406,6 +409,8 @@ class Browser:
             "visited": list(s.visited),
             "view": "results" if isinstance(v, _Results) else "document" if isinstance(v, _Doc) else "none",
             "n_invalid": s.n_invalid,
+            "limits": {"max_query_chars": c.max_query_chars, "max_quote_chars": c.max_quote_chars,
+                       "max_quotes": c.max_quotes, "max_answer_chars": c.max_answer_chars},
         }
         if isinstance(v, _Results):
             info["results"] = [{"id": i, "title": r.title, "url": r.url, "snippet": r.snippet} for i, r in enumerate(v.results)]
