@@ -95,7 +95,7 @@ def main(argv=None) -> int:
 
     def torch_int8() -> Encoder:
         """Measured, not offered: torch's dynamic int8 Linear layers, per output channel."""
-        backend = TorchBackend(model_directory("minilm"), 256)
+        backend = TorchBackend(model_directory("minilm"))
         backend.model = torch.ao.quantization.quantize_dynamic(
             backend.model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig})
         return Encoder(backend)
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     batchers = dict(encoders)
     for name in names:
         if name.startswith("onnx"):
-            batchers[f"{name}@2t"] = Encoder(OnnxBackend(directory, 256, int8=name.endswith("int8"), threads=2))
+            batchers[f"{name}@2t"] = Encoder(OnnxBackend(directory, int8=name.endswith("int8"), threads=2))
     rates: dict[str, list[float]] = {name: [] for name in batchers}
     order = list(batchers)
     for _ in range(args.repeats):

@@ -44,7 +44,7 @@ from citeenv.search.embedder import DEFAULT_EMBEDDER, resolve_embedder
 
 BACKENDS = ("onnx", "onnx-int8", "torch", "st")
 log = logging.getLogger(__name__)
-EXPORT_FORMAT = 1  # raise when the export or the quantization changes, so old files are not reused
+EXPORT_FORMAT = 2  # raise when the export or the quantization changes, so old files are not reused
 
 
 class EncoderError(CorpusError):
@@ -91,18 +91,31 @@ def check_mean_pooling(directory: Path) -> None:
                            "only. Use backend='st' for this model.")
 
 
+def default_max_length(directory: Path) -> int:
+    """Tokens per text as sentence-transformers cuts them: its max_seq_length (256 for MiniLM),
+    else what the tokenizer allows, at most 512."""
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        file = directory / name
+        if file.is_file():
+            value = json.loads(file.read_text()).get(key)
+            if isinstance(value, int) and value > 0:
+                return min(value, 512)
+    return 512
+
+
 class Tokens:
     """The fast tokenizer set up as sentence-transformers uses it."""
 
-    def __init__(self, directory: Path, max_length: int):
+    def __init__(self, directory: Path, max_length: int | None = None):
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        # tokenizer.json pads every text to a fixed 128 tokens and cuts there; sentence-transformers
-        # cuts at max_seq_length and pads to the longest text of the batch, which is also cheaper.
-        self.tokenizer.enable_truncation(max_length)
-        pad_id = self.tokenizer.token_to_id("[PAD]") or 0
-        self.tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")
+        # MiniLM's tokenizer.json pads every text to a fixed 128 tokens and cuts there;
+        # sentence-transformers cuts at max_seq_length and pads to the longest text of the
+        # batch, which is also cheaper.
+        padding = self.tokenizer.padding or {}
+        self.tokenizer.enable_truncation(max_length or default_max_length(directory))
+        self.tokenizer.enable_padding(pad_id=padding.get("pad_id", 0), pad_token=padding.get("pad_token", "[PAD]"))
 
     def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask, int64 [n, longest]."""
@@ -126,7 +139,7 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, directory: Path, max_length: int):
+    def __init__(self, directory: Path, max_length: int | None = None):
         import torch
 
         self.torch = torch
@@ -137,10 +150,10 @@ class TorchBackend:
     def embed(self, texts: list[str]) -> np.ndarray:
         torch = self.torch
         ids, mask = self.tokens(texts)
+        # No token_type_ids: models that have them default to all zeros (one segment), as
+        # sentence-transformers feeds them, and models without them would refuse the argument.
         with torch.inference_mode():
-            ids_t = torch.from_numpy(ids)
-            hidden = self.model(input_ids=ids_t, attention_mask=torch.from_numpy(mask),
-                                token_type_ids=torch.zeros_like(ids_t)).last_hidden_state
+            hidden = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state
             return mean_pool(hidden.numpy(), mask)
 
 
@@ -148,9 +161,9 @@ class OnnxBackend:
     """The same network run by ONNX Runtime, exported from the transformers weights on first use
     into $CITEAGENT_HOME/encoders/ (and dynamically quantized to int8 there when int8=True)."""
 
-    INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+    INPUTS = ("input_ids", "attention_mask")
 
-    def __init__(self, directory: Path, max_length: int, int8: bool = False, threads: int = 1):
+    def __init__(self, directory: Path, max_length: int | None = None, int8: bool = False, threads: int = 1):
         try:
             import onnx  # noqa: F401 - the export and the quantizer write ONNX files with it
             import onnxruntime as ort
@@ -171,8 +184,7 @@ class OnnxBackend:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         ids, mask = self.tokens(texts)
-        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                         "token_type_ids": np.zeros_like(ids)})[0]
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
         return mean_pool(hidden, mask)
 
 
@@ -222,9 +234,8 @@ def export_onnx(directory: Path, target: Path) -> None:
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
+        def forward(self, input_ids, attention_mask):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     ids = torch.ones(2, 16, dtype=torch.long)
     mask = torch.ones_like(ids)
@@ -234,7 +245,7 @@ def export_onnx(directory: Path, target: Path) -> None:
     axes = {name: {0: "batch", 1: "tokens"} for name in (*OnnxBackend.INPUTS, "last_hidden_state")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's warnings concern branches eager attention avoids
-        torch.onnx.export(LastHidden(model), (ids, mask, torch.zeros_like(ids)), str(partial),
+        torch.onnx.export(LastHidden(model), (ids, mask), str(partial),
                           input_names=list(OnnxBackend.INPUTS), output_names=["last_hidden_state"],
                           dynamic_axes=axes, opset_version=17, dynamo=False)
     os.replace(partial, target)
@@ -245,11 +256,12 @@ class SentenceTransformersBackend:
 
     name = "st"
 
-    def __init__(self, directory: Path, max_length: int):
+    def __init__(self, directory: Path, max_length: int | None = None):
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(directory), device="cpu", local_files_only=True)
-        self.model.max_seq_length = max_length
+        if max_length:
+            self.model.max_seq_length = max_length
         get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get())
 
@@ -345,9 +357,10 @@ def default_backend() -> str:
 
 
 def load_encoder(name: str = DEFAULT_EMBEDDER, backend: str = "auto", cache_size: int = 0,
-                 threads: int = 1, max_length: int = 256) -> Encoder:
+                 threads: int = 1, max_length: int | None = None) -> Encoder:
     """An Encoder for `name` ('minilm', a model directory or a hub name) on `backend` (see the
-    module doc); `cache_size` texts' vectors are kept; `threads` applies to ONNX Runtime."""
+    module doc); `cache_size` texts' vectors are kept; `threads` applies to ONNX Runtime;
+    `max_length` tokens per text (default: the model's sentence-transformers max_seq_length)."""
     if backend == "auto":
         backend = default_backend()
     if backend not in BACKENDS:
