@@ -25,12 +25,14 @@ def _prediction(i: int, url: str, n=1) -> str:
     return json.dumps({"id": f"q{i}", "question": QUESTIONS[i]["question"], "answer": "Paris [1].", "quotes": [quote]})
 
 
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 @pytest.fixture()
 def hostile_run(tmp_path):
-    corpus = tmp_path / "docs.jsonl"
-    corpus.write_text("".join(json.dumps(d) + "\n" for d in DOCS))
-    qs = tmp_path / "qs.jsonl"
-    qs.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    corpus, qs = _jsonl(tmp_path / "docs.jsonl", DOCS), _jsonl(tmp_path / "qs.jsonl", QUESTIONS)
     lines = [_prediction(i, url) for i, url in enumerate(HOSTILE_URLS)]
     # 1e400 parses as infinity: int() of it raised OverflowError and ended the whole run
     lines.append(_prediction(len(HOSTILE_URLS), "https://ex.org/paris").replace('"n": 1', '"n": 1e400'))
