@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from citeenv.backends import Backend, BrowserError, Page, SearchResult
 from citeenv.commands import KEYWORDS, QUOTE_SEP, USAGE, Command, CommandError, parse_command
+from citeenv.candidates import CandidateConfig, enumerate_candidates
 from citeenv.render import PageView, defang
 
 _WS = re.compile(r"\s+")
@@ -31,6 +32,9 @@ class BrowserConfig:
     # rather than ending without an answer. The answer then gets `answer_attempts` tries.
     force_answer_at_limit: bool = True
     answer_attempts: int = 3
+    # Enumerate the valid commands into info["candidates"] (citeenv.candidates) for policies that
+    # score candidates; None leaves them out.
+    candidates: "CandidateConfig | None" = None
 
 
 @dataclass
@@ -299,6 +303,11 @@ class Browser:
         ok += ["End: Answer", "End: Decline"]
         return [k for k in KEYWORDS if k in ok]
 
+    def candidates(self) -> list:
+        """The valid commands of this state, enumerated (citeenv.candidates): the action space of
+        candidate-scoring policies."""
+        return enumerate_candidates(self, self.config.candidates)
+
     def _why_not(self, kind: str) -> str:
         s = self.state
         if kind in ("Find in page:", "Quote:", "Top", "Scrolled down", "Scrolled up") and not isinstance(s.view, _Doc):
@@ -405,6 +414,8 @@ class Browser:
             "view": "results" if isinstance(v, _Results) else "document" if isinstance(v, _Doc) else "none",
             "n_invalid": s.n_invalid,
         }
+        if self.config.candidates is not None:
+            info["candidates"] = [c.to_dict() for c in self.candidates()]
         if isinstance(v, _Results):
             info["results"] = [{"id": i, "title": r.title, "url": r.url, "snippet": r.snippet} for i, r in enumerate(v.results)]
         if isinstance(v, _Doc):

@@ -55,4 +55,5 @@ class LocalBackend:
             raise BrowserError(f"no page at {url}")
         fragment = url.split("#", 1)[1] if "#" in url else ""
         offset = int((doc.meta.get("anchors") or {}).get(fragment, -1)) if fragment else -1
-        return Page(title=doc.title, url=doc.url, text=doc.text, links=list(doc.links), doc_id=doc.id, offset=offset)
+        return Page(title=doc.title, url=doc.url, text=doc.text, links=list(doc.links), doc_id=doc.id, offset=offset,
+                    sentences=doc.meta.get("sentences"))
