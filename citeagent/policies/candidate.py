@@ -1,0 +1,314 @@
+"""The CPU-scale policy: score the commands the browser enumerates, pick by a softmax.
+
+DRRN's shape (He et al. 2016) at the size of this CPU. The browser lists the valid commands of a
+state (`citeenv.candidates`); each gets a feature vector built from MiniLM embeddings (cached, so
+a sentence is embedded once however often it is seen) and cheap signals (result rank, already
+visited, overlap with the question and the quotes); a small MLP scores every candidate; the policy
+is a softmax over the valid ones, so log-probs, entropy and KL are exact and invalid commands
+cannot be chosen. Decisions of all live episodes go through one encoder call and one MLP call.
+
+The answer is extractive and short: the reader (citeagent.policies.reader) proposes spans of the
+quotes (and yes/no), each cited with the quotes it came from; the policy picks by the same kind
+of softmax over the reader's scores.
+
+Artifacts (a directory): scorer.safetensors + policy.json (the feature layout and config).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from citeenv.candidates import CandidateConfig
+
+KINDS = ("Search", "Clicked on link", "Quote:", "Scrolled down", "Scrolled up", "Back", "End: Answer", "End: Decline")
+VIEWS = ("none", "results", "document")
+MAX_QUOTES_FEATURE = 4
+N_PER_CANDIDATE = 16  # see Featurizer._one
+N_SCALAR = len(KINDS) + N_PER_CANDIDATE + (MAX_QUOTES_FEATURE + 1) + len(VIEWS)
+EMBED_DIM = 384
+N_FEATURES = N_SCALAR + 2 * EMBED_DIM
+SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "cpu_policy"
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("""a an the of to in on for and or is are was were be been by with as at from that this these
+those it its which who whom what when where why how does do did can could should would will not no than
+there their they he she his her you your we our into about over under between after before so if also
+only just any some such both same other more most""".split())
+
+
+class PolicyArtifactError(RuntimeError):
+    """A missing or corrupt policy artifact; the message names the file and the command that rebuilds it."""
+
+
+def words(text: str) -> set[str]:
+    return {w for w in _TOKEN.findall(text.lower()) if w not in _STOP}
+
+
+@dataclass
+class CandidatePolicyConfig:
+    hidden: int = 256
+    temperature: float = 1.0  # of the softmax when sampling
+    greedy: bool = True  # act by argmax (evaluation, `ask`); False samples (rollouts)
+    answer_k: int = 8  # answer candidates from the reader
+    max_quotes: int = 4  # End: Answer is the only way on once this many quotes are taken
+    candidates: dict = field(default_factory=lambda: asdict(CandidateConfig()))
+
+
+class Scorer(nn.Module):
+    """features [..., N_FEATURES] -> a score per candidate; a value head reads the state."""
+
+    def __init__(self, hidden: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(N_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU(),
+                                 nn.Linear(hidden // 2, 1))
+        # The value of a state: the mean of its candidates' first-layer activations, read by a line.
+        self.value_head = nn.Sequential(nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, 1))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.net(feats).squeeze(-1)
+
+    def value(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """feats [B, C, F], mask [B, C] (True = a real candidate) -> [B]."""
+        h = torch.relu(self.net[0](feats)) * mask.unsqueeze(-1)
+        pooled = h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+        return self.value_head(pooled).squeeze(-1)
+
+
+def masked_log_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log pi over the valid candidates of each row; invalid ones get -inf (probability 0)."""
+    return torch.log_softmax((scores / temperature).masked_fill(~mask, float("-inf")), dim=-1)
+
+
+class Featurizer:
+    """Candidate features from a state's info. Embeddings come from one batched, cached encoder call."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def __call__(self, infos: list[dict]) -> list[np.ndarray]:
+        texts: dict[str, int] = {}
+
+        def slot(t: str) -> int:
+            return texts.setdefault(t, len(texts))
+
+        plan = []
+        for info in infos:
+            q = slot(info["question"])
+            quotes = [slot(x["text"]) for x in info["quotes"]]
+            cands = [slot(c["text"]) if c["text"] else -1 for c in info["candidates"]]
+            plan.append((q, quotes, cands))
+        vecs = self.encoder.encode(list(texts)) if texts else np.zeros((0, EMBED_DIM), np.float32)
+        return [self._one(info, vecs, *p) for info, p in zip(infos, plan)]
+
+    def _one(self, info: dict, vecs: np.ndarray, q: int, quotes: list[int], cands: list[int]) -> np.ndarray:
+        cs = info["candidates"]
+        n = len(cs)
+        out = np.zeros((n, N_FEATURES), np.float32)
+        qv = vecs[q]
+        quote_v = vecs[quotes] if quotes else np.zeros((0, EMBED_DIM), np.float32)
+        last_v = quote_v[-1] if quotes else np.zeros(EMBED_DIM, np.float32)
+        cand_v = np.stack([vecs[i] if i >= 0 else np.zeros(EMBED_DIM, np.float32) for i in cands]) if n else np.zeros((0, EMBED_DIM), np.float32)
+        question = info["question"].lower()
+        q_words = words(question)
+        quote_text = " ".join(x["text"] for x in info["quotes"]).lower()
+        quote_words = words(quote_text)
+        quoted_urls = [x["url"] for x in info["quotes"]]
+        page_url = (info.get("page") or {}).get("url", "")
+        searches = sum(1 for a in info["past_actions"] if a.startswith("Search "))
+        last = info["past_actions"][-1] if info["past_actions"] else ""
+        n_quotes = len(info["quotes"])
+        view = VIEWS.index(info.get("view", "none")) if info.get("view", "none") in VIEWS else 0
+        state = np.zeros(MAX_QUOTES_FEATURE + 1 + len(VIEWS), np.float32)
+        state[min(n_quotes, MAX_QUOTES_FEATURE)] = 1
+        state[MAX_QUOTES_FEATURE + 1 + view] = 1
+        for j, c in enumerate(cs):
+            f = out[j]
+            k = KINDS.index(c["kind"]) if c["kind"] in KINDS else None
+            if k is not None:
+                f[k] = 1
+            o = len(KINDS)
+            has_text = cands[j] >= 0
+            if has_text:
+                cv = cand_v[j]
+                f[o] = float(qv @ cv)
+                f[o + 1] = float((quote_v @ cv).max()) if quotes else 0.0
+                f[o + 2] = float(last_v @ cv)
+                cw = words(c["text"])
+                f[o + 3] = len(cw & q_words) / max(1, len(q_words))
+                f[o + 4] = len(cw & q_words) / math.sqrt(len(cw) + 4)
+                f[o + 5] = len(cw & quote_words) / math.sqrt(len(cw) + 4)
+                f[o + 11] = min(len(c["text"]), 400) / 400
+            title = (c.get("title") or "").lower()
+            f[o + 6] = float(bool(title) and title in question)
+            f[o + 7] = float(bool(title) and title in quote_text)
+            f[o + 8] = (c["rank"] + 1) / 10 if c["rank"] >= 0 else 0.0
+            f[o + 9] = float(c.get("visited", False))
+            f[o + 10] = float(c["kind"] == "Search" and c["text"] == info["question"])
+            f[o + 12] = sum(1 for u in quoted_urls if u and u == (c.get("url") or page_url)) / 3
+            f[o + 13] = float(last.startswith(c["kind"])) if c["kind"] in ("Quote:", "Search", "Back") else 0.0
+            f[o + 14] = min(info.get("actions_left", 0), 20) / 20
+            f[o + 15] = min(searches, 4) / 4
+            f[N_SCALAR - len(state):N_SCALAR] = state
+            if has_text:
+                f[N_SCALAR:N_SCALAR + EMBED_DIM] = qv * cand_v[j]
+                f[N_SCALAR + EMBED_DIM:] = last_v * cand_v[j]
+        return out
+
+
+def pad(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of different candidate counts -> [B, C, F] and a mask [B, C]."""
+    width = max((f.shape[0] for f in feats), default=0)
+    x = torch.zeros(len(feats), max(1, width), N_FEATURES)
+    mask = torch.zeros(len(feats), max(1, width), dtype=torch.bool)
+    for i, f in enumerate(feats):
+        if len(f):
+            x[i, : len(f)] = torch.from_numpy(f)
+            mask[i, : len(f)] = True
+    return x, mask
+
+
+@dataclass
+class Decision:
+    """What the policy chose in one state, with what training code needs (CleanRL keeps the same)."""
+
+    action: str
+    index: int  # the chosen candidate's position
+    logprob: float
+    features: np.ndarray | None = None  # [C, F]; None in the answering phase
+    answer_scores: np.ndarray | None = None  # the reader candidates' scores, in the answering phase
+    phase: str = "browse"
+
+
+class CandidatePolicy:
+    """Scores the enumerated candidates; the answer comes from the reader's candidates."""
+
+    name = "cpu"
+
+    def __init__(self, scorer: Scorer, encoder, reader=None, config: CandidatePolicyConfig | None = None,
+                 seed: int = 0):
+        self.config = config or CandidatePolicyConfig()
+        self.scorer = scorer.eval()
+        self.featurize = Featurizer(encoder)
+        self.reader = reader
+        self.rng = np.random.default_rng(seed)
+        self.tokens_generated = 0
+        self.last_decisions: list[Decision] = []
+        self.browser_overrides = {"candidates": CandidateConfig(**self.config.candidates)}
+
+    # ---------------------------------------------------------------- acting
+    def act(self, observation: str, info: dict) -> str:
+        return self.act_batch([observation], [info])[0]
+
+    def act_batch(self, observations: list[str], infos: list[dict]) -> list[str]:
+        decisions: list[Decision | None] = [None] * len(infos)
+        browse = [i for i, info in enumerate(infos) if info["phase"] == "browse"]
+        answer = [i for i, info in enumerate(infos) if info["phase"] != "browse"]
+        if browse:
+            for i, d in zip(browse, self._browse([infos[i] for i in browse])):
+                decisions[i] = d
+        if answer:
+            for i, d in zip(answer, self._answer([infos[i] for i in answer])):
+                decisions[i] = d
+        self.last_decisions = decisions
+        return [d.action for d in decisions]
+
+    def _choose(self, logp: np.ndarray) -> int:
+        if self.config.greedy:
+            return int(np.argmax(logp))
+        p = np.exp(logp - logp.max())
+        return int(self.rng.choice(len(p), p=p / p.sum()))
+
+    def _browse(self, infos: list[dict]) -> list[Decision]:
+        for info in infos:
+            if "candidates" not in info:
+                raise ValueError("The browser did not enumerate candidates: run this policy with "
+                                 "BrowserConfig(candidates=CandidateConfig()) (rollout.browser_config does).")
+            self._limit_quotes(info)
+        feats = self.featurize(infos)
+        x, mask = pad(feats)
+        with torch.inference_mode():
+            logp = masked_log_softmax(self.scorer(x), mask, self.config.temperature).numpy()
+        out = []
+        for i, info in enumerate(infos):
+            n = len(info["candidates"])
+            j = self._choose(logp[i, :n])
+            out.append(Decision(info["candidates"][j]["command"], j, float(logp[i, j]), feats[i]))
+        return out
+
+    def _limit_quotes(self, info: dict) -> None:
+        """Past max_quotes, only End: Answer remains (and Decline): more evidence dilutes the answer."""
+        if len(info["quotes"]) >= self.config.max_quotes:
+            info["candidates"] = [c for c in info["candidates"] if c["kind"] in ("End: Answer", "End: Decline")]
+
+    def _answer(self, infos: list[dict]) -> list[Decision]:
+        if self.reader is None:
+            raise PolicyArtifactError("This policy has no answer reader; load it with CandidatePolicy.load().")
+        from citeagent.policies.reader import format_answer
+
+        out = []
+        batch = [(info["question"], info["quotes"]) for info in infos]
+        for info, cands in zip(infos, self.reader.candidates_batch(batch, k=self.config.answer_k)):
+            if not cands:
+                out.append(Decision("", -1, 0.0, phase="answer"))  # no quote to answer from: the browser refuses
+                continue
+            scores = np.array([c.score for c in cands], np.float64)
+            logp = scores / self.config.temperature
+            logp = logp - np.logaddexp.reduce(logp)
+            j = self._choose(logp)
+            out.append(Decision(format_answer(cands[j]), j, float(logp[j]), answer_scores=scores.astype(np.float32),
+                                phase="answer"))
+        return out
+
+    def confidence(self, answer: dict) -> float:
+        """The reader's best score for the answer's quotes: the decline curve drops the lowest first."""
+        if self.reader is None or not answer.get("quotes"):
+            return 0.0
+        cands = self.reader.candidates(answer["question"], answer["quotes"], k=1)
+        return float(cands[0].score) if cands else 0.0
+
+    # ---------------------------------------------------------------- artifacts
+    def save(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.scorer.state_dict().items()}, str(d / "scorer.safetensors"))
+        meta = {"format": "citeagent-cpu-policy/1", "n_features": N_FEATURES, "config": asdict(self.config)}
+        (d / "policy.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None, reader=None, encoder=None, **overrides) -> "CandidatePolicy":
+        d = Path(directory) if directory else SHIPPED
+        rebuild = "Rebuild it with `citeagent train cpu-bc` (see README, Training)."
+        meta_path, weights = d / "policy.json", d / "scorer.safetensors"
+        for p in (meta_path, weights):
+            if not p.is_file():
+                raise PolicyArtifactError(f"The CPU policy artifact {p} is missing. {rebuild}")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("format") != "citeagent-cpu-policy/1" or meta.get("n_features") != N_FEATURES:
+                raise ValueError(f"format {meta.get('format')!r} with {meta.get('n_features')} features; "
+                                 f"this code reads citeagent-cpu-policy/1 with {N_FEATURES}")
+            config = CandidatePolicyConfig(**(meta["config"] | overrides))
+            from safetensors.torch import load_file
+
+            scorer = Scorer(config.hidden)
+            scorer.load_state_dict(load_file(str(weights)))
+        except Exception as e:  # noqa: BLE001 - any failure here means the same thing: the artifact is unusable
+            raise PolicyArtifactError(f"The CPU policy artifact in {d} is corrupt ({type(e).__name__}: {e}). {rebuild}") from None
+        if encoder is None:
+            from citeenv.search.encoder import load_encoder
+
+            encoder = load_encoder(cache_size=200_000)
+        if reader is None:
+            from citeagent.policies.reader import Reader
+
+            reader = Reader.load()
+        return cls(scorer, encoder, reader, config)

@@ -1,0 +1,305 @@
+"""Behaviour cloning of the CPU-scale candidate policy (citeagent.policies.candidate).
+
+Every state is one example: cross-entropy of the scorer's softmax over the state's valid
+candidates against the expert's choice. The expert (`expert_choice`) knows the gold supporting
+sentences of a training question and picks among the same candidates the policy sees, so what
+BC imitates is reachable by the policy (no query the policy could not type). States come from
+roll-ins that follow the expert, and with probability `explore` take a random candidate instead,
+each state labelled with the expert's choice there (DAgger's aggregation with a random roll-in):
+the policy also learns to recover from states the expert never visits.
+
+People's `citeagent browse` demonstrations (--demos) add their own steps: a step's action joins
+the candidates of its state if it is not already one of them, so a person's command is learnt
+even where the enumeration lacks it.
+
+Data: HotpotQA training questions (never the 266 held-out ones), over each question's own 10
+paragraphs (distractor) and over the pooled paragraphs; generated pydocs questions over the pydocs
+corpus when --pydocs-questions names a file (`citeagent train pydocs-questions`).
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from citeenv.documents import normalize_ws
+
+KEEP_INFO = ("question", "quotes", "candidates", "past_actions", "view", "page", "actions_left", "phase")
+
+
+@dataclass
+class CpuBCConfig:
+    out: str = "runs/cpu_bc"
+    seed: int = 0
+    settings: str = "distractor,pooled"  # HotpotQA settings the roll-ins browse
+    hotpot_limit: int = 0  # training questions used (0: all)
+    pydocs_questions: str = ""  # a JSONL of generated pydocs questions (`citeagent train pydocs-questions`)
+    pydocs_limit: int = 1500
+    demos: list[str] = field(default_factory=list)  # people's `citeagent browse` demonstrations
+    rollins: int = 2  # roll-ins per question: the first follows the expert, the others explore
+    explore: float = 0.3  # probability of a random candidate in an exploring roll-in
+    max_actions: int = 12
+    valid_fraction: float = 0.1  # training questions kept back to choose the epoch
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    hidden: int = 256
+    threads: int = 2
+
+    def check(self) -> None:
+        problems = []
+        if not 0 <= self.explore <= 1:
+            problems.append(f"--explore {self.explore}: give a probability in [0, 1]")
+        if self.rollins < 1:
+            problems.append(f"--rollins {self.rollins}: at least 1")
+        if not 0 < self.valid_fraction < 0.5:
+            problems.append(f"--valid-fraction {self.valid_fraction}: give a fraction in (0, 0.5)")
+        for s in self.setting_list:
+            if s not in ("distractor", "pooled"):
+                problems.append(f"--settings: unknown setting {s!r} (distractor, pooled)")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            problems.append("--epochs, --batch-size and --lr must be positive")
+        if self.pydocs_questions and not Path(self.pydocs_questions).is_file():
+            problems.append(f"--pydocs-questions {self.pydocs_questions}: no such file; make it with "
+                            "`citeagent train pydocs-questions --out FILE`")
+        for d in self.demos:
+            if not Path(d).is_file():
+                problems.append(f"--demos {d}: no such file")
+        if problems:
+            raise ValueError("Invalid configuration:\n  " + "\n  ".join(problems))
+
+    @property
+    def setting_list(self) -> list[str]:
+        return [s.strip() for s in self.settings.split(",") if s.strip()]
+
+
+# ------------------------------------------------------------------------------- the expert
+def _same(a: str, b: str) -> bool:
+    """Two sentences are the same evidence: equal once whitespace is normalised, or one holds the
+    other and covers most of it (a window's edge can cut a sentence)."""
+    a, b = normalize_ws(a), normalize_ws(b)
+    if a == b:
+        return True
+    short, long = sorted((a, b), key=len)
+    return len(short) >= 0.6 * len(long) and short in long
+
+
+def _gold_page(gold: dict, title: str, url: str) -> bool:
+    return (bool(gold.get("url")) and gold["url"].split("#")[0] == url.split("#")[0]) or \
+        (bool(gold.get("title")) and gold["title"] == title)
+
+
+def expert_choice(info: dict, support: list[dict]) -> int:
+    """The index of the candidate the expert takes. `support`: the gold sentences, each
+    {"text", and "title" and/or "url" of its page}."""
+    cands = info["candidates"]
+    by_kind: dict[str, list[int]] = {}
+    for i, c in enumerate(cands):
+        by_kind.setdefault(c["kind"], []).append(i)
+    quoted = [q["text"] for q in info["quotes"]]
+    remaining = [g for g in support if not any(_same(g["text"], t) for t in quoted)]
+
+    def first(kind: str) -> int | None:
+        return by_kind.get(kind, [None])[0]
+
+    if not remaining and first("End: Answer") is not None:
+        return first("End: Answer")
+    view = info.get("view")
+    if view == "document":
+        page = info.get("page") or {}
+        for i in by_kind.get("Quote:", []):
+            if any(_same(g["text"], cands[i]["text"]) for g in remaining):
+                return i
+        if any(_gold_page(g, page.get("title", ""), page.get("url", "")) for g in remaining):
+            for kind in ("Scrolled down", "Scrolled up"):  # the sentence is in another window
+                if first(kind) is not None and page.get("n_windows", 1) > 1:
+                    return first(kind)
+        if first("Back") is not None:
+            return first("Back")
+    if view == "results":
+        for i in by_kind.get("Clicked on link", []):
+            c = cands[i]
+            if not c["visited"] and any(_gold_page(g, c["title"], c["url"]) for g in remaining):
+                return i
+    for i in by_kind.get("Search", []):  # a gold page's title among the names offered as queries
+        if any(g.get("title") and normalize_ws(g["title"]).lower() == cands[i]["text"].lower() for g in remaining):
+            return i
+    for i in by_kind.get("Search", []):
+        if cands[i]["text"] == info["question"]:
+            return i
+    if first("End: Answer") is not None:
+        return first("End: Answer")
+    if view == "results":  # nothing quoted yet and no gold result: read the best-ranked unread one
+        for i in by_kind.get("Clicked on link", []):
+            if not cands[i]["visited"]:
+                return i
+    return first("End: Decline")
+
+
+# ------------------------------------------------------------------------------- data
+def hotpot_training_questions(limit: int = 0) -> list[dict]:
+    """HotpotQA's training questions (never the held-out ones) as gold-evidence records."""
+    from citeagent.eval.datasets import hotpotqa_split
+    from citeenv.sources.hotpotqa import read_hotpotqa_records
+
+    train, _ = hotpotqa_split(list(read_hotpotqa_records()))
+    out = []
+    for r in train[: limit or None]:
+        paragraphs = {t: s for t, s in r["context"]}
+        support = [{"title": t, "text": normalize_ws(paragraphs[t][i])} for t, i in r["supporting_facts"]
+                   if t in paragraphs and 0 <= i < len(paragraphs[t])]
+        if support:
+            out.append({"id": r["_id"], "question": r["question"], "answers": [r["answer"]], "support": support, "record": r})
+    return out
+
+
+def _backends(cfg: CpuBCConfig, questions: list[dict], setting: str):
+    from citeenv.index import in_memory_index
+    from citeenv.local import LocalBackend
+    from citeenv.sources.hotpotqa import pooled_corpus, question_corpus
+
+    if setting == "pooled":
+        corpus = pooled_corpus()
+        shared = LocalBackend(corpus, in_memory_index(corpus))
+        return lambda i: shared
+    return lambda i: (lambda c: LocalBackend(c, in_memory_index(c)))(question_corpus(questions[i]["record"]))
+
+
+def collect_states(cfg: CpuBCConfig, questions: list[dict], backend_for, rng: random.Random, explore: float,
+                   progress=None) -> list[tuple[dict, int]]:
+    """Roll-ins in the real environment; every browsing state with the expert's label."""
+    from citeenv.browser import BrowserConfig
+    from citeenv.candidates import CandidateConfig
+    from citeenv.gym_env import BatchedTextBrowserEnv
+
+    browser = BrowserConfig(max_actions=cfg.max_actions, candidates=CandidateConfig())
+    states = []
+    for lo in range(0, len(questions), 32):
+        idx = list(range(lo, min(lo + 32, len(questions))))
+        env = BatchedTextBrowserEnv([backend_for(i) for i in idx], config=browser)
+        obs, infos = env.reset([questions[i]["question"] for i in idx], seed=rng.randrange(1 << 30))
+        while env.active():
+            actions = {}
+            for r in env.active():
+                info = infos[r]
+                if info["phase"] != "browse":
+                    actions[r] = "answer [1]" if info["quotes"] else "answer"
+                    continue
+                label = expert_choice(info, questions[idx[r]]["support"])
+                states.append(({k: info[k] for k in KEEP_INFO if k in info}, label))
+                j = label
+                if rng.random() < explore:
+                    choices = [i for i, c in enumerate(info["candidates"]) if c["kind"] != "End: Decline"]
+                    j = rng.choice(choices) if choices else label
+                actions[r] = info["candidates"][j]["command"]
+            for r, (o, _, _, _, info) in env.step(actions).items():
+                obs[r], infos[r] = o, info
+        if progress:
+            progress.update(len(idx))
+    return states
+
+
+# ------------------------------------------------------------------------------- training
+def train_scorer(cfg: CpuBCConfig, train_x: list[np.ndarray], train_y: list[int], valid_x: list[np.ndarray],
+                 valid_y: list[int], log=print):
+    """Cross-entropy over each state's candidates; the epoch with the best validation accuracy is kept."""
+    import torch
+
+    from citeagent.policies.candidate import Scorer, masked_log_softmax, pad
+
+    torch.manual_seed(cfg.seed)
+    scorer = Scorer(cfg.hidden)
+    opt = torch.optim.AdamW(scorer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    vx, vm = pad(valid_x)
+    vy = torch.tensor(valid_y)
+    best, best_state, history = -1.0, None, []
+    order = np.arange(len(train_x))
+    rng = np.random.default_rng(cfg.seed)
+    for epoch in range(cfg.epochs):
+        scorer.train()
+        rng.shuffle(order)
+        total = 0.0
+        for lo in range(0, len(order), cfg.batch_size):
+            rows = order[lo: lo + cfg.batch_size]
+            x, m = pad([train_x[i] for i in rows])
+            y = torch.tensor([train_y[i] for i in rows])
+            loss = -masked_log_softmax(scorer(x), m).gather(1, y[:, None]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(rows)
+        scorer.eval()
+        with torch.no_grad():
+            logp = masked_log_softmax(scorer(vx), vm)
+            acc = float((logp.argmax(1) == vy).float().mean())
+            vloss = float(-logp.gather(1, vy[:, None]).mean())
+        history.append({"epoch": epoch + 1, "train_loss": total / len(order), "valid_loss": vloss, "valid_accuracy": acc})
+        log(f"epoch {epoch + 1}: train loss {total / len(order):.4f}, valid loss {vloss:.4f}, valid accuracy {acc:.4f}")
+        if acc > best:
+            best, best_state = acc, {k: v.clone() for k, v in scorer.state_dict().items()}
+    scorer.load_state_dict(best_state)
+    return scorer.eval(), history
+
+
+def run(cfg: CpuBCConfig) -> dict:
+    cfg.check()
+    import torch
+    from tqdm import tqdm
+
+    from citeagent.policies.candidate import CandidatePolicy, CandidatePolicyConfig, Featurizer
+    from citeenv.search.encoder import load_encoder
+
+    torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    rng = random.Random(cfg.seed)
+    groups: list[tuple[str, list[dict], object]] = []
+    hot = hotpot_training_questions(cfg.hotpot_limit)
+    for setting in cfg.setting_list:
+        groups.append((f"hotpotqa-{setting}", hot, _backends(cfg, hot, setting)))
+    if cfg.pydocs_questions:
+        groups.append(("pydocs", *_pydocs_group(cfg)))
+    train_states, valid_states, counts = [], [], {}
+    for name, questions, backend_for in groups:
+        n_valid = max(1, int(len(questions) * cfg.valid_fraction))
+        split = {"valid": range(len(questions) - n_valid, len(questions)), "train": range(len(questions) - n_valid)}
+        with tqdm(total=len(questions) * cfg.rollins, desc=f"roll-ins {name}", file=sys.stderr) as bar:
+            for part, rows in split.items():
+                sub = [questions[i] for i in rows]
+                sub_backend = (lambda rows: lambda i: backend_for(rows[i]))(list(rows))
+                for k in range(cfg.rollins):
+                    got = collect_states(cfg, sub, sub_backend, rng, 0.0 if k == 0 else cfg.explore, bar)
+                    (valid_states if part == "valid" else train_states).extend(got)
+        counts[name] = {"questions": len(questions), "valid_questions": n_valid}
+    featurize = Featurizer(load_encoder(cache_size=500_000))
+    feats = []
+    for part in (train_states, valid_states):
+        xs = []
+        for lo in tqdm(range(0, len(part), 256), desc="features", file=sys.stderr):
+            xs.extend(featurize([s for s, _ in part[lo: lo + 256]]))
+        feats.append(xs)
+    t_data = time.time() - t0
+    scorer, history = train_scorer(cfg, feats[0], [y for _, y in train_states], feats[1], [y for _, y in valid_states])
+    policy = CandidatePolicy(scorer, featurize.encoder, None, CandidatePolicyConfig(hidden=cfg.hidden))
+    policy.save(cfg.out)
+    report = {"config": asdict(cfg), "data": counts, "train_states": len(train_states), "valid_states": len(valid_states),
+              "history": history, "best_valid_accuracy": max(h["valid_accuracy"] for h in history),
+              "seconds_data": round(t_data, 1), "seconds_total": round(time.time() - t0, 1)}
+    Path(cfg.out, "cpu_bc_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _pydocs_group(cfg: CpuBCConfig):
+    from citeagent.data.pydocs_questions import load_gold_questions
+    from citeagent.backend import BackendOptions, make_backend
+
+    questions = load_gold_questions(cfg.pydocs_questions)
+    random.Random(cfg.seed).shuffle(questions)
+    questions = questions[: cfg.pydocs_limit or None]
+    shared = make_backend(BackendOptions(corpus="pydocs"))
+    return questions, (lambda i: shared)
