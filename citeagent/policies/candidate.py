@@ -280,7 +280,8 @@ class CandidatePolicy:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.scorer.state_dict().items()}, str(d / "scorer.safetensors"))
-        meta = {"format": "citeagent-cpu-policy/1", "n_features": N_FEATURES, "config": asdict(self.config)}
+        config = asdict(self.config) | {"hidden": self.scorer.net[0].out_features}
+        meta = {"format": "citeagent-cpu-policy/1", "n_features": N_FEATURES, "config": config}
         (d / "policy.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod

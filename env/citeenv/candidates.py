@@ -20,7 +20,7 @@ The answering phase has no command candidates: the answer text is the policy's t
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 _WS = re.compile(r"\s+")
 # A sentence ends at . ! ? followed by space and a capital, digit or quote; abbreviations such as
@@ -50,7 +50,9 @@ class Candidate:
     visited: bool = False  # the click's page was opened before in this episode
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # dataclasses.asdict deep-copies field by field: a fifth of a step's time on a 10-paragraph corpus
+        return {"command": self.command, "kind": self.kind, "text": self.text, "rank": self.rank, "url": self.url,
+                "title": self.title, "visited": self.visited}
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
