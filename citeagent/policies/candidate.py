@@ -34,6 +34,9 @@ N_PER_CANDIDATE = 16  # see Featurizer._one
 N_SCALAR = len(KINDS) + N_PER_CANDIDATE + (MAX_QUOTES_FEATURE + 1) + len(VIEWS)
 EMBED_DIM = 384
 N_FEATURES = N_SCALAR + 2 * EMBED_DIM
+# An answer candidate: the reader's score, its kind (span, yes, no), its rank, its length, how much
+# of it repeats the question, how many quotes it cites.
+N_ANSWER_FEATURES = 8
 SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "cpu_policy"
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -54,8 +57,9 @@ def words(text: str) -> set[str]:
 @dataclass
 class CandidatePolicyConfig:
     hidden: int = 256
-    temperature: float = 1.0  # of the softmax when sampling
-    greedy: bool = True  # act by argmax (evaluation, `ask`); False samples (rollouts)
+    # 0 acts by argmax (evaluation, `ask`); above 0 samples from the softmax at this temperature
+    # (rollouts, best-of-n). Log-probs are of the softmax at the temperature (at 1 when greedy).
+    temperature: float = 0.0
     answer_k: int = 8  # answer candidates from the reader
     max_quotes: int = 4  # End: Answer is the only way on once this many quotes are taken
     candidates: dict = field(default_factory=lambda: asdict(CandidateConfig()))
@@ -70,12 +74,27 @@ class Scorer(nn.Module):
                                  nn.Linear(hidden // 2, 1))
         # The value of a state: the mean of its candidates' first-layer activations, read by a line.
         self.value_head = nn.Sequential(nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, 1))
+        # Answer candidates are scored by a line over their features, initialised to the reader's
+        # own ranking (weight 1 on its score), so BC's policy answers as the reader does and RL
+        # can learn to prefer other candidates; its value, a line over their mean.
+        self.answer_head = nn.Linear(N_ANSWER_FEATURES, 1)
+        self.answer_value = nn.Linear(N_ANSWER_FEATURES, 1)
+        with torch.no_grad():
+            self.answer_head.weight.zero_()
+            self.answer_head.weight[0, 0] = 1.0
+            self.answer_head.bias.zero_()
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.net(feats).squeeze(-1)
 
-    def value(self, feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def answer_scores(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.answer_head(feats).squeeze(-1)
+
+    def value(self, feats: torch.Tensor, mask: torch.Tensor, answer: bool = False) -> torch.Tensor:
         """feats [B, C, F], mask [B, C] (True = a real candidate) -> [B]."""
+        if answer:
+            pooled = (feats * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+            return self.answer_value(pooled).squeeze(-1)
         h = torch.relu(self.net[0](feats)) * mask.unsqueeze(-1)
         pooled = h.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
         return self.value_head(pooled).squeeze(-1)
@@ -87,10 +106,38 @@ def masked_log_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: fl
 
 
 class Featurizer:
-    """Candidate features from a state's info. Embeddings come from one batched, cached encoder call."""
+    """Candidate features from a state's info. Embeddings come from one batched encoder call for
+    the texts not seen before; seen ones come from a cache that can be saved and loaded (training
+    re-reads the same sentences for every roll-in, sample and iteration)."""
 
     def __init__(self, encoder):
         self.encoder = encoder
+        self.cache: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if new:
+            for t, v in zip(new, self.encoder.encode(new)):
+                self.cache[t] = v
+        return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32)
+
+    def save_cache(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        texts = list(self.cache)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, texts=np.array(texts, dtype=object),
+                 vectors=np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32))
+        tmp.replace(path)
+
+    def load_cache(self, path: str | Path) -> int:
+        """Vectors saved by save_cache; a missing or unreadable file is an empty cache (it is only a cache)."""
+        try:
+            with np.load(path, allow_pickle=True) as z:
+                self.cache.update(zip(z["texts"].tolist(), z["vectors"]))
+        except (OSError, ValueError, KeyError):
+            return 0
+        return len(self.cache)
 
     def __call__(self, infos: list[dict]) -> list[np.ndarray]:
         texts: dict[str, int] = {}
@@ -104,7 +151,7 @@ class Featurizer:
             quotes = [slot(x["text"]) for x in info["quotes"]]
             cands = [slot(c["text"]) if c["text"] else -1 for c in info["candidates"]]
             plan.append((q, quotes, cands))
-        vecs = self.encoder.encode(list(texts)) if texts else np.zeros((0, EMBED_DIM), np.float32)
+        vecs = self.embed(list(texts))
         return [self._one(info, vecs, *p) for info, p in zip(infos, plan)]
 
     def _one(self, info: dict, vecs: np.ndarray, q: int, quotes: list[int], cands: list[int]) -> np.ndarray:
@@ -162,10 +209,22 @@ class Featurizer:
         return out
 
 
-def pad(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_features(question: str, cands: list) -> np.ndarray:
+    """[K, N_ANSWER_FEATURES] for the reader's answer candidates of one question, best first."""
+    q_words = words(question)
+    out = np.zeros((len(cands), N_ANSWER_FEATURES), np.float32)
+    for j, c in enumerate(cands):
+        w = words(c.text)
+        out[j] = [c.score, c.kind == "span", c.kind == "yes", c.kind == "no", j / max(1, len(cands)),
+                  min(len(c.text.split()), 10) / 10, len(w & q_words) / max(1, len(w)), min(len(c.cites), 4) / 4]
+    return out
+
+
+def pad(feats: list[np.ndarray], width_features: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of different candidate counts -> [B, C, F] and a mask [B, C]."""
     width = max((f.shape[0] for f in feats), default=0)
-    x = torch.zeros(len(feats), max(1, width), N_FEATURES)
+    n_features = width_features or (feats[0].shape[1] if feats and feats[0].ndim == 2 else N_FEATURES)
+    x = torch.zeros(len(feats), max(1, width), n_features)
     mask = torch.zeros(len(feats), max(1, width), dtype=torch.bool)
     for i, f in enumerate(feats):
         if len(f):
@@ -181,8 +240,7 @@ class Decision:
     action: str
     index: int  # the chosen candidate's position
     logprob: float
-    features: np.ndarray | None = None  # [C, F]; None in the answering phase
-    answer_scores: np.ndarray | None = None  # the reader candidates' scores, in the answering phase
+    features: np.ndarray | None = None  # [C, F], or [K, N_ANSWER_FEATURES] in the answering phase
     phase: str = "browse"
 
 
@@ -197,7 +255,7 @@ class CandidatePolicy:
         self.scorer = scorer.eval()
         self.featurize = Featurizer(encoder)
         self.reader = reader
-        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator().manual_seed(seed)  # best_of_n reseeds it
         self.tokens_generated = 0
         self.last_decisions: list[Decision] = []
         self.browser_overrides = {"candidates": CandidateConfig(**self.config.candidates)}
@@ -219,11 +277,14 @@ class CandidatePolicy:
         self.last_decisions = decisions
         return [d.action for d in decisions]
 
+    @property
+    def _t(self) -> float:
+        return self.config.temperature or 1.0
+
     def _choose(self, logp: np.ndarray) -> int:
-        if self.config.greedy:
+        if self.config.temperature <= 0:
             return int(np.argmax(logp))
-        p = np.exp(logp - logp.max())
-        return int(self.rng.choice(len(p), p=p / p.sum()))
+        return int(torch.multinomial(torch.from_numpy(np.exp(logp - logp.max())), 1, generator=self.generator))
 
     def _browse(self, infos: list[dict]) -> list[Decision]:
         for info in infos:
@@ -234,7 +295,7 @@ class CandidatePolicy:
         feats = self.featurize(infos)
         x, mask = pad(feats)
         with torch.inference_mode():
-            logp = masked_log_softmax(self.scorer(x), mask, self.config.temperature).numpy()
+            logp = masked_log_softmax(self.scorer(x), mask, self._t).numpy()
         out = []
         for i, info in enumerate(infos):
             n = len(info["candidates"])
@@ -252,18 +313,18 @@ class CandidatePolicy:
             raise PolicyArtifactError("This policy has no answer reader; load it with CandidatePolicy.load().")
         from citeagent.policies.reader import format_answer
 
-        out = []
         batch = [(info["question"], info["quotes"]) for info in infos]
-        for info, cands in zip(infos, self.reader.candidates_batch(batch, k=self.config.answer_k)):
-            if not cands:
-                out.append(Decision("", -1, 0.0, phase="answer"))  # no quote to answer from: the browser refuses
-                continue
-            scores = np.array([c.score for c in cands], np.float64)
-            logp = scores / self.config.temperature
-            logp = logp - np.logaddexp.reduce(logp)
-            j = self._choose(logp)
-            out.append(Decision(format_answer(cands[j]), j, float(logp[j]), answer_scores=scores.astype(np.float32),
-                                phase="answer"))
+        all_cands = self.reader.candidates_batch(batch, k=self.config.answer_k)
+        feats = [answer_features(info["question"], cands) for info, cands in zip(infos, all_cands)]
+        live = [i for i, f in enumerate(feats) if len(f)]
+        out = [Decision("", -1, 0.0, f, phase="answer") for f in feats]  # no quote to answer from: refused
+        if live:
+            x, mask = pad([feats[i] for i in live], N_ANSWER_FEATURES)
+            with torch.inference_mode():
+                logp = masked_log_softmax(self.scorer.answer_scores(x), mask, self._t).numpy()
+            for r, i in enumerate(live):
+                j = self._choose(logp[r, : len(feats[i])])
+                out[i] = Decision(format_answer(all_cands[i][j]), j, float(logp[r, j]), feats[i], phase="answer")
         return out
 
     def confidence(self, answer: dict) -> float:

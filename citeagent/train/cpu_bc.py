@@ -45,7 +45,7 @@ class CpuBCConfig:
     explore: float = 0.3  # probability of a random candidate in an exploring roll-in
     max_actions: int = 12
     valid_fraction: float = 0.1  # training questions kept back to choose the epoch
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -144,18 +144,17 @@ def expert_choice(info: dict, support: list[dict]) -> int:
 
 # ------------------------------------------------------------------------------- data
 def hotpot_training_questions(limit: int = 0) -> list[dict]:
-    """HotpotQA's training questions (never the held-out ones) as gold-evidence records."""
-    from citeagent.eval.datasets import hotpotqa_split
+    """HotpotQA's training questions (never the held-out ones) as gold-evidence records, each with
+    its HotpotQA record (its 10 paragraphs make the distractor setting's corpus)."""
+    from citeagent.data.gold_questions import hotpotqa_gold_questions
+    from citeagent.eval.datasets import hotpot_question_id
     from citeenv.sources.hotpotqa import read_hotpotqa_records
 
-    train, _ = hotpotqa_split(list(read_hotpotqa_records()))
-    out = []
-    for r in train[: limit or None]:
-        paragraphs = {t: s for t, s in r["context"]}
-        support = [{"title": t, "text": normalize_ws(paragraphs[t][i])} for t, i in r["supporting_facts"]
-                   if t in paragraphs and 0 <= i < len(paragraphs[t])]
-        if support:
-            out.append({"id": r["_id"], "question": r["question"], "answers": [r["answer"]], "support": support, "record": r})
+    records = list(read_hotpotqa_records())
+    by_id = {hotpot_question_id(r): r for r in records}
+    out = hotpotqa_gold_questions(records)[: limit or None]
+    for q in out:
+        q["record"] = by_id[q["id"]]
     return out
 
 
@@ -233,7 +232,7 @@ def train_scorer(cfg: CpuBCConfig, train_x: list[np.ndarray], train_y: list[int]
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(rows)
+            total += float(loss.detach()) * len(rows)
         scorer.eval()
         with torch.no_grad():
             logp = masked_log_softmax(scorer(vx), vm)
@@ -276,14 +275,19 @@ def run(cfg: CpuBCConfig) -> dict:
                     got = collect_states(cfg, sub, sub_backend, rng, 0.0 if k == 0 else cfg.explore, bar)
                     (valid_states if part == "valid" else train_states).extend(got)
         counts[name] = {"questions": len(questions), "valid_questions": n_valid}
-    featurize = Featurizer(load_encoder(cache_size=500_000))
+    featurize = Featurizer(load_encoder())
+    cache = embedding_cache_path()
+    featurize.load_cache(cache)
     feats = []
     for part in (train_states, valid_states):
         xs = []
         for lo in tqdm(range(0, len(part), 256), desc="features", file=sys.stderr):
             xs.extend(featurize([s for s, _ in part[lo: lo + 256]]))
         feats.append(xs)
+    featurize.save_cache(cache)
     t_data = time.time() - t0
+    # A small MLP trains fastest on one thread; two threads stall each other on a busy machine.
+    torch.set_num_threads(1)
     scorer, history = train_scorer(cfg, feats[0], [y for _, y in train_states], feats[1], [y for _, y in valid_states])
     policy = CandidatePolicy(scorer, featurize.encoder, None, CandidatePolicyConfig(hidden=cfg.hidden))
     policy.save(cfg.out)
@@ -294,8 +298,15 @@ def run(cfg: CpuBCConfig) -> dict:
     return report
 
 
+def embedding_cache_path() -> Path:
+    """Where training keeps the MiniLM vectors of the texts it has seen (a cache: safe to delete)."""
+    from citeenv.paths import citeagent_home
+
+    return citeagent_home() / "embeddings" / "cpu_policy_minilm.npz"
+
+
 def _pydocs_group(cfg: CpuBCConfig):
-    from citeagent.data.pydocs_questions import load_gold_questions
+    from citeagent.data.gold_questions import load_gold_questions
     from citeagent.backend import BackendOptions, make_backend
 
     questions = load_gold_questions(cfg.pydocs_questions)
