@@ -12,6 +12,22 @@ MARKER = re.compile(r"\[(\d+)\]")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
+MAX_QUOTE_NUMBER = 1_000_000
+MAX_OFFSET = 2**53  # char offsets; beyond this a number is no offset into any page
+
+
+def _whole_number(value, what: str, low: int, high: int) -> int:
+    """value as an int in [low, high], or a ValueError naming the field. JSON allows numbers like
+    1e400 (infinity once parsed) or 1e30, which int() turns into OverflowError or a huge number."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 20:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{what} must be a whole number from {low} to {high}, got {str(value)[:40]}")
+    return value
+
+
 @dataclass
 class Quote:
     n: int  # 1-based number the answer's [n] markers use
@@ -87,13 +103,13 @@ class Answer:
                 raise ValueError(f"quote {i} must be an object with a 'text' field")
             quotes.append(
                 Quote(
-                    n=int(q.get("n", i)),
+                    n=_whole_number(q.get("n", i), f"quote {i}'s number 'n'", 0, MAX_QUOTE_NUMBER),
                     title=str(q.get("title") or ""),
                     url=str(q.get("url") or ""),
                     text=str(q["text"]),
                     doc_id=str(q.get("doc_id") or ""),
-                    start=int(q.get("start", -1)),
-                    end=int(q.get("end", -1)),
+                    start=_whole_number(q.get("start", -1), f"quote {i}'s 'start'", -1, MAX_OFFSET),
+                    end=_whole_number(q.get("end", -1), f"quote {i}'s 'end'", -1, MAX_OFFSET),
                 )
             )
         text = d.get("text", d.get("answer"))

@@ -135,43 +135,45 @@ def cmd_browse(args) -> int:
                        layout=layout)
 
 
-# Each capability owns its sub-command; its module must import without heavy dependencies.
-PLUGINS = [
-    ("citeenv.index_cli", "add_index_parser"),  # citeagent index build|info
-    ("citeenv.web.cli", "add_serve_parser"),  # citeagent serve
-    ("citeagent.eval.cli", "add_eval_parser"),  # citeagent eval
-    ("citeagent.feedback.cli", "add_label_parser"),  # citeagent label ...
-]
-TRAIN_PLUGINS = [
-    ("citeagent.reward.cli", "add_train_rm_parser"),  # citeagent train rm
-    ("citeagent.eval.cli", "add_train_judge_parser"),  # citeagent train judge
-    ("citeagent.train.expert", "add_train_demos_parser"),  # citeagent train demos
-    ("citeagent.train.bc", "add_train_bc_parser"),  # citeagent train bc
-    ("citeagent.train.ppo_config", "add_train_ppo_parser"),  # citeagent train ppo
-    ("citeagent.data.pydocs_questions", "add_train_pydocs_questions_parser"),  # citeagent train pydocs-questions
+# Each capability owns its sub-command: (name, help line, module, function adding its parser). Only
+# the command being run is built: building one imports its module, and `citeagent --help` should
+# not pay for fastapi, SQLAlchemy or torch.
+COMMANDS = [
+    ("ask", "answer a question with verbatim, numbered citations", "citeagent.cli", "_add_ask"),
+    ("browse", "drive the text browser yourself; episodes are saved as demonstrations", "citeagent.cli",
+     "_add_browse"),
+    ("index", "build and inspect corpus search indexes", "citeenv.index_cli", "add_index_parser"),
+    ("serve", "serve a local corpus over HTTP (SearxNG-style /search and HTML pages)", "citeenv.web.cli",
+     "add_serve_parser"),
+    ("eval", "evaluate a policy (or a file of answers) on a QA set, with citation checking", "citeagent.eval.cli",
+     "add_eval_parser"),
+    ("label", "human comparisons: the labelling web app, its queue and export", "citeagent.feedback.cli",
+     "add_label_parser"),
 ]
 
 
-def _register(sub, module: str, fn: str) -> None:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for this command line: the command argv names is built in full, the others are
+    a help line each (argv None builds every command, e.g. for documentation)."""
     import importlib
 
-    getattr(importlib.import_module(module), fn)(sub)
+    from citeagent.config_flags import parser_class
+    from citeagent.train.cli import add_train_parser
 
-
-def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citeagent",
         description="A question-answering agent that browses, quotes its evidence verbatim and answers with citations.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_ask(sub)
-    _add_browse(sub)
-    for module, fn in PLUGINS:
-        _register(sub, module, fn)
-    train = sub.add_parser("train", help="train reward models, judges and policies")
-    train_sub = train.add_subparsers(dest="train_command", metavar="WHAT")
-    for module, fn in TRAIN_PLUGINS:
-        _register(train_sub, module, fn)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
+    words = list(argv) if argv is not None else None
+    command = words[0] if words else None
+    for name, help, module, fn in COMMANDS:
+        if words is None or name == command:
+            getattr(importlib.import_module(module), fn)(sub)
+        else:
+            sub.add_parser(name, help=help)
+    trainer = None if words is None else words[1] if command == "train" and len(words) > 1 else ""
+    add_train_parser(sub, trainer)
     return parser
 
 
@@ -184,7 +186,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from citeagent.answer import Answer
+from citeagent.policies.base import CountsTokens, HasBrowserLayout, Policy, RecordsGenerations, ScoresConfidence
 from citeenv.backends import Backend
 from citeenv.browser import BrowserConfig
 from citeenv.gym_env import BatchedTextBrowserEnv
@@ -33,17 +34,17 @@ class EpisodeResult:
         return d
 
 
-def browser_config(policy, **fields) -> BrowserConfig:
+def browser_config(policy: Policy, **fields) -> BrowserConfig:
     """The browser a policy runs in: its saved layout (a trained model's window size, result count,
-    ...; see LMPolicy.browser_overrides), then the caller's fields (e.g. max_actions) on top."""
-    saved = dict(getattr(policy, "browser_overrides", {}) or {})
+    ...; see HasBrowserLayout), then the caller's fields (e.g. max_actions) on top."""
+    saved = dict(policy.browser_overrides) if isinstance(policy, HasBrowserLayout) else {}
     saved.pop("max_actions", None)  # the action budget is the caller's choice
     return BrowserConfig(**(saved | fields))
 
 
 def run_episodes(
     backend_for: Backend | Callable[[int], Backend],
-    policy,
+    policy: Policy,
     questions: Sequence[str],
     seed: int = 0,
     batch_size: int = 8,
@@ -60,7 +61,7 @@ def run_episodes(
     return results
 
 
-def run_episode(backend: Backend, policy, question: str, seed: int = 0, config: BrowserConfig | None = None,
+def run_episode(backend: Backend, policy: Policy, question: str, seed: int = 0, config: BrowserConfig | None = None,
                 on_step=None) -> EpisodeResult:
     return run_episodes(backend, policy, [question], seed=seed, batch_size=1, config=config, on_step=on_step)[0]
 
@@ -76,23 +77,21 @@ def _run_batch(backends, policy, questions, seed, config, on_step) -> list[Episo
     seconds = [0.0] * n
     gens: list[list] = [[] for _ in range(n)]
     final: list[tuple] = [None] * n  # (terminated, truncated, info)
+    counts, records = isinstance(policy, CountsTokens), isinstance(policy, RecordsGenerations)
     while env.active():
         rows = env.active()
         t0 = time.perf_counter()
-        before = getattr(policy, "tokens_generated", 0)
         actions = policy.act_batch([obs[i] for i in rows], [infos[i] for i in rows])
-        spent = getattr(policy, "tokens_generated", 0) - before
-        per_row = getattr(policy, "last_tokens", None)
-        last_gens = getattr(policy, "last_generations", None)
         out = env.step(dict(zip(rows, actions)))
         share = (time.perf_counter() - t0) / len(rows)
         for j, i in enumerate(rows):
             seconds[i] += share
             o, _, term, trunc, info = out[i]
-            tokens[i] += per_row[j] if per_row and len(per_row) == len(rows) else spent // max(1, len(rows))
+            if counts:
+                tokens[i] += policy.last_tokens[j]
             traces[i].append({"observation": obs[i], "action": actions[j], "valid": info["error"] is None, "error": info["error"]})
-            if last_gens and len(last_gens) == len(rows):
-                gens[i].append(last_gens[j])
+            if records:
+                gens[i].append(policy.last_generations[j])
             if on_step:
                 on_step(i, obs[i], actions[j], info)
             obs[i], infos[i] = o, info
@@ -105,7 +104,7 @@ def _run_batch(backends, policy, questions, seed, config, on_step) -> list[Episo
         answer = Answer.from_dict(ans)
         if trunc:
             answer.declined = False  # ran out of actions: no answer, which is not a deliberate decline
-        conf = policy.confidence(ans) if hasattr(policy, "confidence") and not answer.declined else None
+        conf = policy.confidence(ans) if isinstance(policy, ScoresConfidence) and not answer.declined else None
         results.append(
             EpisodeResult(
                 question=questions[i], answer=answer, trace=traces[i], n_actions=len(traces[i]),

@@ -63,7 +63,7 @@ def load(model: str, dtype: torch.dtype):
 def rollout(backend, policy, questions, batch_size, browser, seed):
     from citeagent.rollout import run_episodes
 
-    policy.generator.manual_seed(seed)
+    policy.reseed(seed)
     t = time.perf_counter()
     episodes = run_episodes(backend, policy, questions, seed=seed, batch_size=batch_size, config=browser)
     seconds = time.perf_counter() - t

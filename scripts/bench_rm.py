@@ -44,10 +44,10 @@ def main() -> int:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
-    from citeagent.reward.config import RMConfig
+    from citeagent.train.rm_config import RMConfig
     from citeagent.reward.model import build_backbone, encode_answer
     from citeagent.reward.sources import load_sources, subsample
-    from citeagent.reward.trainer import CiteRewardTrainer, pair_rows, reward_config
+    from citeagent.train.rm import CiteRewardTrainer, pair_rows, reward_config
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -101,7 +101,7 @@ def main() -> int:
     label_seconds = time.perf_counter() - t0
     export = out / "export.jsonl"
     subprocess.run([*cli, "export", "--out", str(export), "--db", db], check=True, cwd=REPO)
-    train = [sys.executable, "-m", "citeagent.reward.cli", "--data", str(export), "--out", str(out / "rm"), *args.train_args]
+    train = [sys.executable, "-m", "citeagent.cli", "train", "rm", "--data", str(export), "--out", str(out / "rm"), *args.train_args]
     subprocess.run(train, check=True, cwd=REPO)
     print(json.dumps({"labelled": n, "label_seconds": label_seconds, "export": str(export), "model": str(out / "rm"),
                       "report": json.loads((out / "rm" / "report.json").read_text())["heldout"]["export"]["accuracy"]}))

@@ -72,17 +72,16 @@ def assign_folds(questions: list[str], k: int, seed: int) -> dict[str, int]:
 
 def recipe_config(flags: str, train_file: Path, exclude_file: Path, out: Path, threads: int):
     """`citeagent train rm`'s config from a recipe's flags; a bad flag or value raises ValueError."""
-    from citeagent.reward.cli import add_train_rm_parser, config_from_args
-    from citeagent.reward.config import RMConfig
+    from transformers import HfArgumentParser
 
-    class Parser(argparse.ArgumentParser):
+    from citeagent.train.rm_config import RMConfig
+
+    class Parser(HfArgumentParser):
         def error(self, message):
             raise ValueError(message)
 
-    parser = Parser(prog="recipe")
-    add_train_rm_parser(parser.add_subparsers())
-    args = parser.parse_args(["rm", *shlex.split(flags.replace("{train}", str(train_file)))])
-    cfg = config_from_args(args, RMConfig)
+    (cfg,) = Parser([RMConfig], prog="recipe").parse_args_into_dataclasses(
+        shlex.split(flags.replace("{train}", str(train_file))))
     cfg.exclude_questions, cfg.out = str(exclude_file), str(out)
     cfg.threads = cfg.threads or threads
     return cfg
@@ -90,7 +89,7 @@ def recipe_config(flags: str, train_file: Path, exclude_file: Path, out: Path, t
 
 def train_fold(cfg) -> None:
     from citeagent.reward.sources import load_sources
-    from citeagent.reward.trainer import train_reward_model
+    from citeagent.train.rm import train_reward_model
 
     with contextlib.redirect_stdout(sys.stderr):  # the trainer prints its summary; stdout is the JSON
         train_reward_model(cfg, sources=load_sources(cfg.data, cfg.exclude_questions), log=lambda m: None)

@@ -9,7 +9,7 @@
 #                                        # confirm_clean | fresh | power | rmcv | chart
 #
 # Needs the default reward model (`citeagent train rm`, see README) and the support judge
-# (`scripts/train_judge.py`) in $CITEAGENT_HOME.
+# (`citeagent train judge`) in $CITEAGENT_HOME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1

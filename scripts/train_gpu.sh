@@ -87,8 +87,8 @@ if len(ds.examples) < int(sys.argv[2]):
 PY
   # The support judge scores citations; the default reward model is the rm step's proxy.
   has() { $PY -c "import sys; from $1 import $2 as d; sys.exit(not (d() / 'config.json').is_file())"; }
-  has citeagent.eval.judge default_judge_dir || $PY scripts/train_judge.py $JUDGE_ARGS
-  has citeagent.reward.config default_reward_model_dir || $CA train rm $PROXY_RM_ARGS
+  has citeagent.eval.judge default_judge_dir || $CA train judge $JUDGE_ARGS
+  has citeagent.reward default_reward_model_dir || $CA train rm $PROXY_RM_ARGS
 fi
 
 if step demos; then
@@ -98,7 +98,7 @@ fi
 
 if step bc; then
   # Full fine-tuning (the CPU run adapted the top 8 of 30 layers with LoRA for one epoch a stage).
-  $CA train bc --demos "$OUT/demos.jsonl" --full --epochs "$BC_EPOCHS" --answer-repeats 2 --batch-size 16 \
+  $CA train bc --demos "$OUT/demos.jsonl" --no-lora --epochs "$BC_EPOCHS" --answer-repeats 2 --batch-size 16 \
       --heldout 0.05 --out "$OUT/bc" $BC_EXTRA
 fi
 

@@ -7,7 +7,7 @@ import pytest
 
 from citeagent.eval.datasets import hotpotqa_split
 from citeagent.eval.judge import ClassifierJudge, JudgeNotFound, claim_text, evidence_text, load_judge
-from citeagent.eval.judge_training import JudgeTrainConfig, pairs_for_record, train_judge
+from citeagent.train.judge import JudgeTrainConfig, pairs_for_record, train_judge
 
 RECORD = {
     "_id": "r1", "type": "comparison", "question": "Were Ann Lee and Bo Chan both painters?", "answer": "yes",
@@ -58,11 +58,14 @@ def test_claim_and_evidence_forms():
     assert evidence_text([("T", "a"), ("", "b")]) == "T: a\nb"
 
 
-def test_missing_default_judge_says_how_to_train_it():
-    # conftest gives the tests a fresh CITEAGENT_HOME, where no judge has been trained
+def test_missing_default_judge_suggests_judge_none_and_how_to_train_it(tmp_path, monkeypatch):
+    import citeagent.eval.judge
+
+    # conftest gives the tests a fresh CITEAGENT_HOME, where no judge has been trained; and no shipped one
+    monkeypatch.setattr(citeagent.eval.judge, "SHIPPED_JUDGE_DIR", tmp_path / "no-shipped-judge")
     with pytest.raises(JudgeNotFound) as e:
         load_judge("default")
-    assert "scripts/train_judge.py" in str(e.value) and "--judge none" in str(e.value)
+    assert "citeagent train judge" in str(e.value) and "--judge none" in str(e.value)
     assert load_judge("none") is None
 
 

@@ -7,7 +7,7 @@ import pytest
 from citeagent.eval.cli import main as eval_main
 from citeagent.eval.compare import compare_runs, format_comparison
 from citeagent.eval.judge import JudgeNotFound
-from citeagent.eval.judge_training import JudgeTrainConfig, train_judge
+from citeagent.train.judge import JudgeTrainConfig, train_judge
 from citeagent.eval.runner import EvalConfig, EvalError, read_records, run_eval
 
 DOCS = [
@@ -140,9 +140,13 @@ def test_offset_splits_a_run_and_the_parts_merge_by_resuming(files, tmp_path):
         run_eval(EvalConfig(**pol, offset=10**6, out=str(tmp_path / "c")))
 
 
-def test_missing_judge_stops_the_run_before_any_work(files, tmp_path):
+def test_missing_judge_stops_the_run_before_any_work(files, tmp_path, monkeypatch):
+    import citeagent.eval.judge
+
+    # an install without the shipped judge (and none trained into CITEAGENT_HOME)
+    monkeypatch.setattr(citeagent.eval.judge, "SHIPPED_JUDGE_DIR", tmp_path / "no-shipped-judge")
     corpus, qs, preds = files
-    with pytest.raises(JudgeNotFound, match="train_judge"):
+    with pytest.raises(JudgeNotFound, match="--judge none"):
         run_eval(EvalConfig(dataset=str(qs), predictions=str(preds), corpus=str(corpus), out=str(tmp_path / "r"),
                             progress=False))
     assert not (tmp_path / "r" / "records.jsonl").exists()

@@ -14,7 +14,7 @@ from citeagent.answer import Answer, Quote
 from citeagent.reward.model import RewardModel, build_backbone, load_reward_model
 from citeagent.reward.report import evaluate_comparisons
 from citeagent.reward.schema import Comparison
-from citeagent.reward.trainer import RMConfig, fit
+from citeagent.train.rm import RMConfig, fit
 from feedback_support import REPO
 
 
@@ -130,7 +130,7 @@ def test_train_rm_cli_on_a_labelling_export(tmp_path):
     assert export_judgements(engine, export) == 40
 
     out = tmp_path / "rm"
-    r = subprocess.run([sys.executable, "-m", "citeagent.reward.cli", "--data", f"{export},hotpotqa-synth:20",
+    r = subprocess.run([sys.executable, "-m", "citeagent.cli", "train", "rm", "--data", f"{export},hotpotqa-synth:20",
                         "--backbone", "tiny", "--out", str(out), "--max-steps", "3", "--batch-size", "4",
                         "--max-length", "64", "--n-boot", "100", "--heldout-frac", "0.25", "--threads", "1"],
                        capture_output=True, text=True, cwd=REPO, timeout=600)
@@ -145,7 +145,7 @@ def test_train_rm_cli_on_a_labelling_export(tmp_path):
     assert (out / "report.md").read_text().count("|") > 10 and (out / "report.png").stat().st_size > 0
     assert load_reward_model(out).meta["data"] == f"{export},hotpotqa-synth:20"
 
-    r = subprocess.run([sys.executable, "-m", "citeagent.reward.cli", "--data", str(export), "--out", str(out),
+    r = subprocess.run([sys.executable, "-m", "citeagent.cli", "train", "rm", "--data", str(export), "--out", str(out),
                         "--eval-only", "--heldout-frac", "0.25", "--n-boot", "100"],
                        capture_output=True, text=True, cwd=REPO, timeout=600)
     assert r.returncode == 0 and "| export |" in r.stdout, r.stderr[-2000:]
@@ -155,7 +155,7 @@ def test_bad_data_stops_the_cli_with_the_row(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": {"full_text": "q"}, "quotes_0": [], "answer_0": "x", "score_0": 1, '
                    '"quotes_1": [], "answer_1": "x", "score_1": -1}\n')
-    r = subprocess.run([sys.executable, "-m", "citeagent.reward.cli", "--data", str(bad), "--backbone", "tiny",
+    r = subprocess.run([sys.executable, "-m", "citeagent.cli", "train", "rm", "--data", str(bad), "--backbone", "tiny",
                         "--out", str(tmp_path / "rm")], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert r.returncode == 2 and "line 1: the two answers are identical" in r.stderr
     assert not (tmp_path / "rm").exists()
@@ -170,7 +170,7 @@ def test_pairs_about_heldout_questions_stop_training(tmp_path):
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps({"question": record["question"], "text": t}) + "\n"
                                for t in (f"{record['answer']}.", "Nobody knows.")))
-    r = subprocess.run([sys.executable, "-m", "citeagent.reward.cli", "--data", f"hotpotqa-gold:{samples}",
+    r = subprocess.run([sys.executable, "-m", "citeagent.cli", "train", "rm", "--data", f"hotpotqa-gold:{samples}",
                         "--heldout-frac", "0", "--backbone", "tiny", "--out", str(tmp_path / "rm")],
                        capture_output=True, text=True, cwd=REPO, timeout=600)
     assert r.returncode == 2, r.stderr[-2000:]
@@ -226,7 +226,7 @@ def test_long_dialogues_keep_their_last_turn():
 def test_head_gets_its_own_learning_rate(tmp_path):
     from datasets import Dataset
 
-    from citeagent.reward.trainer import CiteRewardTrainer, pair_rows, reward_config
+    from citeagent.train.rm import CiteRewardTrainer, pair_rows, reward_config
 
     rm = tiny()
     cfg = RMConfig(**{**CFG, "lr": 1e-4, "head_lr": 1e-2})
@@ -267,7 +267,7 @@ def test_exclude_questions_drops_their_pairs_from_every_source(tmp_path):
     excluded.write_text("".join(json.dumps({"question": r["question"].lower() + " ", "answer": r["answer"]}) + "\n"
                                 for r in train[3:6]))
     out = tmp_path / "rm"
-    base = [sys.executable, "-m", "citeagent.reward.cli", "--data", "hotpotqa-synth:20", "--backbone", "tiny",
+    base = [sys.executable, "-m", "citeagent.cli", "train", "rm", "--data", "hotpotqa-synth:20", "--backbone", "tiny",
             "--out", str(out), "--max-steps", "1", "--batch-size", "4", "--max-length", "64", "--n-boot", "50",
             "--heldout-frac", "0.25", "--threads", "1"]
     r = subprocess.run(base + ["--exclude-questions", str(excluded)], capture_output=True, text=True, cwd=REPO, timeout=600)

@@ -344,26 +344,24 @@ def test_bc_lowers_the_loss_and_saves_a_policy(tmp_path, lora, tokenizer, backen
 
 
 def test_cli_flags_build_the_config(tmp_path, monkeypatch):
-    import argparse
-
+    from citeagent.cli import build_parser
     from citeagent.train import bc
-    from citeagent.train.expert import add_train_demos_parser
 
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    bc.add_train_bc_parser(sub)
-    add_train_demos_parser(sub)
     seen = {}
     monkeypatch.setattr(bc, "train_bc", lambda config: seen.setdefault("config", config) and tmp_path)
-    args = parser.parse_args(["bc", "--demos", "a.jsonl,b.jsonl", "--full", "--epochs", "1.5", "--out", "x",
-                              "--max-steps", "7", "--lora-r", "4"])
+
+    def parse(*argv):
+        return build_parser(list(argv)).parse_args(list(argv))
+
+    args = parse("train", "bc", "--demos", "a.jsonl,b.jsonl", "--no-lora", "--epochs", "1.5", "--out", "x",
+                 "--max-steps", "7", "--lora-r", "4")
     assert args.func(args) == 0
     c = seen["config"]
     assert c.demos == ["a.jsonl", "b.jsonl"] and c.lora is False and c.lr == 5e-5 and c.epochs == 1.5
     assert c.out == "x" and c.max_steps == 7 and c.lora_r == 4 and c.browser == CPU_BROWSER
     with pytest.raises(ValueError, match="--lr must be > 0"):
-        args = parser.parse_args(["bc", "--demos", "a.jsonl", "--lr", "0"])
+        args = parse("train", "bc", "--demos", "a.jsonl", "--lr", "0")
         args.func(args)
-    args = parser.parse_args(["demos", "--questions", "0"])
+    args = parse("train", "demos", "--questions", "0")
     with pytest.raises(ValueError, match="--questions must be at least 1"):
         args.func(args)

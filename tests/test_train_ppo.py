@@ -16,27 +16,12 @@ from transformers import LlamaForCausalLM
 
 from lm_support import one_thread, smollm2_tokenizer, tiny_llama  # noqa: F401 (fixture)
 from citeagent.policies.constrained import Generation
-from citeagent.train.ppo import (
-    LOG_KEYS,
-    ActorCritic,
-    KLController,
-    NonFiniteLossError,
-    PPOConfig,
-    Rows,
-    command_token_stats,
-    find_checkpoint,
-    gae,
-    kl_penalty_rewards,
-    main,
-    make_actor_critic,
-    masked_mean,
-    masked_whiten,
-    ppo_losses,
-    prefix_cache_error,
-    read_log,
-    rollout_stats,
-    train,
-)
+from citeagent.train.ppo import LOG_KEYS, NonFiniteLossError, rollout_stats, train
+from citeagent.train.ppo_checkpoint import read_log
+from citeagent.train.ppo_config import PPOConfig, find_checkpoint
+from citeagent.train.ppo_math import KLController, gae, kl_penalty_rewards, masked_mean, masked_whiten, ppo_losses
+from citeagent.train.ppo_model import ActorCritic, command_token_stats, make_actor_critic
+from citeagent.train.ppo_rows import Rows, prefix_cache_error
 
 POLICY_OPTIONS = {"guided": False, "system_prompt": "short", "max_observation_tokens": 128, "max_new_tokens": 8,
                   "max_answer_tokens": 12}
@@ -305,9 +290,11 @@ def test_invalid_configs_fail_before_anything_loads(tmp_path, monkeypatch, capsy
         train(PPOConfig(policy=str(tmp_path / "no-bc"), out=str(tmp_path / "run")))
     assert loads == []
     # The command line: one clear line and exit status 2.
-    assert main(["--kl-coef", "-1", "--policy", str(bc_dir)]) == 2
+    from citeagent.cli import main
+
+    assert main(["train", "ppo", "--kl-coef", "-1", "--policy", str(bc_dir)]) == 2
     assert "--kl-coef must be >= 0" in capsys.readouterr().err
-    assert main(["--policy", str(bc_dir), "--reward-model", str(tmp_path / "no-rm"), "--out", str(tmp_path / "r")]) == 2
+    assert main(["train", "ppo", "--policy", str(bc_dir), "--reward-model", str(tmp_path / "no-rm"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "--reward-model" in err and "citeagent train rm" in err and "Traceback" not in err
 

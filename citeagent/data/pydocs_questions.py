@@ -606,47 +606,33 @@ def generate_questions(documents, config: GenerateConfig | None = None,
 
 # --- citeagent train pydocs-questions ------------------------------------------------------------
 
-HELP = {
-    "templates": "comma-separated templates to use",
-    "seed": "seed of the sampled default-value parameters, the output order and --limit's sample",
-    "limit": "keep at most N questions, a seeded sample (default: all)",
-    "defaults_per_entry": "default-value questions per signature",
-    "same_sentence": "questions of one template from one sentence text (inherited docstrings repeat)",
-    "max_answer_words": "longest 'returns' answer, in words",
-    "max_condition_words": "longest condition (raises, returns_true), in words",
-    "max_sentence_chars": "longest gold sentence, in characters",
-}
+
+@dataclass
+class PydocsQuestionsConfig(GenerateConfig):
+    """`citeagent train pydocs-questions`: the generator's settings plus where to read and write."""
+
+    out: str = field(default="", metadata={"help": "JSONL file to write (replaced)"})
+    corpus: str = field(default="pydocs", metadata={"help": "the pydocs corpus spec or an index directory"})
+    modules: str | None = field(default=None, metadata={
+        "help": "comma-separated module pages only (e.g. json,shutil), no topics; for quick runs"})
+    eval: str = field(default="", metadata={
+        "help": "evaluation questions the output must not leak (default: the pydocs QA set, corpora/pydocs_qa.jsonl)"})
+    jaccard: float = field(default=0.6, metadata={
+        "help": "drop questions whose content-word Jaccard with an evaluation question is at least this"})
+
+    def __post_init__(self):
+        if not self.out:
+            raise ValueError("--out is required: the JSONL file to write, e.g. --out runs/pydocs_questions.jsonl")
 
 
-def add_train_pydocs_questions_parser(subparsers):
-    from dataclasses import fields
+def run_pydocs_questions(config: PydocsQuestionsConfig) -> int:
+    import argparse
+    from dataclasses import asdict
 
-    from citeagent.data.leakage import DEFAULT_JACCARD
     from citeagent.eval.datasets import PYDOCS_QA
 
-    p = subparsers.add_parser(
-        "pydocs-questions", help="generate pydocs training questions with gold supporting sentences",
-        description="Generate questions from the pydocs corpus's own sentences (templates: "
-                    f"{', '.join(TEMPLATES)}), each with a short answer and the verbatim gold sentence with its "
-                    "offsets, drop those that leak the evaluation set, and write them as JSONL.")
-    p.add_argument("--out", required=True, help="JSONL file to write (replaced)")
-    p.add_argument("--corpus", default="pydocs", help="the pydocs corpus spec or an index directory (default: pydocs)")
-    p.add_argument("--modules", default=None, help="comma-separated module pages only (e.g. json,shutil), no topics; "
-                                                   "for quick runs")
-    p.add_argument("--eval", default=str(PYDOCS_QA), dest="eval_file",
-                   help="evaluation questions the output must not leak (default: %(default)s)")
-    p.add_argument("--jaccard", type=float, default=DEFAULT_JACCARD,
-                   help="drop questions whose content-word Jaccard with an evaluation question is at least this "
-                        "(default: %(default)s)")
-    for f in fields(GenerateConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.default is None:
-            p.add_argument(flag, type=int, default=None, dest=f.name, help=HELP[f.name])
-        else:
-            p.add_argument(flag, type=type(f.default), default=f.default, dest=f.name,
-                           help=f"{HELP[f.name]} (default: {f.default})")
-    p.set_defaults(func=cmd_train_pydocs_questions)
-    return p
+    args = asdict(config) | {"eval_file": config.eval or str(PYDOCS_QA)}
+    return cmd_train_pydocs_questions(argparse.Namespace(**args))
 
 
 def cmd_train_pydocs_questions(args) -> int:

@@ -9,7 +9,7 @@ Modules, one job each:
     quote_metrics     quotes verbatim in the document they cite; dangling markers
     evidence_metrics  HotpotQA supporting-fact and joint metrics; page-level evidence
     citation_metrics  ALCE citation recall/precision, GopherCite "supported" (with a judge)
-    judge             the pluggable support judge; judge_training trains the offline one
+    judge             the pluggable support judge (citeagent/train/judge.py trains the offline one)
     scoring           all of the above for one answer
     bootstrap, decline, summary   intervals, decline-to-answer curves, aggregation
     predictions       answers made elsewhere (or an earlier run's records)
@@ -26,8 +26,6 @@ _EXPORTS = {
     "score_answer": "citeagent.eval.scoring",
     "load_judge": "citeagent.eval.judge",
     "compare_runs": "citeagent.eval.compare",
-    "JudgeTrainConfig": "citeagent.eval.judge_training",
-    "train_judge": "citeagent.eval.judge_training",
 }
 __all__ = list(_EXPORTS)
 

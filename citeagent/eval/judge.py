@@ -3,8 +3,10 @@
 ALCE's citation metrics and GopherCite's "supported" rate both ask this of a model. Two kinds
 of judge plug in here, both Hugging Face sequence classifiers read as (premise, hypothesis):
 
-- the project's own support classifier (a MiniLM cross-encoder with one sigmoid output,
-  trained by `scripts/train_judge.py`), the offline default;
+- the project's own support classifier (a MiniLM cross-encoder with one sigmoid output, trained
+  by `citeagent train judge`), the offline default. It ships with the package as a LoRA delta
+  over the bundled all-MiniLM-L6-v2 (SHIPPED_JUDGE_DIR, ~1.5 MB); a judge trained into
+  $CITEAGENT_HOME/judges/support-minilm replaces it;
 - any NLI model the user names (e.g. `microsoft/deberta-large-mnli`), whose "entailment"
   class probability is the support probability.
 
@@ -22,11 +24,15 @@ from citeenv.paths import citeagent_home
 
 DEFAULT_JUDGE_NAME = "support-minilm"
 META_FILE = "judge_meta.json"
+# The default judge as shipped: adapter weights over the bundled MiniLM (reproduce with
+# `citeagent train judge --lora-r 16 --out citeagent/eval/support_judge`).
+SHIPPED_JUDGE_DIR = Path(__file__).resolve().parent / "support_judge"
+ADAPTER_FILE = "adapter_config.json"
 TRAIN_HINT = (
-    "Train it with `.venv/bin/python scripts/train_judge.py` (a MiniLM cross-encoder trained on "
-    "HotpotQA supporting sentences; about an hour of CPU time), or pass `--judge` with a "
-    "Hugging Face NLI model name or directory, or `--judge none` to leave the judge-based "
-    "metrics (citation recall/precision, supported rate) unmeasured."
+    "Pass `--judge none` to leave the judge-based metrics (citation recall/precision, supported rate) "
+    "unmeasured, or `--judge` with a Hugging Face NLI model name or directory, or train the default "
+    "judge with `citeagent train judge --lora-r 16` (a MiniLM cross-encoder trained on HotpotQA "
+    "supporting sentences; about 10 minutes on 2 CPU cores)."
 )
 
 
@@ -73,8 +79,12 @@ class ClassifierJudge:
         device = resolve_device(device)
         local = os.path.isdir(name_or_path)
         self.name = name_or_path
-        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
-        self.model = AutoModelForSequenceClassification.from_pretrained(name_or_path, local_files_only=local).to(device).eval()
+        if local and (Path(name_or_path) / ADAPTER_FILE).is_file():
+            self.tokenizer, model = _load_adapter_judge(Path(name_or_path))
+        else:
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local)
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, local_files_only=local)
+        self.model = model.to(device).eval()
         self.device = device
         self.batch_size = batch_size
         self.max_length = max_length
@@ -122,6 +132,30 @@ class ClassifierJudge:
         return self.support_probs([(premise, hypothesis)])[0] >= self.threshold
 
 
+def _load_adapter_judge(path: Path):
+    """(tokenizer, model) of a judge saved as a LoRA delta over the bundled MiniLM, merged into
+    plain weights so that scoring costs what the full model costs."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from citeenv.search.embedder import minilm_path
+
+    base_dir = str(minilm_path())
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
+    base = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, local_files_only=True)
+    model = PeftModel.from_pretrained(base, str(path), local_files_only=True).merge_and_unload()
+    return tokenizer, model.to(torch.float32)
+
+
+def default_judge_path() -> Path | None:
+    """The judge `--judge default` means: one trained into $CITEAGENT_HOME, else the shipped one."""
+    for path in (default_judge_dir(), SHIPPED_JUDGE_DIR):
+        if (path / "config.json").is_file() or (path / ADAPTER_FILE).is_file():
+            return path
+    return None
+
+
 def load_judge(spec: str | None = None, **kw) -> ClassifierJudge | None:
     """'default' / None: the project's trained judge (JudgeNotFound, saying how to train it, when
     it is missing); 'none': no judge (the caller reports the judge metrics as unmeasured);
@@ -129,9 +163,10 @@ def load_judge(spec: str | None = None, **kw) -> ClassifierJudge | None:
     if spec is not None and spec.lower() == "none":
         return None
     if spec in (None, "", "default", DEFAULT_JUDGE_NAME):
-        path = default_judge_dir()
-        if not (path / "config.json").is_file():
-            raise JudgeNotFound(f"The support judge is missing: nothing at {path}. {TRAIN_HINT}")
+        path = default_judge_path()
+        if path is None:
+            raise JudgeNotFound(f"The support judge is missing: nothing at {default_judge_dir()} and no judge "
+                                f"shipped at {SHIPPED_JUDGE_DIR}. {TRAIN_HINT}")
         return ClassifierJudge(str(path), **kw)
     if os.path.exists(spec) and not os.path.isdir(spec):
         raise JudgeNotFound(f"--judge {spec!r} is a file; give a model directory or a Hugging Face model name")

@@ -54,8 +54,9 @@ def read_predictions(path: str | Path, examples: list[EvalExample]) -> list[Pred
                 continue
             try:
                 d = json.loads(line)
-            except json.JSONDecodeError as e:
-                out.append(Prediction(ln, None, None, None, f"malformed prediction, line {ln}: not JSON ({e.msg})"))
+            except (json.JSONDecodeError, RecursionError) as e:
+                why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+                out.append(Prediction(ln, None, None, None, f"malformed prediction, line {ln}: not JSON ({why})"))
                 continue
             carried = None
             if isinstance(d, dict) and "metrics" in d and d.get("answer") is None:  # a failed record of a run

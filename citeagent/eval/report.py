@@ -8,6 +8,8 @@ import html
 import io
 from pathlib import Path
 
+from citeenv.safe_url import safe_http_url
+
 from citeagent.eval.summary import METRIC_GROUPS
 
 # Which answers are worst: unsupported first, then wrong, then poorly cited.
@@ -111,6 +113,16 @@ def _esc(x) -> str:
     return html.escape(str(x))
 
 
+def _source(quote: dict) -> str:
+    """A quote's title, linked to its url only when that is http(s); any other url (javascript:,
+    data:, ...) is shown as text after the title, never as a link."""
+    title, url = _esc(quote.get("title") or "(untitled)"), quote.get("url")
+    href = safe_http_url(url)
+    if href is not None:
+        return f"<a href='{_esc(href)}' rel='noopener noreferrer nofollow'>{title}</a>"
+    return f"{title} <span class='url'>{_esc(url)}</span>" if url else title
+
+
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -131,9 +143,8 @@ def worst_table(records: list[dict]) -> str:
     rows = []
     for r in worst_records(records):
         ans = r.get("answer") or {}
-        quotes = "".join(
-            f"<li>[{_esc(q.get('n'))}] <a href='{_esc(q.get('url'))}'>{_esc(q.get('title'))}</a>: "
-            f"&ldquo;{_esc(q.get('text', ''))[:600]}&rdquo;</li>" for q in ans.get("quotes", []))
+        quotes = "".join(f"<li>[{_esc(q.get('n'))}] {_source(q)}: &ldquo;{_esc(q.get('text', ''))[:600]}&rdquo;</li>"
+                         for q in ans.get("quotes", []) if isinstance(q, dict))
         m = r.get("metrics", {})
         shown = ", ".join(f"{k}={_fmt(m.get(k))}" for k in ("correct", "f1", "supported", "citation_recall",
                                                              "citation_precision", "sp_f1") if k in m)
@@ -146,6 +157,9 @@ def worst_table(records: list[dict]) -> str:
             + "".join(rows) + "</table>")
 
 
+# The report shows text from web pages and prediction files: no script may run in it, whatever
+# slips through. Only the inline style and the embedded PNG plots are allowed.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; base-uri 'none'"
 CSS = """body{font-family:sans-serif;margin:2em;max-width:1300px} table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px} th{background:#eee}
 ol.q{font-size:12px;color:#333} img{max-width:100%} .meta{color:#555}"""
@@ -160,7 +174,8 @@ def render_report(records: list[dict], summary: dict) -> str:
                   "questions were in its training data")
     who = f"predictions {c.get('predictions')}" if c.get("predictions") else f"policy {c.get('policy')}"
     parts = [
-        f"<html><head><meta charset='utf-8'><title>citeagent eval: {_esc(c.get('dataset'))}</title><style>{CSS}</style></head><body>",
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
+        f"<title>citeagent eval: {_esc(c.get('dataset'))}</title><style>{CSS}</style></head><body>",
         f"<h1>citeagent eval: {_esc(c.get('dataset'))}, {_esc(who)}</h1>",
         f"<p class='meta'>{summary['n_questions']} questions; {_esc(judge_line)}. "
         f"Bad records: {summary.get('n_bad_records', 0)}. Quotes verbatim: {summary.get('quotes_verbatim_total')} of "

@@ -15,11 +15,11 @@ import json
 import logging
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from citeagent.answer import Answer
-from citeagent.eval.datasets import EvalDataset, EvalExample, example_corpus, load_dataset
+from citeagent.eval.datasets import DATASETS, EvalDataset, EvalExample, example_corpus, load_dataset
 from citeagent.eval.scoring import ScoringConfig, score_answer
 from citeagent.eval.summary import summarize
 
@@ -34,32 +34,57 @@ IDENTITY = ("dataset", "policy", "predictions", "corpus", "search", "web", "judg
             "best_of", "temperature", "sample")
 
 
+def _help(text: str, **kw) -> dict:
+    return {"help": text, **kw}
+
+
 @dataclass
 class EvalConfig:
-    dataset: str = "hotpotqa"  # a name (see datasets.DATASETS) or a JSONL path
-    policy: str = "baseline"  # baseline | lm | a model name or path
-    predictions: str | None = None  # score this JSONL of answers instead of running a policy
-    limit: int | None = None  # the first N questions (or N prediction lines)
-    offset: int = 0  # skip this many first: splits one run across processes (--offset 0/100 --limit 100)
-    out: str | None = None  # default runs/eval/<dataset>__<policy>
-    resume: bool = False
-    judge: str | None = "default"  # the trained judge; a HF NLI model name/dir; "none"
-    reward_model: str | None = None  # a second decline curve, ranked by this model's scores
-    corpus: str | None = None  # override the data set's corpus (required where it has none)
-    search: str = "bm25"
-    web: bool = False
+    dataset: str = field(default="hotpotqa", metadata=_help(
+        f"{', '.join(DATASETS)}, or a JSONL path of {{question, answers[, supporting_facts | urls, id, corpus]}}"))
+    policy: str = field(default="baseline", metadata=_help("baseline, lm, or a model name/path"))
+    predictions: str | None = field(default=None, metadata=_help(
+        "score this JSONL of {question, answer, quotes[, id, score, declined]} instead of running a policy; an "
+        "earlier run's records.jsonl scores that run again (e.g. with another --judge)", metavar="FILE"))
+    limit: int | None = field(default=None, metadata=_help("evaluate the first N questions"))
+    offset: int = field(default=0, metadata=_help(
+        "skip the first N questions (or prediction lines), e.g. to split a run across processes, each with its "
+        "own --out; `cat` their records.jsonl into one directory and run it again with --resume to summarise "
+        "them together", metavar="N"))
+    out: str | None = field(default=None, metadata=_help("run directory (default: runs/eval/<dataset>__<policy>)"))
+    resume: bool = field(default=False, metadata=_help("continue an interrupted run in --out, skipping finished "
+                                                       "questions"))
+    judge: str | None = field(default="default", metadata=_help(
+        "support judge: 'default' (the MiniLM judge shipped with citeagent), a Hugging Face NLI model name or "
+        "directory, or 'none' to leave judge metrics unmeasured"))
+    reward_model: str | None = field(default=None, metadata=_help(
+        "also draw the decline curve ranked by this reward model; with --best-of, the model that ranks the "
+        "candidates (default: `citeagent train rm`'s)", metavar="PATH"))
+    corpus: str | None = field(default=None, metadata=_help(
+        "the corpus to ask against, overriding the data set's (needed for nq-open, asqa, fever unless --web)"))
+    search: str = field(default="bm25", metadata=_help("how the local corpus is searched",
+                                                        choices=["bm25", "dense", "hybrid"]))
+    web: bool = field(default=False, metadata=_help("browse the live web (needs --search-url)"))
     search_url: str | None = None
     max_actions: int = 20
-    best_of: int = 1  # sample this many episodes per question, keep the answer the reward model likes best
-    temperature: float = 1.0  # best_of > 1 or sample: the sampling temperature of a greedy LM policy
-    sample: bool = False  # best_of = 1: one sampled episode, not the greedy one (best-of-n's k = 1 baseline)
+    best_of: int = field(default=1, metadata=_help(
+        "sample N episodes per question and keep the answer the reward model scores highest; the summary "
+        "reports KL_bon = log N - (N-1)/N", metavar="N"))
+    temperature: float = field(default=1.0, metadata=_help(
+        "with --best-of N > 1 or --sample, the sampling temperature of a greedy LM policy"))
+    sample: bool = field(default=False, metadata=_help(
+        "with --best-of 1, one sampled episode per question instead of the greedy one: the baseline best-of-n "
+        "is compared with at the same --temperature"))
     batch_size: int = 8
-    device: str = "auto"  # the policy's, judge's and reward model's: the first CUDA GPU if any, else the CPU
-    dtype: str = "float32"  # the policy's weights (bfloat16 halves a GPU's memory and time)
+    device: str = field(default="auto", metadata=_help(
+        "where the policy, judge and reward model run: auto (the first CUDA GPU if there is one, else the CPU), "
+        "cpu, cuda, cuda:N or mps"))
+    dtype: str = field(default="float32", metadata=_help("the LM policy's weights: float32, bfloat16 or float16 "
+                                                         "(bfloat16 on GPUs)"))
     seed: int = 0
-    bootstrap: int = 1000
-    max_citations: int = 3
-    progress: bool = True
+    bootstrap: int = field(default=1000, metadata=_help("bootstrap resamples"))
+    max_citations: int = field(default=3, metadata=_help("ALCE: citations read per statement"))
+    progress: bool = field(default=True, metadata=_help("show progress bars (--no-progress: none)"))
 
     def run_name(self) -> str:
         ds = Path(self.dataset).stem if self.dataset.endswith((".jsonl", ".gz")) else self.dataset
@@ -313,7 +338,7 @@ class EvalRun:
             from citeagent.policies.best_of_n import can_sample, not_sampling
 
             if not can_sample(policy):
-                raise EvalError(not_sampling(c.best_of, getattr(policy, "name", c.policy)))
+                raise EvalError(not_sampling(c.best_of, policy.name))
         with open(self.records_path, "a", encoding="utf-8") as f:
             for lo in range(0, len(todo), c.batch_size):
                 batch = todo[lo : lo + c.batch_size]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -22,10 +21,12 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.sessions import SessionMiddleware
 
+from citeenv.safe_url import safe_http_url
+
 from citeagent.answer import MARKER, Answer
 from citeagent.feedback import app_version
-from citeagent.feedback.auth import (authenticate, create_user, new_token, session_fingerprint, set_active,
-                                     tokens_match)
+from citeagent.feedback.auth import (LoginLimiter, LoginLimits, authenticate, create_user, new_token,
+                                     session_fingerprint, set_active, tokens_match)
 from citeagent.feedback.db import Assignment, Pair, User, get_setting, make_engine, transaction
 from citeagent.feedback.export import judgement_comparisons
 from citeagent.feedback.judgements import (MAX_REASON, SCALE, SCALE_LABELS, FaultInjection, SubmitError,
@@ -54,6 +55,7 @@ class LabelAppConfig:
     shuffle_sides: bool = True  # show A on the right half of the time, against position bias
     secure_cookies: bool = False  # set when the app is served over HTTPS
     session_days: int = 7
+    login: LoginLimits = field(default_factory=LoginLimits)
     fault: FaultInjection = field(default_factory=FaultInjection)
 
     def __post_init__(self):
@@ -61,19 +63,20 @@ class LabelAppConfig:
             raise ValueError("--labels-per-pair must be at least 1")
         if self.assignment_ttl_minutes < 1:
             raise ValueError("--assignment-ttl-minutes must be at least 1")
+        if self.login.max_failures < 1 or self.login.lockout_seconds < 0:
+            raise ValueError("--login-max-failures must be at least 1 and --login-lockout-seconds at least 0")
+
+
+MAX_ID = 2**63 - 1  # database ids are signed 64-bit; a larger number in a url names nothing
+
+
+def _check_id(value: int, what: str) -> None:
+    if not 1 <= value <= MAX_ID:
+        raise SubmitError(404, f"There is no {what} {str(value)[:30]}.")
 
 
 class _NeedLogin(Exception):
     """Raised by admin pages for a visitor who is not logged in: answered with the login page."""
-
-
-def safe_url(url: str) -> str | None:
-    """The url if a browser may follow it (http/https); javascript:, data: etc. get no link."""
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    return url.strip() if parts.scheme in ("http", "https") and parts.netloc else None
 
 
 def _segments(answer: Answer) -> list[dict]:
@@ -93,7 +96,7 @@ def _segments(answer: Answer) -> list[dict]:
 
 def _view(answer: Answer) -> dict:
     return {"declined": answer.declined, "text": answer.text,
-            "quotes": [{"n": q.n, "title": q.title, "url": q.url, "safe_url": safe_url(q.url), "text": q.text}
+            "quotes": [{"n": q.n, "title": q.title, "url": q.url, "safe_url": safe_http_url(q.url), "text": q.text}
                        for q in answer.quotes]}
 
 
@@ -112,6 +115,7 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     templates = Jinja2Templates(env=env)
+    limiter = LoginLimiter(cfg.login)
 
     app = FastAPI(title="citeagent labelling", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
@@ -192,11 +196,20 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
     @app.post("/login")
     async def login(request: Request):
         form = await checked_form(request)
-        username = (form.get("username") or "").strip()
+        username = (form.get("username") or "").strip()[:200]
+        address = request.client.host if request.client else ""
+        wait = limiter.retry_after(username, address)
+        if wait > 0:  # refused before the password is checked: guessing gains nothing, and costs no bcrypt
+            response = render(request, "login.html", 429, next=_safe_next(form.get("next")), username=username,
+                              error=f"Too many failed logins. Try again in {int(wait) + 1} seconds.")
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
         user = await run_in_threadpool(authenticate, engine, username, form.get("password") or "")
         if user is None:
+            limiter.failed(username, address)
             return render(request, "login.html", 401, next=_safe_next(form.get("next")), username=username,
                           error="Wrong username or password (or the account is deactivated).")
+        limiter.succeeded(username)
         request.session.clear()  # a fresh session (and CSRF token) for the logged-in user
         request.session.update(uid=user.id, fp=session_fingerprint(secret, user), csrf=new_token())
         return RedirectResponse(_safe_next(form.get("next")), status_code=303)
@@ -237,11 +250,14 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
         user = await run_in_threadpool(load_user, request)
         if user is None:
             return login_redirect(request)
+        _check_id(assignment_id, "assignment")
         form = await checked_form(request)
         try:
             pair_id = int(form.get("pair_id", ""))
         except ValueError:
-            raise SubmitError(400, "The form does not say which pair it is for. Reload the labelling page.") from None
+            pair_id = 0
+        if not 1 <= pair_id <= MAX_ID:
+            raise SubmitError(400, "The form does not say which pair it is for. Reload the labelling page.")
         judgement = parse_form(form)
         outcome, _jid = await run_in_threadpool(record_judgement, engine, user, assignment_id, pair_id,
                                                 form.get("nonce", ""), judgement, version, cfg.fault)
@@ -254,6 +270,7 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
         user = await run_in_threadpool(load_user, request)
         if user is None:
             return login_redirect(request)
+        _check_id(assignment_id, "assignment")
         form = await checked_form(request)
         await run_in_threadpool(skip_assignment, engine, user, assignment_id, form.get("nonce", ""))
         request.session["flash"] = "Skipped."
@@ -301,6 +318,7 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
     @app.post("/admin/users/{user_id}/active")
     async def admin_set_active(request: Request, user_id: int):
         user = await admin_user(request)
+        _check_id(user_id, "user")
         form = await checked_form(request)
         if user_id == user.id:
             raise SubmitError(400, "You cannot deactivate your own account.")

@@ -10,6 +10,10 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 
 import bcrypt
 from sqlalchemy import select
@@ -97,3 +101,53 @@ def new_token() -> str:
 
 def tokens_match(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and hmac.compare_digest(str(a), str(b))
+
+
+@dataclass
+class LoginLimits:
+    max_failures: int = 5  # wrong passwords per username within window_seconds before a lockout
+    per_address_factor: int = 4  # one client address may fail this many times more (several usernames)
+    window_seconds: float = 300.0
+    lockout_seconds: float = 300.0
+    max_tracked: int = 10_000  # usernames and addresses remembered; the oldest are forgotten first
+
+
+class LoginLimiter:
+    """Counts failed logins per username and per client address; past the limit, further tries
+    are refused without checking the password until the lockout ends. In memory: the app runs as
+    one process, and a restart forgetting the counts only gives an attacker a fresh window."""
+
+    def __init__(self, limits: LoginLimits | None = None, clock=time.monotonic):
+        self.limits = limits or LoginLimits()
+        self.clock = clock
+        self._failures: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _keys(self, username: str, address: str) -> list[tuple[tuple[str, str], int]]:
+        lim = self.limits
+        return [(("user", username.lower()), lim.max_failures),
+                (("addr", address), lim.max_failures * lim.per_address_factor)]
+
+    def retry_after(self, username: str, address: str) -> float:
+        """Seconds until this username may try again from this address; 0 when it may now."""
+        now, lim = self.clock(), self.limits
+        wait = 0.0
+        with self._lock:
+            for key, limit in self._keys(username, address):
+                recent = [t for t in self._failures.get(key, []) if now - t < lim.window_seconds + lim.lockout_seconds]
+                if len(recent) >= limit:
+                    wait = max(wait, recent[-1] + lim.lockout_seconds - now)
+        return max(wait, 0.0)
+
+    def failed(self, username: str, address: str) -> None:
+        now, lim = self.clock(), self.limits
+        with self._lock:
+            for key, limit in self._keys(username, address):
+                times = [t for t in self._failures.pop(key, []) if now - t < lim.window_seconds]
+                self._failures[key] = (times + [now])[-limit:]
+            while len(self._failures) > lim.max_tracked:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(("user", username.lower()), None)

@@ -7,7 +7,10 @@ import json
 import secrets
 import sys
 
+from citeenv.web.cli import port_number
+
 from citeagent.feedback.app import LabelAppConfig
+from citeagent.feedback.auth import LoginLimits
 
 DB_HELP = ("SQLAlchemy database URL (default: $CITEAGENT_LABEL_DB, else sqlite under "
            "$CITEAGENT_HOME/label/labels.db; e.g. postgresql+psycopg://user@host/labels for a team)")
@@ -28,7 +31,7 @@ def add_label_parser(subparsers) -> argparse.ArgumentParser:
     s = cmd("serve", cmd_serve, "start the labelling web app")
     s.add_argument("--host", default=d.host, help=f"address to listen on (default {d.host}; put a TLS proxy in front "
                                                   "for anything but localhost)")
-    s.add_argument("--port", type=int, default=d.port, help=f"(default {d.port})")
+    s.add_argument("--port", type=port_number, default=d.port, help=f"(default {d.port})")
     s.add_argument("--labels-per-pair", type=int, default=d.labels_per_pair,
                    help=f"judgements wanted per pair, from different annotators (default {d.labels_per_pair})")
     s.add_argument("--assignment-ttl-minutes", type=int, default=d.assignment_ttl_minutes,
@@ -36,6 +39,11 @@ def add_label_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--no-shuffle-sides", dest="shuffle_sides", action="store_false",
                    help="always show answer A on the left (default: random side per assignment)")
     s.add_argument("--secure-cookies", action="store_true", help="mark the session cookie Secure (when served over HTTPS)")
+    s.add_argument("--login-max-failures", type=int, default=d.login.max_failures,
+                   help=f"wrong passwords for one username before its logins are refused for a while "
+                        f"(default {d.login.max_failures}; one client address may fail {d.login.per_address_factor}x as often)")
+    s.add_argument("--login-lockout-seconds", type=float, default=d.login.lockout_seconds,
+                   help=f"how long logins stay refused after too many failures (default {d.login.lockout_seconds:g})")
 
     u = cmd("add-user", cmd_add_user, "create an annotator account")
     u.add_argument("username")
@@ -72,9 +80,22 @@ def add_label_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _engine(args):
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
     from citeagent.feedback.db import make_engine
 
-    return make_engine(args.db or None)
+    try:
+        return make_engine(args.db or None)
+    except (ArgumentError, NoSuchModuleError, ImportError) as e:
+        raise ValueError(f"--db {args.db!r} is not a database URL this machine can open ({_first_line(e)}). "
+                         "Use sqlite:///path/labels.db, or e.g. postgresql+psycopg://user@host/labels with its "
+                         "driver installed.") from None
+    except OperationalError as e:
+        raise ValueError(f"cannot open the database {args.db or '(default)'!r}: {_first_line(e.orig or e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def _read_password(args) -> tuple[str, bool]:
@@ -99,7 +120,8 @@ def cmd_serve(args) -> int:
 
     cfg = LabelAppConfig(db=args.db, host=args.host, port=args.port, labels_per_pair=args.labels_per_pair,
                          assignment_ttl_minutes=args.assignment_ttl_minutes, shuffle_sides=args.shuffle_sides,
-                         secure_cookies=args.secure_cookies, fault=FaultInjection.from_env())
+                         secure_cookies=args.secure_cookies, fault=FaultInjection.from_env(),
+                         login=LoginLimits(max_failures=args.login_max_failures, lockout_seconds=args.login_lockout_seconds))
     engine = _engine(args)
     with transaction(engine) as s:
         n_users = s.scalar(select(func.count(User.id)))

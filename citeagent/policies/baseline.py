@@ -74,7 +74,6 @@ class BaselinePolicy:
 
     def __init__(self, config: BaselineConfig | None = None):
         self.config = config or BaselineConfig()
-        self.tokens_generated = 0  # no model: nothing generated
 
     def act_batch(self, observations: list[str], infos: list[dict]) -> list[str]:
         return [self.act(o, i) for o, i in zip(observations, infos)]

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
+from citeagent.policies.base import Policy, Samples
 from citeagent.rollout import EpisodeResult, run_episodes
 
 
@@ -86,9 +87,9 @@ def expected_best_of_k(scores: Sequence[float], answered: Sequence[bool], values
     return sum(math.comb(rank, k - 1) / total * values[i] for rank, i in enumerate(rank_order(scores, answered)))
 
 
-def can_sample(policy) -> bool:
+def can_sample(policy: Policy) -> bool:
     """An LM policy samples (a temperature and a random generator); the baseline has neither."""
-    return hasattr(getattr(policy, "config", None), "temperature") and getattr(policy, "generator", None) is not None
+    return isinstance(policy, Samples)
 
 
 def not_sampling(n: int, name: str) -> str:
@@ -101,27 +102,27 @@ def not_sampling(n: int, name: str) -> str:
 
 
 @contextmanager
-def sampling(policy, n: int, temperature: float = 1.0, always: bool = False):
+def sampling(policy: Policy, n: int, temperature: float = 1.0, always: bool = False):
     """The policy set up to sample n different candidates. A greedy LM policy (temperature 0)
     samples at `temperature` for the duration; a policy with no sampling (the baseline) is an error
     for n > 1, since its n candidates would be the same episode n times. n = 1 leaves the policy
     as it is unless `always`: a single sampled episode, best-of-n's k = 1 baseline."""
-    config = getattr(policy, "config", None)
     if n == 1 and not always:
         yield policy
         return
     if not can_sample(policy):
-        raise ValueError(not_sampling(n, getattr(policy, "name", type(policy).__name__)))
-    if config.temperature > 0:
+        raise ValueError(not_sampling(n, policy.name))
+    before = policy.temperature
+    if before > 0:
         yield policy
         return
     if temperature <= 0:
         raise ValueError(f"--best-of {n} needs a sampling temperature above 0, got {temperature}")
-    policy.config = replace(config, temperature=temperature)
+    policy.temperature = temperature
     try:
         yield policy
     finally:
-        policy.config = config
+        policy.temperature = before
 
 
 def best_of_n(
@@ -150,7 +151,7 @@ def best_of_n(
     row_backend = (lambda r: backend_for(r // n)) if callable(backend_for) else backend_for
     with sampling(policy, n, temperature):
         if n > 1:
-            policy.generator.manual_seed(seed)
+            policy.reseed(seed)
         results = run_episodes(row_backend, policy, rows, seed=seed, batch_size=batch_size, config=config)
     scores = [float(s) for s in reward_model.score_batch(rows, [r.answer for r in results])]
     out = []

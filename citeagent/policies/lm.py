@@ -117,6 +117,18 @@ class LMPolicy:
         self.last_tokens: list[int] = []  # per row of the last act_batch
         self.last_generations = []  # per row: Generation (token ids, log-probs, prompt ids)
 
+    # --- the Policy protocol and its capabilities (policies/base.py) ---------------------------------
+    @property
+    def temperature(self) -> float:
+        return self.config.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.config = replace(self.config, temperature=value)
+
+    def reseed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
     def act(self, observation: str, info: dict) -> str:
         return self.act_batch([observation], [info])[0]
 

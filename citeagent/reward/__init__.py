@@ -1,4 +1,5 @@
-"""Reward models trained on human (and gold-judge) comparisons of cited answers.
+"""Reward models trained on human (and gold-judge) comparisons of cited answers
+(trained by citeagent/train/rm.py).
 
     from citeagent.reward import load_reward_model
     rm = load_reward_model()              # $CITEAGENT_HOME/reward/minilm-default
@@ -9,19 +10,25 @@ Heavy imports (torch, transformers) happen only when these names are used.
 """
 from __future__ import annotations
 
-__all__ = ["Comparison", "RewardModel", "RMConfig", "load_reward_model", "default_reward_model_dir",
-           "load_source", "load_sources", "train_reward_model"]
+from pathlib import Path
+
+__all__ = ["Comparison", "RewardModel", "load_reward_model", "default_reward_model_dir",
+           "load_source", "load_sources"]
 
 _WHERE = {
     "Comparison": "citeagent.reward.schema",
     "RewardModel": "citeagent.reward.model",
     "load_reward_model": "citeagent.reward.model",
-    "default_reward_model_dir": "citeagent.reward.config",
     "load_source": "citeagent.reward.sources",
     "load_sources": "citeagent.reward.sources",
-    "RMConfig": "citeagent.reward.config",
-    "train_reward_model": "citeagent.reward.trainer",
 }
+
+
+def default_reward_model_dir() -> Path:
+    """Where `citeagent train rm` saves the default model and where others load it from."""
+    from citeenv.paths import citeagent_home
+
+    return citeagent_home() / "reward" / "minilm-default"
 
 
 def __getattr__(name: str):

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from citeagent.answer import Answer, render_for_model
-from citeagent.reward.config import default_reward_model_dir
+from citeagent.reward import default_reward_model_dir
 
 META_FILE = "citeagent_reward.json"
 FORMAT_VERSION = 1

@@ -20,7 +20,6 @@ the policy to make it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
@@ -31,6 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from citeagent.train import CPU_BROWSER, CPU_POLICY
+from citeagent.train.common import device_trainer_args, top_layers
 from citeenv.browser import BrowserConfig
 from citeenv.commands import CommandError, parse_command
 from citeenv.documents import normalize_ws
@@ -41,39 +41,49 @@ REPORT_FILE = "bc_report.json"
 
 @dataclass
 class BCConfig:
-    demos: list[str] = field(default_factory=list)  # JSONL demonstration files (a str: comma-separated)
-    model: str = "smollm2"  # the bundled SmolLM2-135M-Instruct, or a HF name / model dir
-    out: str = "runs/bc"
-    lora: bool = True  # False: fine-tune every weight
+    demos: list[str] = field(default_factory=list, metadata={"help": (
+        "demonstration JSONL files (`citeagent browse`, `citeagent train demos`), space- or comma-separated")})
+    model: str = field(default="smollm2", metadata={"help": "smollm2 (the bundled SmolLM2-135M-Instruct) or a "
+                                                            "Hugging Face name / model directory"})
+    out: str = field(default="runs/bc", metadata={"help": "directory the trained model, its policy options and "
+                                                          "bc_report.json are saved to"})
+    lora: bool = field(default=True, metadata={"help": "train a LoRA adapter (merged before saving); --no-lora "
+                                                       "trains every weight"})
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     lora_targets: str = LORA_TARGETS
-    # LoRA on the top N decoder layers only (0: all). Nothing below the lowest adapted layer needs
-    # gradients, so the backward pass stops there: the CPU configuration's main saving.
-    lora_layers: int = 0
-    answer_repeats: int = 1  # examples per answering step (the answer is 1 step in ~10)
+    # Nothing below the lowest adapted layer needs gradients, so the backward pass stops there: the
+    # CPU configuration's main saving.
+    lora_layers: int = field(default=0, metadata={"help": "adapt only the top N decoder layers (0: all); the "
+                                                          "backward pass stops below them"})
+    answer_repeats: int = field(default=1, metadata={"help": "how many times each answering step is used per "
+                                                             "epoch (the answer is 1 step in ~10)"})
     epochs: float = 2.0
-    lr: float | None = None  # None: 2e-4 with LoRA, 5e-5 for full fine-tuning
+    lr: float | None = field(default=None, metadata={"help": "learning rate (default: 2e-4 with LoRA, 5e-5 full)"})
     batch_size: int = 8
     grad_accum: int = 1
-    max_length: int = 512  # prompt + completion tokens; longer examples are dropped (counted)
+    max_length: int = field(default=512, metadata={"help": "prompt + command tokens; longer examples are dropped "
+                                                           "and counted"})
     warmup: float = 0.03  # fraction of the steps
     weight_decay: float = 0.0
-    max_steps: int | None = None  # stop after this many optimiser steps (default: the epochs decide)
-    heldout: float = 0.1  # fraction of episodes held out for a validation loss (0: none)
-    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimiser steps (default: "
+                                                                  "the epochs decide)"})
+    heldout: float = field(default=0.1, metadata={"help": "fraction of episodes held out for the validation loss "
+                                                          "(0: none)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     seed: int = 0
     logging_steps: int = 10
     system_prompt: str = CPU_POLICY["system_prompt"]
     max_observation_tokens: int = CPU_POLICY["max_observation_tokens"]
     # The browser layout the trained policy will browse with (saved with the model); it should be
     # the layout the demonstrations were recorded in (`citeagent train demos` uses this one).
-    browser: dict = field(default_factory=lambda: dict(CPU_BROWSER))
+    browser: dict = field(default_factory=lambda: dict(CPU_BROWSER), init=False)
 
     def __post_init__(self):
         if isinstance(self.demos, str):
-            self.demos = [p.strip() for p in self.demos.split(",") if p.strip()]
+            self.demos = [self.demos]
+        self.demos = [p.strip() for arg in self.demos for p in arg.split(",") if p.strip()]
         if not self.demos:
             raise ValueError("No demonstration files: pass --demos a.jsonl[,b.jsonl] (from `citeagent browse` "
                              "or `citeagent train demos`).")
@@ -311,7 +321,6 @@ def train_bc(config: BCConfig, model=None, tokenizer=None, log=lambda m: print(m
 
 
 def _trainer(config: BCConfig, model, tokenizer, train_rows: list[dict], val_rows: list[dict], work: str):
-    import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -324,13 +333,9 @@ def _trainer(config: BCConfig, model, tokenizer, train_rows: list[dict], val_row
         if missing:
             raise ValueError(f"--lora-targets {missing} are not modules of {config.model}; it has e.g. "
                              f"{sorted(n for n in present if n.endswith('proj'))[:10]}")
-        n_layers = model.config.num_hidden_layers
-        if config.lora_layers > n_layers:
-            raise ValueError(f"--lora-layers {config.lora_layers} exceeds the model's {n_layers} layers")
-        top = list(range(n_layers - config.lora_layers, n_layers)) if config.lora_layers else None
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                                 target_modules=config.targets(), task_type="CAUSAL_LM", layers_to_transform=top)
-    gpu = torch.cuda.is_available()
+                                 target_modules=config.targets(), task_type="CAUSAL_LM",
+                                 layers_to_transform=top_layers(model, config.lora_layers))
     args = SFTConfig(
         output_dir=work, per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
@@ -343,9 +348,7 @@ def _trainer(config: BCConfig, model, tokenizer, train_rows: list[dict], val_row
         train_sampling_strategy="group_by_length",
         # a 135M model fits easily; recomputing activations would only cost time
         activation_checkpointing=False,
-        use_cpu=not gpu,
-        # TRL turns bf16 on by default; on a CPU bf16 autocast is slower than fp32
-        bf16=gpu and torch.cuda.is_bf16_supported(),
+        **device_trainer_args(),
     )
     class BCTrainer(SFTTrainer):
         """SFTTrainer with a loss that runs the LM head only where the loss is: on a CPU the
@@ -384,10 +387,10 @@ def command_nll(model, input_ids, attention_mask, labels):
 def _save(model, tokenizer, out: Path, config: BCConfig) -> None:
     from citeagent.policies.lm import save_policy_options
 
-    out.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.padding_side = "left"  # what LMPolicy decodes with
     tokenizer.save_pretrained(out)
@@ -395,50 +398,7 @@ def _save(model, tokenizer, out: Path, config: BCConfig) -> None:
                         extra={"trained_with": "bc", "base_model": config.model})
 
 
-# --- citeagent train bc ----------------------------------------------------------------------------------
-
-HELP = {
-    "demos": "comma-separated demonstration JSONL files (`citeagent browse`, `citeagent train demos`)",
-    "model": "smollm2 (the bundled SmolLM2-135M-Instruct) or a Hugging Face name / model directory",
-    "out": "directory the trained model, its policy options and bc_report.json are saved to",
-    "answer_repeats": "how many times each answering step is used per epoch",
-    "lora_layers": "adapt only the top N decoder layers (0: all); the backward pass stops below them",
-    "lora": "train a LoRA adapter (merged before saving); --no-lora or --full trains every weight",
-    "lr": "learning rate (default: 2e-4 with LoRA, 5e-5 full)",
-    "max_length": "prompt + command tokens; longer examples are dropped and counted",
-    "heldout": "fraction of episodes held out for the validation loss",
-    "threads": "torch CPU threads (0: torch's default)",
-    "max_steps": "stop after this many optimiser steps",
-}
-
-
-def add_train_bc_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "bc", help="behaviour cloning of the browsing policy on demonstrations",
-        description="Fine-tune the policy LM on demonstrations (observation -> command, loss on the command "
-                    "only), with LoRA or all weights, and save a model directory `--policy DIR` can use.",
-    )
-    for f in fields(BCConfig):
-        if f.name == "browser":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        if f.name == "demos":
-            p.add_argument(flag, required=True, dest="demos", help=HELP["demos"])
-        elif f.name == "lora":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=True, help=HELP["lora"])
-            p.add_argument("--full", dest="lora", action="store_false", help="full fine-tuning (= --no-lora)")
-        elif "None" in str(f.type):
-            kind = float if "float" in str(f.type) else int
-            p.add_argument(flag, type=kind, default=None, dest=f.name, help=HELP.get(f.name, ""))
-        else:
-            p.add_argument(flag, type=type(default), default=default, dest=f.name,
-                           help=(HELP.get(f.name, "") + f" (default: {default})").strip())
-    p.set_defaults(func=cmd_train_bc)
-    return p
-
-
-def cmd_train_bc(args) -> int:
-    config = BCConfig(**{f.name: getattr(args, f.name) for f in fields(BCConfig) if f.name != "browser"})
+def run_bc(config: BCConfig) -> int:
+    """`citeagent train bc`: train and print the saved model's directory."""
     print(train_bc(config))
     return 0

@@ -256,41 +256,37 @@ def expert_demonstrations(records: list[dict], backend, browser: BrowserConfig, 
 
 # --- citeagent train demos --------------------------------------------------------------------------------
 
-def add_train_demos_parser(subparsers):
-    p = subparsers.add_parser(
-        "demos", help="write scripted expert demonstrations (gold evidence) for behaviour cloning",
-        description="Browse the first N HotpotQA training questions (never the held-out evaluation ones) with a "
-                    "scripted expert that quotes the gold supporting sentences, and append the episodes to a "
-                    "demonstration file in `citeagent browse`'s format.",
-    )
-    p.add_argument("--dataset", default="hotpotqa", choices=["hotpotqa"], help="data set with gold evidence")
-    p.add_argument("--questions", type=int, default=200, help="first N training questions (default: 200)")
-    p.add_argument("--noise", type=float, default=0.2,
-                   help="probability per opportunity of a wrong click or a poor first query, then the "
-                        "recovery (default: 0.2)")
-    p.add_argument("--max-actions", type=int, default=20, help="the browser's action budget (default: 20)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="demos.jsonl", help="JSONL file the episodes are appended to")
-    p.set_defaults(func=cmd_train_demos)
-    return p
+@dataclass
+class DemosConfig:
+    dataset: str = field(default="hotpotqa", metadata={"help": "data set with gold evidence",
+                                                       "choices": ["hotpotqa"]})
+    questions: int = field(default=200, metadata={"help": "first N training questions (never held-out ones)"})
+    noise: float = field(default=0.2, metadata={"help": "probability per opportunity of a wrong click or a poor "
+                                                        "first query, then the recovery"})
+    max_actions: int = field(default=20, metadata={"help": "the browser's action budget"})
+    seed: int = 0
+    out: str = field(default="demos.jsonl", metadata={"help": "JSONL file the episodes are appended to"})
+
+    def __post_init__(self):
+        if self.questions < 1:
+            raise ValueError(f"--questions must be at least 1 (got {self.questions})")
+        if self.max_actions < 4:
+            raise ValueError(f"--max-actions must be at least 4 (search, click, quote, answer); got {self.max_actions}")
 
 
-def cmd_train_demos(args) -> int:
+def run_demos(config: DemosConfig) -> int:
+    """`citeagent train demos`: the first N training questions browsed by the scripted expert."""
     from citeagent.backend import BackendOptions, make_backend
     from citeagent.browse import save_demonstration
     from citeagent.train import CPU_BROWSER, hotpotqa_split
     from citeenv.sources.hotpotqa import read_hotpotqa_records
 
-    if args.questions < 1:
-        raise ValueError(f"--questions must be at least 1 (got {args.questions})")
-    if args.max_actions < 4:
-        raise ValueError(f"--max-actions must be at least 4 (search, click, quote, answer); got {args.max_actions}")
     train, _heldout = hotpotqa_split(list(read_hotpotqa_records()))
-    records = train[: args.questions]
+    records = train[: config.questions]
     backend = make_backend(BackendOptions(corpus="hotpotqa"))
-    browser = BrowserConfig(**CPU_BROWSER, max_actions=args.max_actions)
-    demos, stats = expert_demonstrations(records, backend, browser, noise=args.noise, seed=args.seed)
+    browser = BrowserConfig(**CPU_BROWSER, max_actions=config.max_actions)
+    demos, stats = expert_demonstrations(records, backend, browser, noise=config.noise, seed=config.seed)
     for d in demos:
-        save_demonstration(args.out, d)
-    print(f"{stats.summary()}; appended to {args.out}", file=sys.stderr)
+        save_demonstration(config.out, d)
+    print(f"{stats.summary()}; appended to {config.out}", file=sys.stderr)
     return 0

@@ -1,13 +1,12 @@
-"""The configuration and command line of `citeagent train ppo` (the algorithm is citeagent/train/ppo.py).
+"""The configuration of `citeagent train ppo` (the algorithm is citeagent/train/ppo.py).
 
-Kept apart from ppo.py so that `citeagent --help` and config validation import no torch: the CLI
-registers every sub-command at start-up.
+Kept apart from ppo.py so that the flags can be parsed and checked, and the run's files looked
+at, before torch is imported.
 """
 from __future__ import annotations
 
-import argparse
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 DATASETS = ("hotpotqa",)
@@ -20,20 +19,20 @@ TRAINER_STATE = "trainer_state.json"
 
 @dataclass
 class PPOConfig:
-    policy: str = "runs/bc"  # the behaviour-cloned model dir PPO starts from (and the KL reference)
-    reward_model: str = ""  # "" = the default reward model dir (`citeagent train rm`)
-    dataset: str = "hotpotqa"  # training questions = hotpotqa_split(records)[0]
-    out: str = "runs/ppo"
-    resume: bool = False
+    policy: str = field(default="runs/bc", metadata={"help": "behaviour-cloned model dir PPO starts from; it is also the KL reference"})
+    reward_model: str = field(default="", metadata={"help": "reward model dir (default: the one `citeagent train rm` saves)"})
+    dataset: str = field(default="hotpotqa", metadata={"help": "training questions: hotpotqa = the non-held-out HotpotQA questions"})
+    out: str = field(default="runs/ppo", metadata={"help": "run dir: log.jsonl, log.png, checkpoint/, final/"})
+    resume: bool = field(default=False, metadata={"help": "continue the run in --out from its checkpoint"})
     iterations: int = 20
     episodes_per_iter: int = 16
-    rollout_batch_size: int = 8  # episodes stepped together (one batched model call per step)
+    rollout_batch_size: int = field(default=8, metadata={"help": "episodes stepped together, one batched model call per step"})
     max_actions: int = 10
     temperature: float = 1.0
-    no_answer_reward: float = -1.0  # a declined or truncated episode
-    kl_coef: float = 0.02
-    adaptive_kl: bool = False  # Ziegler et al. (2019)'s proportional controller
-    target_kl: float = 6.0  # nats per episode, for the adaptive controller
+    no_answer_reward: float = field(default=-1.0, metadata={"help": "reward of a declined or truncated episode"})
+    kl_coef: float = field(default=0.02, metadata={"help": "per-token KL penalty against the --policy model (>= 0)"})
+    adaptive_kl: bool = field(default=False, metadata={"help": "adapt --kl-coef towards --target-kl (Ziegler et al. 2019)"})
+    target_kl: float = field(default=6.0, metadata={"help": "KL per episode the adaptive controller aims at"})
     kl_horizon: int = 10000  # episodes, for the adaptive controller
     gamma: float = 1.0
     lam: float = 0.95
@@ -42,25 +41,25 @@ class PPOConfig:
     vf_clip: float = 0.2
     ent_coef: float = 0.0
     ppo_epochs: int = 2
-    stop_approx_kl: float | None = None  # end an update's epochs early once one's mean approx KL exceeds it
-    minibatch_size: int = 8  # rows (steps) per optimizer step
-    lr: float | None = None  # None: 1e-4 with LoRA, 1e-5 for full fine-tuning
+    stop_approx_kl: float | None = field(default=None, metadata={"help": "skip an iteration's remaining PPO epochs once an epoch's mean approx KL exceeds this (CleanRL's target-kl; e.g. 0.02); none: always run --ppo-epochs"})
+    minibatch_size: int = field(default=8, metadata={"help": "rows (steps) per optimizer step"})
+    lr: float | None = field(default=None, metadata={"help": "learning rate (default 1e-4 with LoRA, 1e-5 without)"})
     value_lr: float = 1e-4  # the value head starts at zero and must catch up quickly
-    lora: bool = True
+    lora: bool = field(default=True, metadata={"help": "train LoRA adapters (the reference is the model with them off); --no-lora trains every weight"})
     lora_r: int = 16
     lora_alpha: int = 32
     # LoRA on the top N decoder layers only (0: all): the backward pass stops below them, which is
     # what makes an hour of PPO on 2 CPU cores worth running.
-    lora_layers: int = 0
+    lora_layers: int = field(default=0, metadata={"help": "adapt only the top N decoder layers (0: all); the backward pass stops below them"})
     # With --lora-layers N the layers below the top N are frozen: run them once a row an iteration
     # and keep their output, instead of in every forward (old and reference log-probs, each epoch).
-    cache_frozen_layers: bool = True
+    cache_frozen_layers: bool = field(default=True, metadata={"help": "with --lora-layers N, run the frozen layers below the top N once a row an iteration and keep their output (memory: rows x tokens x hidden size)"})
     max_grad_norm: float = 1.0
     whiten_advantages: bool = True
     seed: int = 0
-    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     checkpoint_every: int = 1
-    dtype: str = "float32"
+    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16 weights (bfloat16 on GPUs)"})
 
     def __post_init__(self):
         def finite(name, value):
@@ -112,7 +111,7 @@ class PPOConfig:
         return Path(self.out)
 
     def reward_model_dir(self) -> Path:
-        from citeagent.reward.config import default_reward_model_dir
+        from citeagent.reward import default_reward_model_dir
 
         return Path(self.reward_model) if self.reward_model else default_reward_model_dir()
 
@@ -145,63 +144,3 @@ def find_checkpoint(out: Path) -> Path | None:
         if (out / name / TRAINER_STATE).is_file():
             return out / name
     return None
-
-
-# --- command line -----------------------------------------------------------------------------------
-
-HELP = {
-    "policy": "behaviour-cloned model dir PPO starts from; it is also the KL reference",
-    "reward_model": "reward model dir (default: the one `citeagent train rm` saves)",
-    "dataset": "training questions: hotpotqa = the non-held-out HotpotQA questions",
-    "out": "run dir: log.jsonl, log.png, checkpoint/, final/",
-    "resume": "continue the run in --out from its checkpoint",
-    "rollout_batch_size": "episodes stepped together, one batched model call per step",
-    "no_answer_reward": "reward of a declined or truncated episode",
-    "kl_coef": "per-token KL penalty against the --policy model (>= 0)",
-    "adaptive_kl": "adapt --kl-coef towards --target-kl (Ziegler et al. 2019)",
-    "target_kl": "KL per episode the adaptive controller aims at",
-    "minibatch_size": "rows (steps) per optimizer step",
-    "lr": "learning rate (default 1e-4 with LoRA, 1e-5 without)",
-    "stop_approx_kl": "skip an iteration's remaining PPO epochs once an epoch's mean approx KL exceeds this "
-                      "(CleanRL's target-kl; e.g. 0.02); none: always run --ppo-epochs",
-    "lora_layers": "adapt only the top N decoder layers (0: all); the backward pass stops below them",
-    "cache_frozen_layers": "with --lora-layers N, run the frozen layers below the top N once a row an iteration "
-                           "and keep their output (memory: rows x tokens x hidden size)",
-    "lora": "train LoRA adapters (the reference is the model with them off); --no-lora trains every weight",
-    "threads": "torch CPU threads (0: torch's default)",
-    "dtype": "float32, bfloat16 or float16 weights (bfloat16 on GPUs)",
-}
-
-
-def add_train_ppo_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "ppo", help="PPO of the browsing policy against the reward model (WebGPT's RL stage)",
-        description="Episode-level PPO: rollouts in the batched browser, the reward model's score at the end of "
-                    "each episode, a per-token KL penalty against the behaviour-cloned policy, GAE and a clipped "
-                    "objective. Writes log.jsonl/log.png, checkpoints (--resume) and a final model dir.")
-    add_ppo_args(p)
-    p.set_defaults(func=cmd_train_ppo)
-    return p
-
-
-def add_ppo_args(p: argparse.ArgumentParser) -> None:
-    from citeagent.reward.cli import add_config_args
-
-    add_config_args(p, PPOConfig)
-    for action in p._actions:  # the shared helper knows the RM trainer's help texts, not ours
-        if action.dest in HELP:
-            action.help = f"{HELP[action.dest]} (default: {action.default})"
-
-
-def cmd_train_ppo(args) -> int:
-    from citeagent.reward.cli import config_from_args
-
-    cfg = config_from_args(args, PPOConfig)
-    from citeagent.train.ppo import train
-
-    final = train(cfg)
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        print(final)
-    return 0

@@ -204,18 +204,17 @@ class Browser:
 
     def _find(self, text: str) -> str | None:
         doc = self.state.view
-        needle = _WS.sub(" ", text).strip().lower()
+        needle = _WS.sub(" ", text).strip()
         norm = doc.view.normalized
-        hay = norm.text.lower()
         # Search after the last match (so repeating a Find moves on), else from the window's start;
         # wrap around once, as a browser's find bar does.
         if doc.find_cursor >= 0:
             start = doc.find_cursor + 1
         else:
             start = bisect.bisect_left(norm.offsets, doc.view.window_span(doc.window)[0])
-        pos = hay.find(needle, start)
+        pos = norm.find_ignoring_case(needle, start)
         if pos < 0:
-            pos = hay.find(needle)
+            pos = norm.find_ignoring_case(needle)
         if pos < 0:
             return f'"{text[:80]}" does not occur on this page.'
         doc.find_cursor = pos

@@ -51,6 +51,31 @@ class NormalizedText:
         """Original [start, end) of normalised [start, end)."""
         return self.offsets[start], self.offsets[end - 1] + 1
 
+    def find_ignoring_case(self, needle: str, start: int = 0) -> int:
+        """The normalised offset of the first case-insensitive match of `needle` at or after
+        normalised offset `start`, or -1. Lower-casing can lengthen a character ("İ" becomes two),
+        so the match is found in the lowered text and mapped back to an offset in `text`."""
+        lowered, to_text, from_text = self._lowered
+        start = min(max(start, 0), len(self.text))
+        pos = lowered.find(needle.lower(), from_text[start] if from_text else start)
+        if pos < 0:
+            return -1
+        return to_text[pos] if to_text else pos
+
+    @cached_property
+    def _lowered(self) -> tuple[str, list[int], list[int]]:
+        """The lowered text with maps between its offsets and `text`'s (empty maps when every
+        character lowers to exactly one, the common case)."""
+        lowered = self.text.lower()
+        if len(lowered) == len(self.text):  # no character grew, so offsets are shared
+            return lowered, [], []
+        to_text, from_text = [], []
+        for i, ch in enumerate(self.text):
+            from_text.append(len(to_text))
+            to_text.extend([i] * len(ch.lower()))
+        from_text.append(len(to_text))
+        return lowered, to_text, from_text
+
 
 class PageView:
     """A page split into windows of about `window_chars`, cut at line or word boundaries."""

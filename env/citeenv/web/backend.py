@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import replace
 
+import time
+
 import httpx
 
 from citeenv.backends import BrowserError, Page, SearchResult
@@ -16,14 +18,17 @@ from citeenv.web.searx import SearxClient
 
 class WebBackend:
     def __init__(self, search_provider, fetcher: Fetcher | None = None, policy: FetchPolicy | None = None,
-                 render_config: RenderConfig | None = None, cache_pages: int = 32):
+                 render_config: RenderConfig | None = None, cache_pages: int = 32, open_timeout: float | None = None):
         """search_provider: anything with search(query, k) -> list[SearchResult] (a SearxClient).
-        fetcher: the guarded fetcher pages are opened with (built from `policy` when omitted)."""
+        fetcher: the guarded fetcher pages are opened with (built from `policy` when omitted).
+        open_timeout: seconds one open (fetch, parse and render together) may take; by default the
+        fetch policy's total_timeout. A page still rendering then is cut, and says so."""
         self.search_provider = search_provider
         self.fetcher = fetcher or Fetcher(policy or FetchPolicy())
         self.policy = self.fetcher.policy
         self.render_config = render_config or RenderConfig()
         self.cache_pages = cache_pages
+        self.open_timeout = self.policy.total_timeout if open_timeout is None else open_timeout
         self._pages: OrderedDict[str, Page] = OrderedDict()
 
     def search(self, query: str, k: int = 10) -> list[SearchResult]:
@@ -33,8 +38,11 @@ class WebBackend:
         if url in self._pages:
             self._pages.move_to_end(url)
             return self._pages[url]
-        fetched = self.fetcher.fetch(url)
-        page = render(fetched, self.render_config)
+        deadline = time.monotonic() + self.open_timeout
+        fetched = self.fetcher.fetch(url, deadline=deadline)
+        if time.monotonic() >= deadline:
+            raise BrowserError(f"timed out: the page took more than {self.open_timeout:g} s to fetch")
+        page = render(fetched, self.render_config, deadline)
         if not page.text.strip():
             raise BrowserError("the page has no readable text")
         if self.cache_pages > 0:

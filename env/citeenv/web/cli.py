@@ -10,6 +10,17 @@ import argparse
 import sys
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port: use a number from 1 to 65535 (0 = any free port)")
+    return port
+
+
 def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve", help="serve a local corpus over HTTP (SearxNG-style /search and HTML pages)",
@@ -19,7 +30,7 @@ def add_serve_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--corpus", default="pydocs", help="corpus name or JSONL path, as for the other commands; default pydocs")
     p.add_argument("--search", default="bm25", choices=["bm25", "dense", "hybrid"], help="retrieval used for /search; default bm25")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; default 127.0.0.1 (this machine only)")
-    p.add_argument("--port", type=int, default=8765, help="port to listen on (0 = any free port); default 8765")
+    p.add_argument("--port", type=port_number, default=8765, help="port to listen on (0 = any free port); default 8765")
     p.set_defaults(func=run_serve)
     return p
 

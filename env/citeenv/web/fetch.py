@@ -92,11 +92,13 @@ class Fetcher:
         self._only = [_parse_host_port(h) for h in self.policy.only_hosts]
         self._ssl: ssl.SSLContext | None = None  # built on the first fetch (loading CAs takes a moment)
 
-    def fetch(self, url: str, accept: tuple[str, ...] | None = None) -> Fetched:
-        """GET url under the policy. `accept` overrides the policy's content types (e.g. JSON)."""
+    def fetch(self, url: str, accept: tuple[str, ...] | None = None, deadline: float | None = None) -> Fetched:
+        """GET url under the policy. `accept` overrides the policy's content types (e.g. JSON);
+        `deadline` (time.monotonic()) ends the fetch earlier than the policy's total_timeout would,
+        for a caller whose own step has a deadline."""
         p = self.policy
         accept = tuple(a.lower() for a in accept) if accept else p.content_types
-        deadline = time.monotonic() + p.total_timeout
+        deadline = min(time.monotonic() + p.total_timeout, deadline if deadline is not None else float("inf"))
         backend = _PinnedBackend(deadline)
         if self._ssl is None:
             self._ssl = _ssl_context(p.verify)

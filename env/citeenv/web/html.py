@@ -4,18 +4,27 @@ The page is hostile content. Scripts, styles and other non-text parts are droppe
 text a reader could not see (hidden elements) is dropped too, since it is a cheap place to hide
 instructions for an agent; control and bidi-override characters are removed; the text and the
 number of links are bounded. Only http(s) links are kept.
+
+The parser is libxml2's, through lxml: it stays linear on malformed markup (unterminated tags,
+deep nesting) where Python's html.parser, and Beautiful Soup's tree building over any parser,
+grow quadratically (scripts/bench_html_parsers.py measures them). A page nesting deeper than
+libxml2's limit (2048 elements) is cut there, with the cut marked. Rendering also stops at a
+deadline, so parsing and rendering a hostile page cannot stretch one browser step.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-from bs4 import BeautifulSoup, Comment, NavigableString, Tag
-from bs4.element import CData, Declaration, Doctype, ProcessingInstruction
+import time
+
+import lxml.html
+from lxml import etree
 
 from citeenv.backends import BrowserError, Page
 from citeenv.documents import Link, normalize_ws
+from citeenv.safe_url import safe_http_url
 from citeenv.web.fetch import HTML_TYPES, Fetched
 
 
@@ -24,9 +33,12 @@ class RenderConfig:
     max_chars: int = 300_000  # text beyond this is cut (a marker line says so)
     max_links: int = 1000
     max_title_chars: int = 200
+    max_seconds: float = 5.0  # rendering stops here (and says so), whatever the caller's deadline
 
 
 TRUNCATED_MARK = "[... the rest of the page was cut ...]"
+SLOW_MARK = "[... the page took too long to render; the rest was cut ...]"
+_CHECK_EVERY = 256  # tree nodes between two looks at the clock
 
 # Never text: code, styling, embedded documents and widgets.
 _DROP = {"script", "style", "noscript", "template", "iframe", "frame", "frameset", "object", "embed",
@@ -46,7 +58,6 @@ _CELL = {"td", "th"}
 # C0/C1 controls (tab and newline are kept), bidi overrides/isolates, zero-width characters.
 _INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 _WS = re.compile(r"\s+")
-_URL_JUNK = re.compile(r"[\t\n\r]")
 
 
 def strip_invisible(text: str) -> str:
@@ -54,10 +65,11 @@ def strip_invisible(text: str) -> str:
     return _INVISIBLE.sub("", text)
 
 
-def render(fetched: Fetched, config: RenderConfig | None = None) -> Page:
-    """The Page for a fetched body: HTML is rendered, plain text is shown as it is."""
+def render(fetched: Fetched, config: RenderConfig | None = None, deadline: float | None = None) -> Page:
+    """The Page for a fetched body: HTML is rendered, plain text is shown as it is. `deadline`
+    (time.monotonic()) bounds rendering; a page not rendered by then is cut there."""
     if fetched.content_type in HTML_TYPES:
-        return render_html(fetched.text, fetched.url, config)
+        return render_html(fetched.text, fetched.url, config, deadline)
     return render_text(fetched.text, fetched.url, config)
 
 
@@ -71,44 +83,67 @@ def render_text(text: str, url: str, config: RenderConfig | None = None) -> Page
     return Page(title=title, url=url, text=text, links=[])
 
 
-def render_html(html: str, url: str, config: RenderConfig | None = None) -> Page:
+def render_html(html: str, url: str, config: RenderConfig | None = None, deadline: float | None = None) -> Page:
     config = config or RenderConfig()
-    try:
-        soup = BeautifulSoup(html, "html.parser")
-    except Exception as e:  # the parser is lenient; this is for markup it gives up on
-        raise BrowserError(f"could not read the page's HTML ({type(e).__name__})") from None
-    base = _base_url(soup, url)
+    own = time.monotonic() + config.max_seconds
+    deadline = own if deadline is None else min(deadline, own)
+    root, cut_deep = _parse(html)
+    if root is None:
+        return Page(title=_bound(_url_title(url), config.max_title_chars), url=url, text="", links=[])
+    base = _base_url(root, url)
     out = _TextBuilder(config.max_chars)
     links = _LinkCollector(base, url, config.max_links)
-    _walk(soup, out, links)
+    finished = _walk(root, out, links, deadline)
     text = out.text()
     kept = links.links(text)
-    if out.truncated:
-        text += "\n\n" + TRUNCATED_MARK
-    title = _title(soup, url, config.max_title_chars)
-    return Page(title=title, url=url, text=text, links=kept, doc_id=_doc_id(soup))
+    mark = SLOW_MARK if not finished else TRUNCATED_MARK if out.truncated or cut_deep else ""
+    if mark:
+        text += ("\n\n" if text else "") + mark
+    title = _title(root, url, config.max_title_chars)
+    return Page(title=title, url=url, text=text, links=kept, doc_id=_doc_id(root))
+
+
+def _parse(html: str):
+    """(the document's root element or None when it has none, whether it was cut for nesting too
+    deeply). The text goes to libxml2 as UTF-8: lone surrogates become "?", NULs are dropped."""
+    data = html.replace("\x00", "").encode("utf-8", "replace")
+    if not data.strip():
+        return None, False
+    parser = lxml.html.HTMLParser(encoding="utf-8", huge_tree=True, remove_comments=True, remove_pis=True,
+                                  no_network=True)
+    try:
+        root = etree.fromstring(data, parser)
+    except (etree.LxmlError, ValueError):  # recovery mode accepts anything we have found; this is a last gate
+        raise BrowserError("could not read the page's HTML") from None
+    cut_deep = any(e.type_name == "ERR_RESOURCE_LIMIT" for e in parser.error_log)
+    return root, cut_deep
 
 
 # -- walking the tree -----------------------------------------------------------------------
 
-def _walk(soup: BeautifulSoup, out: "_TextBuilder", links: "_LinkCollector") -> None:
-    """Depth-first over the tree with an explicit stack (hostile nesting cannot overflow it)."""
-    stack: list[tuple[object, bool]] = [(soup, False)]
+def _walk(root, out: "_TextBuilder", links: "_LinkCollector", deadline: float | None) -> bool:
+    """Depth-first over the tree with an explicit stack (hostile nesting cannot overflow it).
+    Stack entries are text (an element's text or a child's tail) or (element, leaving). False
+    when the deadline stopped the walk."""
+    stack: list = [(root, False)]
     pre_depth = 0
     list_counters: list[int | None] = []  # None for <ul>, the next number for <ol>
+    steps = 0
     while stack and not out.full:
-        node, leaving = stack.pop()
-        if isinstance(node, NavigableString):
-            if type(node) in (Comment, CData, Declaration, Doctype, ProcessingInstruction):
-                continue
+        steps += 1
+        if deadline is not None and steps % _CHECK_EVERY == 0 and time.monotonic() > deadline:
+            return False
+        entry = stack.pop()
+        if isinstance(entry, str):
             if pre_depth:
-                out.preformatted(str(node))
+                out.preformatted(entry)
             else:
-                out.inline(str(node))
+                out.inline(entry)
             continue
-        if not isinstance(node, Tag):
-            continue
-        name = node.name.lower() if node.name else ""
+        node, leaving = entry
+        if not isinstance(node.tag, str):
+            continue  # a comment, processing instruction or entity left in the tree
+        name = node.tag.lower()
         if leaving:
             if name == "pre":
                 pre_depth -= 1
@@ -118,7 +153,7 @@ def _walk(soup: BeautifulSoup, out: "_TextBuilder", links: "_LinkCollector") -> 
                 links.close(node, out)
             _block_break(name, out)
             continue
-        if node is not soup and _skipped(node, name):
+        if node is not root and _skipped(node, name):
             continue
         _block_break(name, out)
         if name == "br":
@@ -139,13 +174,19 @@ def _walk(soup: BeautifulSoup, out: "_TextBuilder", links: "_LinkCollector") -> 
         elif name == "a":
             links.open(node, out)
         stack.append((node, True))
-        stack.extend((child, False) for child in reversed(node.contents))
+        for child in reversed(list(node)):  # lxml walks children backwards slowly; a list does not
+            if child.tail:
+                stack.append(child.tail)
+            stack.append((child, False))
+        if node.text:
+            stack.append(node.text)
+    return True
 
 
-def _skipped(node: Tag, name: str) -> bool:
+def _skipped(node, name: str) -> bool:
     if name in _DROP or name in _CHROME:
         return True
-    attrs = node.attrs or {}
+    attrs = node.attrib
     if "hidden" in attrs or str(attrs.get("aria-hidden", "")).lower() == "true":
         return True
     if _HIDDEN_STYLE.search(str(attrs.get("style", ""))):
@@ -161,7 +202,7 @@ def _block_break(name: str, out: "_TextBuilder") -> None:
         out.newline_soft()
 
 
-def _ol_start(node: Tag) -> int:
+def _ol_start(node) -> int:
     try:
         return max(0, min(int(str(node.get("start", "1")).strip()), 10**6))
     except ValueError:
@@ -272,21 +313,21 @@ class _LinkCollector:
         self.max_links = max_links
         self.spans: list[tuple[int, int, str]] = []
         self.seen: set[str] = set()
-        self.open_stack: list[tuple[Tag, list, str | None]] = []
+        self.open_stack: list[tuple[object, list, str | None]] = []
 
     def inside_link(self) -> bool:
         return any(href for _, _, href in self.open_stack)
 
-    def open(self, node: Tag, out: _TextBuilder) -> None:
+    def open(self, node, out: _TextBuilder) -> None:
         # A link inside a link (the parser does not untangle them) is text of the outer one, so
         # link spans never overlap.
-        href = None if self.inside_link() else _resolve(self.base, node.get("href"))
+        href = None if self.inside_link() else safe_http_url(node.get("href"), self.base)
         span = [None]
         self.open_stack.append((node, span, href))
         if href is not None:
             out.waiting_links.append(span)
 
-    def close(self, node: Tag, out: _TextBuilder) -> None:
+    def close(self, node, out: _TextBuilder) -> None:
         if not self.open_stack or self.open_stack[-1][0] is not node:
             return
         _, span, href = self.open_stack.pop()
@@ -305,27 +346,10 @@ class _LinkCollector:
         return [Link(text=text[s:e], url=href, start=s, end=e) for s, e, href in self.spans if e <= len(text)]
 
 
-def _resolve(base: str, href) -> str | None:
-    """The absolute http(s) url of an href, or None for anything else (javascript:, data:, ...)."""
-    if not isinstance(href, str):
-        return None
-    href = _URL_JUNK.sub("", href.strip())
-    if not href or len(href) > 2048:
-        return None
-    try:
-        url = urljoin(base, href)
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return url
-
-
-def _base_url(soup: BeautifulSoup, url: str) -> str:
-    base = soup.find("base", href=True)
+def _base_url(root, url: str) -> str:
+    base = next((b for b in root.iter("base") if b.get("href")), None)
     if base is not None:
-        resolved = _resolve(url, base.get("href"))
+        resolved = safe_http_url(base.get("href"), url)
         if resolved:
             return resolved
     return url
@@ -333,24 +357,28 @@ def _base_url(soup: BeautifulSoup, url: str) -> str:
 
 # -- title, doc id --------------------------------------------------------------------------
 
-def _title(soup: BeautifulSoup, url: str, limit: int) -> str:
-    tag = soup.find("title")
-    title = normalize_ws(_INVISIBLE.sub("", tag.get_text())) if tag is not None else ""
-    if not title:
-        h1 = soup.find("h1")
-        title = normalize_ws(_INVISIBLE.sub("", h1.get_text())) if h1 is not None else ""
+def _title(root, url: str, limit: int) -> str:
+    title = ""
+    for tag in ("title", "h1"):
+        node = next(root.iter(tag), None)
+        title = normalize_ws(_INVISIBLE.sub("", node.text_content())) if node is not None else ""
+        if title:
+            break
     return _bound(title or _url_title(url), limit)
 
 
-def _doc_id(soup: BeautifulSoup) -> str:
-    """The corpus document id a page served by env.web.serve carries, else ""."""
-    meta = soup.find("meta", attrs={"name": "citeagent:doc-id"})
+def _doc_id(root) -> str:
+    """The corpus document id a page served by citeenv.web.serve carries, else ""."""
+    meta = next((m for m in root.iter("meta") if m.get("name") == "citeagent:doc-id"), None)
     value = meta.get("content") if meta is not None else None
     return _bound(_INVISIBLE.sub("", value), 200) if isinstance(value, str) else ""
 
 
 def _url_title(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a corpus document's url is not checked the way a fetched one is
+        return url
     tail = parts.path.rstrip("/").rsplit("/", 1)[-1]
     return tail or parts.netloc or url
 

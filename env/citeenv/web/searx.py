@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode
 
 from citeenv.backends import BrowserError, SearchResult
 from citeenv.documents import normalize_ws
+from citeenv.safe_url import safe_http_url
 from citeenv.web.fetch import Fetcher
 from citeenv.web.html import strip_invisible
 
@@ -65,7 +66,7 @@ def parse_results(text: str, endpoint_url: str, k: int, config: SearxConfig | No
             break
         if not isinstance(item, dict):
             continue
-        url = _http_url(item.get("url"), endpoint_url)
+        url = safe_http_url(item.get("url"), endpoint_url)
         if url is None:
             continue
         offset = item.get("offset", -1)
@@ -77,20 +78,6 @@ def parse_results(text: str, endpoint_url: str, k: int, config: SearxConfig | No
         snippet = _clean(item.get("content"), config.max_snippet_chars)
         results.append(SearchResult(title=title, url=url, snippet=snippet, offset=offset))
     return results
-
-
-def _http_url(value, base: str) -> str | None:
-    """An absolute http(s) url (relative ones are resolved against the endpoint), else None."""
-    if not isinstance(value, str) or not value.strip() or len(value) > 2048:
-        return None
-    try:
-        url = urljoin(base, value.strip())
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return None
-    return url
 
 
 def _clean(value, limit: int) -> str:

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from citeenv.backends import Page
 from citeenv.documents import Document, Link, normalize_ws
+from citeenv.safe_url import safe_http_url
 from citeenv.web.html import render_html
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")  # blank lines; the next line keeps its indent
@@ -130,7 +131,7 @@ class CorpusSite:
         target = _by_url(self.corpus, url) or _by_url(self.corpus, base)
         if target is not None:
             return self.local_url(target) + (f"#{fragment}" if fragment else "")
-        return url if urlsplit(url).scheme.lower() in ("http", "https") else None
+        return safe_http_url(url)
 
     # -- search --------------------------------------------------------------------------------
 

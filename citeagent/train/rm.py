@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
-from citeagent.reward.config import RMConfig
+from citeagent.train.common import device_trainer_args
+from citeagent.train.rm_config import RMConfig
 from citeagent.reward.model import RewardModel, build_backbone
 from citeagent.reward.report import evaluate_sources, markdown_table, write_report
 from citeagent.reward.schema import Comparison
@@ -117,9 +118,7 @@ def reward_config(cfg: RMConfig, output_dir: str, **overrides) -> RewardConfig:
         save_strategy="no", report_to="none", max_length=None, center_rewards_coefficient=cfg.center_rewards,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         length_column_name="length", dataloader_num_workers=0, disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-        # TRL turns bf16 on by default; on a CPU bf16 autocast is slower than fp32 and coarsens the scores
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        **device_trainer_args(),
     )
     kw.update(overrides)
     return RewardConfig(**kw)
@@ -199,3 +198,33 @@ def train_reward_model(cfg: RMConfig, log=lambda m: print(m, file=sys.stderr), s
     write_report(report, out)
     log(f"saved the reward model to {out}\n" + markdown_table(report["heldout"]))
     return rm, report
+
+
+def run_rm(cfg: RMConfig) -> int:
+    """`citeagent train rm`: train (or, with --eval-only, re-measure) and print the report's path."""
+    if cfg.eval_only:
+        return _eval_only(cfg)
+    sources = load_sources(cfg.data, cfg.exclude_questions)  # bad data stops here, before any model loads
+    train_reward_model(cfg, sources=sources)
+    print(cfg.out_dir() / "report.md")
+    return 0
+
+
+def _eval_only(cfg: RMConfig) -> int:
+    """Re-measure a saved model on the held-out pairs of --data; its report's held-out part is replaced."""
+    from citeagent.reward.model import load_reward_model
+
+    out = cfg.out_dir()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rm = load_reward_model(out)
+    heldout = {}
+    for name, (comps, _stats) in load_sources(cfg.data, cfg.exclude_questions).items():
+        _train, he = split_heldout(comps, cfg.heldout_frac, seed=cfg.seed)
+        heldout[name] = subsample(he, cfg.max_heldout_pairs, cfg.seed)
+    results = evaluate_sources(rm, heldout, cfg.label_mode, cfg.n_boot, cfg.seed)
+    report = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
+    report.update(heldout=results, evaluated_on=cfg.data)
+    write_report(report, out)
+    print(markdown_table(results))
+    return 0

@@ -1,0 +1,91 @@
+"""`citeagent train WHAT`: one sub-command per trainer, each built from its config dataclass.
+
+A trainer is a config dataclass (its options, defaults and checks: citeagent/config_flags.py
+turns its fields into flags) and a run function that takes the config and returns the exit
+code. It registers with one line in TRAINERS; the modules are named as "module:attribute" and
+imported only when that trainer is run, so `citeagent --help` stays fast. A new trainer:
+
+    # citeagent/train/rules.py
+    @dataclass
+    class RulesConfig:
+        data: str = field(default="rules.jsonl", metadata={"help": "rule-violation labels (JSONL)"})
+        epochs: float = 1.0
+
+        def __post_init__(self): ...       # raise ValueError("--epochs must be > 0 ...") on bad values
+
+    def run_rules(config: RulesConfig) -> int:
+        ...
+        return 0
+
+    # here, in TRAINERS:
+    Trainer("rules", "train the rules classifier", "citeagent.train.rules:RulesConfig",
+            "citeagent.train.rules:run_rules"),
+
+and `citeagent train rules --data x.jsonl --epochs 2` runs it.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from citeagent.config_flags import config_from_args, parser_class
+
+
+@dataclass(frozen=True)
+class Trainer:
+    name: str
+    help: str
+    config: str  # "module:ConfigClass"
+    run: str  # "module:function", called with the config instance, returns the exit code
+    description: str = ""
+
+
+TRAINERS = [
+    Trainer("pydocs-questions", "generate pydocs training questions with gold supporting sentences",
+            "citeagent.data.pydocs_questions:PydocsQuestionsConfig", "citeagent.data.pydocs_questions:run_pydocs_questions",
+            "Generate questions from the pydocs corpus's own sentences, each with a short answer and the verbatim gold "
+            "sentence with its offsets, drop those that leak the evaluation set (corpora/pydocs_qa.jsonl), and write "
+            "them as JSONL."),
+    Trainer("demos", "write scripted expert demonstrations (gold evidence) for behaviour cloning",
+            "citeagent.train.expert:DemosConfig", "citeagent.train.expert:run_demos",
+            "Browse the first N HotpotQA training questions (never the held-out evaluation ones) with a scripted "
+            "expert that quotes the gold supporting sentences, and append the episodes to a demonstration file in "
+            "`citeagent browse`'s format."),
+    Trainer("bc", "behaviour cloning of the browsing policy on demonstrations",
+            "citeagent.train.bc:BCConfig", "citeagent.train.bc:run_bc",
+            "Fine-tune the policy LM on demonstrations (observation -> command, loss on the command only), with "
+            "LoRA or all weights, and save a model directory `--policy DIR` can use."),
+    Trainer("judge", "train the offline support judge and report its held-out accuracy",
+            "citeagent.train.judge:JudgeTrainConfig", "citeagent.train.judge:run_judge",
+            "Train the MiniLM support judge on HotpotQA's gold supporting sentences (first 30% of the shared split "
+            "held out) and save it where `citeagent eval` finds it."),
+    Trainer("rm", "train a Bradley-Terry reward model on comparisons (TRL RewardTrainer)",
+            "citeagent.train.rm_config:RMConfig", "citeagent.train.rm:run_rm",
+            "Train a reward model on comparisons of cited answers, save it, and report pairwise accuracy (95% "
+            "bootstrap CI), calibration and score distribution on held-out questions of every source."),
+    Trainer("ppo", "PPO of the browsing policy against the reward model (WebGPT's RL stage)",
+            "citeagent.train.ppo_config:PPOConfig", "citeagent.train.ppo:run_ppo",
+            "Episode-level PPO: rollouts in the batched browser, the reward model's score at the end of each "
+            "episode, a per-token KL penalty against the behaviour-cloned policy, GAE and a clipped objective. "
+            "Writes log.jsonl/log.png, checkpoints (--resume) and a final model dir."),
+]
+
+
+def load(ref: str):
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def add_train_parser(subparsers, wanted: str | None = None):
+    """`citeagent train`; only the trainer named `wanted` (or every one, for None) gets its flags,
+    the others a help line, since building one imports its config module."""
+    train = subparsers.add_parser("train", help="train reward models, judges and policies")
+    sub = train.add_subparsers(dest="train_command", metavar="WHAT", parser_class=parser_class)
+    for t in TRAINERS:
+        if wanted is not None and t.name != wanted:
+            sub.add_parser(t.name, help=t.help)
+            continue
+        config = load(t.config)
+        p = sub.add_parser(t.name, dataclass_types=[config], help=t.help, description=t.description or t.help)
+        p.set_defaults(func=lambda args, t=t, config=config: load(t.run)(config_from_args(args, config)))
+    return train
