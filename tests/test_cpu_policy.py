@@ -125,11 +125,11 @@ def test_expert_follows_the_gold_evidence():
 def test_artifacts_round_trip_and_refuse_corruption(tmp_path):
     policy = CandidatePolicy(scorer_preferring(3), WordEncoder())
     policy.save(tmp_path / "p")
-    again = CandidatePolicy.load(tmp_path / "p", reader=object(), encoder=WordEncoder())
+    again = CandidatePolicy.load(tmp_path / "p", encoder=WordEncoder())
     for a, b in zip(policy.scorer.state_dict().values(), again.scorer.state_dict().values()):
         assert torch.equal(a, b)
     (tmp_path / "p" / "scorer.safetensors").write_bytes(b"not weights")
     with pytest.raises(PolicyArtifactError, match="corrupt.*citeagent train cpu-bc"):
-        CandidatePolicy.load(tmp_path / "p", reader=object(), encoder=WordEncoder())
+        CandidatePolicy.load(tmp_path / "p", encoder=WordEncoder())
     with pytest.raises(PolicyArtifactError, match="missing.*citeagent train cpu-bc"):
-        CandidatePolicy.load(tmp_path / "nothing", reader=object(), encoder=WordEncoder())
+        CandidatePolicy.load(tmp_path / "nothing", encoder=WordEncoder())

@@ -1,7 +1,6 @@
 """RL for the CPU candidate policy: the PPO quantities for this policy against values computed by
 hand, masking of invalid candidates in the loss, the reward model's pairs, and exact resume of a
-killed PPO run. Tiny components: a hashed bag-of-words encoder and a reader that proposes the
-first word of each quote (neither is what these tests test)."""
+killed PPO run. Tiny components: a hashed bag-of-words encoder stands in for MiniLM."""
 import json
 import math
 import types
@@ -22,15 +21,6 @@ from citeenv.local import LocalBackend
 from tests.test_cpu_policy import WordEncoder
 
 
-class FirstWordReader:
-    def candidates_batch(self, batch, k=8):
-        out = []
-        for _question, quotes in batch:
-            out.append([types.SimpleNamespace(text=q["text"].split()[0], score=-float(i), cites=[q["n"]], kind="span")
-                        for i, q in enumerate(quotes)][:k])
-        return out
-
-
 def scorer_on(feature: int) -> Scorer:
     s = Scorer(hidden=8)
     with torch.no_grad():
@@ -39,7 +29,8 @@ def scorer_on(feature: int) -> Scorer:
         s.net[0].weight[0, feature] = 1.0
         s.net[2].weight[0, 0] = 1.0
         s.net[4].weight[0, 0] = 1.0
-        s.answer_head.weight[0, 0] = 1.0
+        s.answer_head[0].weight[0, 0] = 1.0
+        s.answer_head[2].weight[0, 0] = 1.0
     return s
 
 
@@ -53,7 +44,8 @@ def test_evaluate_gives_the_log_prob_of_the_chosen_candidate_by_hand():
     logp, ent, _ = evaluate(s, steps, 1.0)
     z = math.log(math.e + math.e ** 2 + 1)
     assert logp[0].item() == pytest.approx(2 - z, abs=1e-5)
-    assert logp[1].item() == pytest.approx(0.5 - math.log(math.exp(0.5) + math.exp(-0.5)), abs=1e-5)
+    # the answer head's hidden ReLU passes 0.5 and stops -0.5: scores 0.5 and 0
+    assert logp[1].item() == pytest.approx(0.5 - math.log(math.exp(0.5) + 1), abs=1e-5)
     p = np.exp(np.array([1, 2, 0]) - z)
     assert ent[0].item() == pytest.approx(float(-(p * np.log(p)).sum()), abs=1e-5)
 
@@ -104,7 +96,7 @@ def tiny_setup():
                   "support": [{"title": t, "url": f"https://example.org/{t}", "text": text.split(". ")[0] + "."}]}
                  for t, text in DOCS]
     torch.manual_seed(0)
-    policy = CandidatePolicy(Scorer(16), WordEncoder(), FirstWordReader(), CandidatePolicyConfig(temperature=1.0))
+    policy = CandidatePolicy(Scorer(16), WordEncoder(), CandidatePolicyConfig(temperature=1.0))
     return policy, questions, {"tiny": lambda i: backend}
 
 

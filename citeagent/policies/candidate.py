@@ -7,9 +7,10 @@ visited, overlap with the question and the quotes); a small MLP scores every can
 is a softmax over the valid ones, so log-probs, entropy and KL are exact and invalid commands
 cannot be chosen. Decisions of all live episodes go through one encoder call and one MLP call.
 
-The answer is extractive and short: the reader (citeagent.policies.reader) proposes spans of the
-quotes (and yes/no), each cited with the quotes it came from; the policy picks by the same kind
-of softmax over the reader's scores.
+The answer is extractive and short, chosen the same way: citeagent.policies.spans enumerates
+spans of the quotes (names, numbers, dates, short phrases), a comparison question's options and
+yes/no, each cited with the quotes it came from; the answer head scores them and the policy picks
+by a softmax over them.
 
 Artifacts (a directory): scorer.safetensors + policy.json (the feature layout and config).
 """
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from citeagent.policies.spans import N_SPAN_FEATURES, answer_candidates, format_answer, span_features
 from citeenv.candidates import CandidateConfig
 
 KINDS = ("Search", "Clicked on link", "Quote:", "Scrolled down", "Scrolled up", "Back", "End: Answer", "End: Decline")
@@ -34,9 +36,7 @@ N_PER_CANDIDATE = 16  # see Featurizer._one
 N_SCALAR = len(KINDS) + N_PER_CANDIDATE + (MAX_QUOTES_FEATURE + 1) + len(VIEWS)
 EMBED_DIM = 384
 N_FEATURES = N_SCALAR + 2 * EMBED_DIM
-# An answer candidate: the reader's score, its kind (span, yes, no), its rank, its length, how much
-# of it repeats the question, how many quotes it cites.
-N_ANSWER_FEATURES = 8
+N_ANSWER_FEATURES = N_SPAN_FEATURES
 SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "cpu_policy"
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -60,7 +60,6 @@ class CandidatePolicyConfig:
     # 0 acts by argmax (evaluation, `ask`); above 0 samples from the softmax at this temperature
     # (rollouts, best-of-n). Log-probs are of the softmax at the temperature (at 1 when greedy).
     temperature: float = 0.0
-    answer_k: int = 8  # answer candidates from the reader
     max_quotes: int = 4  # End: Answer is the only way on once this many quotes are taken
     candidates: dict = field(default_factory=lambda: asdict(CandidateConfig()))
 
@@ -74,15 +73,10 @@ class Scorer(nn.Module):
                                  nn.Linear(hidden // 2, 1))
         # The value of a state: the mean of its candidates' first-layer activations, read by a line.
         self.value_head = nn.Sequential(nn.Linear(hidden, hidden // 2), nn.ReLU(), nn.Linear(hidden // 2, 1))
-        # Answer candidates are scored by a line over their features, initialised to the reader's
-        # own ranking (weight 1 on its score), so BC's policy answers as the reader does and RL
-        # can learn to prefer other candidates; its value, a line over their mean.
-        self.answer_head = nn.Linear(N_ANSWER_FEATURES, 1)
+        # Answer candidates (spans, options, yes/no) get their own small MLP; the value of the
+        # answering state is a line over their mean features.
+        self.answer_head = nn.Sequential(nn.Linear(N_ANSWER_FEATURES, 64), nn.ReLU(), nn.Linear(64, 1))
         self.answer_value = nn.Linear(N_ANSWER_FEATURES, 1)
-        with torch.no_grad():
-            self.answer_head.weight.zero_()
-            self.answer_head.weight[0, 0] = 1.0
-            self.answer_head.bias.zero_()
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.net(feats).squeeze(-1)
@@ -209,17 +203,6 @@ class Featurizer:
         return out
 
 
-def answer_features(question: str, cands: list) -> np.ndarray:
-    """[K, N_ANSWER_FEATURES] for the reader's answer candidates of one question, best first."""
-    q_words = words(question)
-    out = np.zeros((len(cands), N_ANSWER_FEATURES), np.float32)
-    for j, c in enumerate(cands):
-        w = words(c.text)
-        out[j] = [c.score, c.kind == "span", c.kind == "yes", c.kind == "no", j / max(1, len(cands)),
-                  min(len(c.text.split()), 10) / 10, len(w & q_words) / max(1, len(w)), min(len(c.cites), 4) / 4]
-    return out
-
-
 def pad(feats: list[np.ndarray], width_features: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of different candidate counts -> [B, C, F] and a mask [B, C]."""
     width = max((f.shape[0] for f in feats), default=0)
@@ -245,16 +228,14 @@ class Decision:
 
 
 class CandidatePolicy:
-    """Scores the enumerated candidates; the answer comes from the reader's candidates."""
+    """Scores the enumerated candidates, and the candidate answers (citeagent.policies.spans)."""
 
     name = "cpu"
 
-    def __init__(self, scorer: Scorer, encoder, reader=None, config: CandidatePolicyConfig | None = None,
-                 seed: int = 0):
+    def __init__(self, scorer: Scorer, encoder, config: CandidatePolicyConfig | None = None, seed: int = 0):
         self.config = config or CandidatePolicyConfig()
         self.scorer = scorer.eval()
         self.featurize = Featurizer(encoder)
-        self.reader = reader
         self.generator = torch.Generator().manual_seed(seed)  # best_of_n reseeds it
         self.tokens_generated = 0
         self.last_decisions: list[Decision] = []
@@ -276,6 +257,17 @@ class CandidatePolicy:
                 decisions[i] = d
         self.last_decisions = decisions
         return [d.action for d in decisions]
+
+    @property
+    def temperature(self) -> float:  # the Samples capability (policies/base.py): best-of-n sets it
+        return self.config.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.config.temperature = float(value)
+
+    def reseed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
 
     @property
     def _t(self) -> float:
@@ -308,31 +300,37 @@ class CandidatePolicy:
         if len(info["quotes"]) >= self.config.max_quotes:
             info["candidates"] = [c for c in info["candidates"] if c["kind"] in ("End: Answer", "End: Decline")]
 
-    def _answer(self, infos: list[dict]) -> list[Decision]:
-        if self.reader is None:
-            raise PolicyArtifactError("This policy has no answer reader; load it with CandidatePolicy.load().")
-        from citeagent.policies.reader import format_answer
+    def answer_options(self, infos: list[dict]) -> list[tuple[list, np.ndarray]]:
+        """Each answering state's candidate answers and their features; one encoder call for all."""
+        cands = [answer_candidates(info["question"], info["quotes"]) for info in infos]
+        self.featurize.embed([t for info, cs in zip(infos, cands)
+                              for t in [info["question"], *(c.text for c in cs), *(q["text"] for q in info["quotes"])]])
+        return [(cs, span_features(info["question"], info["quotes"], cs, self.featurize.embed))
+                for info, cs in zip(infos, cands)]
 
-        batch = [(info["question"], info["quotes"]) for info in infos]
-        all_cands = self.reader.candidates_batch(batch, k=self.config.answer_k)
-        feats = [answer_features(info["question"], cands) for info, cands in zip(infos, all_cands)]
-        live = [i for i, f in enumerate(feats) if len(f)]
-        out = [Decision("", -1, 0.0, f, phase="answer") for f in feats]  # no quote to answer from: refused
+    def _answer(self, infos: list[dict]) -> list[Decision]:
+        options = self.answer_options(infos)
+        live = [i for i, (cs, _) in enumerate(options) if cs]
+        out = [Decision("", -1, 0.0, f, phase="answer") for _, f in options]  # nothing to answer from: refused
         if live:
-            x, mask = pad([feats[i] for i in live], N_ANSWER_FEATURES)
+            x, mask = pad([options[i][1] for i in live], N_ANSWER_FEATURES)
             with torch.inference_mode():
                 logp = masked_log_softmax(self.scorer.answer_scores(x), mask, self._t).numpy()
             for r, i in enumerate(live):
-                j = self._choose(logp[r, : len(feats[i])])
-                out[i] = Decision(format_answer(all_cands[i][j]), j, float(logp[r, j]), feats[i], phase="answer")
+                cs, f = options[i]
+                j = self._choose(logp[r, : len(cs)])
+                out[i] = Decision(format_answer(cs[j]), j, float(logp[r, j]), f, phase="answer")
         return out
 
     def confidence(self, answer: dict) -> float:
-        """The reader's best score for the answer's quotes: the decline curve drops the lowest first."""
-        if self.reader is None or not answer.get("quotes"):
+        """The answer head's probability of its best answer: the decline curve drops the lowest first."""
+        if not answer.get("quotes"):
             return 0.0
-        cands = self.reader.candidates(answer["question"], answer["quotes"], k=1)
-        return float(cands[0].score) if cands else 0.0
+        (cs, f), = self.answer_options([{"question": answer["question"], "quotes": answer["quotes"]}])
+        if not cs:
+            return 0.0
+        with torch.inference_mode():
+            return float(torch.softmax(self.scorer.answer_scores(torch.from_numpy(f)), 0).max())
 
     # ---------------------------------------------------------------- artifacts
     def save(self, directory: str | Path) -> None:
@@ -346,7 +344,7 @@ class CandidatePolicy:
         (d / "policy.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: str | Path | None = None, reader=None, encoder=None, **overrides) -> "CandidatePolicy":
+    def load(cls, directory: str | Path | None = None, encoder=None, seed: int = 0, **overrides) -> "CandidatePolicy":
         d = Path(directory) if directory else SHIPPED
         rebuild = "Rebuild it with `citeagent train cpu-bc` (see README, Training)."
         meta_path, weights = d / "policy.json", d / "scorer.safetensors"
@@ -368,9 +366,5 @@ class CandidatePolicy:
         if encoder is None:
             from citeenv.search.encoder import load_encoder
 
-            encoder = load_encoder(cache_size=200_000)
-        if reader is None:
-            from citeagent.policies.reader import Reader
-
-            reader = Reader.load()
-        return cls(scorer, encoder, reader, config)
+            encoder = load_encoder()
+        return cls(scorer, encoder, config, seed)

@@ -46,13 +46,16 @@ class CpuBCConfig:
     max_actions: int = 12
     valid_fraction: float = 0.1  # training questions kept back to choose the epoch
     epochs: int = 8
+    answer_epochs: int = 40
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
     hidden: int = 256
     threads: int = 2
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
+        if isinstance(self.demos, str):
+            self.demos = [d for d in self.demos.split(",") if d]
         problems = []
         if not 0 <= self.explore <= 1:
             problems.append(f"--explore {self.explore}: give a probability in [0, 1]")
@@ -246,8 +249,70 @@ def train_scorer(cfg: CpuBCConfig, train_x: list[np.ndarray], train_y: list[int]
     return scorer.eval(), history
 
 
+def answer_examples(questions: list[dict], featurize, rng: random.Random) -> list[tuple]:
+    """(features of the candidate answers, the index of the best one, the question, the candidates'
+    texts) for every
+    question whose gold sentences hold a candidate with answer F1 >= 0.5. The quotes are the gold
+    sentences and, half the time, one more sentence of a gold paragraph, as a policy's quotes often are."""
+    from citeagent.eval.answer_metrics import best_token_f1
+    from citeagent.policies.spans import answer_candidates, span_features
+
+    plans = []
+    for q in questions:
+        texts = [g["text"] for g in q["support"]]
+        record = q.get("record")
+        if record and rng.random() < 0.5:
+            paragraphs = {t: sents for t, sents in record["context"]}
+            extra = [normalize_ws(x) for g in q["support"] for x in paragraphs.get(g.get("title"), [])
+                     if normalize_ws(x) and normalize_ws(x) not in texts]
+            if extra:
+                texts.insert(rng.randrange(len(texts) + 1), rng.choice(extra))
+        quotes = [{"n": i + 1, "text": t, "title": "", "url": ""} for i, t in enumerate(texts)]
+        cands = answer_candidates(q["question"], quotes)
+        f1 = [best_token_f1(c.text, q["answers"]) for c in cands]
+        if cands and max(f1) >= 0.5:
+            plans.append((q, quotes, cands, int(np.argmax(f1))))
+    featurize.embed([t for q, quotes, cands, _ in plans for t in [q["question"], *(c.text for c in cands), *(x["text"] for x in quotes)]])
+    return [(span_features(q["question"], quotes, cands, featurize.embed), label, q, [c.text for c in cands])
+            for q, quotes, cands, label in plans]
+
+
+def train_answer_head(cfg: CpuBCConfig, scorer, train: list, valid: list, log=print) -> list[dict]:
+    """Cross-entropy of the best candidate answer, the answer head alone; the epoch with the best
+    validation answer F1 (of the argmax) is kept."""
+    import torch
+
+    from citeagent.eval.answer_metrics import best_token_f1
+    from citeagent.policies.candidate import N_ANSWER_FEATURES, masked_log_softmax, pad
+
+    params = list(scorer.answer_head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    vx, vm = pad([ex[0] for ex in valid], N_ANSWER_FEATURES)
+    best, best_state, history = -1.0, None, []
+    for epoch in range(cfg.answer_epochs):
+        order = rng.permutation(len(train))
+        for lo in range(0, len(order), cfg.batch_size):
+            rows = [train[i] for i in order[lo: lo + cfg.batch_size]]
+            x, m = pad([ex[0] for ex in rows], N_ANSWER_FEATURES)
+            y = torch.tensor([ex[1] for ex in rows])
+            loss = -masked_log_softmax(scorer.answer_scores(x), m).gather(1, y[:, None]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            pick = masked_log_softmax(scorer.answer_scores(vx), vm).argmax(1).tolist()
+        f1 = float(np.mean([best_token_f1(texts[j], q["answers"]) for (_, _, q, texts), j in zip(valid, pick)]))
+        acc = float(np.mean([j == ex[1] for ex, j in zip(valid, pick)]))
+        history.append({"epoch": epoch + 1, "valid_answer_f1": f1, "valid_pick_accuracy": acc})
+        log(f"answer head, epoch {epoch + 1}: validation answer F1 {f1:.4f} (best candidate picked {acc:.4f})")
+        if f1 > best:
+            best, best_state = f1, {k: v.clone() for k, v in scorer.answer_head.state_dict().items()}
+    scorer.answer_head.load_state_dict(best_state)
+    return history
+
+
 def run(cfg: CpuBCConfig) -> dict:
-    cfg.check()
     import torch
     from tqdm import tqdm
 
@@ -264,6 +329,9 @@ def run(cfg: CpuBCConfig) -> dict:
     if cfg.pydocs_questions:
         groups.append(("pydocs", *_pydocs_group(cfg)))
     train_states, valid_states, counts = [], [], {}
+    if cfg.demos:
+        got, counts["demos"] = demo_states(cfg.demos, cfg.max_actions)
+        train_states.extend(got)
     for name, questions, backend_for in groups:
         n_valid = max(1, int(len(questions) * cfg.valid_fraction))
         split = {"valid": range(len(questions) - n_valid, len(questions)), "train": range(len(questions) - n_valid)}
@@ -284,15 +352,25 @@ def run(cfg: CpuBCConfig) -> dict:
         for lo in tqdm(range(0, len(part), 256), desc="features", file=sys.stderr):
             xs.extend(featurize([s for s, _ in part[lo: lo + 256]]))
         feats.append(xs)
+    answers = {"train": [], "valid": []}
+    for name, questions, _ in groups:
+        if name == "hotpotqa-pooled":
+            continue  # the same questions as the distractor setting
+        n_valid = max(1, int(len(questions) * cfg.valid_fraction))
+        answers["train"] += answer_examples(questions[:len(questions) - n_valid], featurize, rng)
+        answers["valid"] += answer_examples(questions[len(questions) - n_valid:], featurize, rng)
     featurize.save_cache(cache)
     t_data = time.time() - t0
     # A small MLP trains fastest on one thread; two threads stall each other on a busy machine.
     torch.set_num_threads(1)
     scorer, history = train_scorer(cfg, feats[0], [y for _, y in train_states], feats[1], [y for _, y in valid_states])
-    policy = CandidatePolicy(scorer, featurize.encoder, None, CandidatePolicyConfig(hidden=cfg.hidden))
+    answer_history = train_answer_head(cfg, scorer, answers["train"], answers["valid"])
+    policy = CandidatePolicy(scorer, featurize.encoder, CandidatePolicyConfig(hidden=cfg.hidden))
     policy.save(cfg.out)
     report = {"config": asdict(cfg), "data": counts, "train_states": len(train_states), "valid_states": len(valid_states),
               "history": history, "best_valid_accuracy": max(h["valid_accuracy"] for h in history),
+              "answer_examples": {k: len(v) for k, v in answers.items()}, "answer_history": answer_history,
+              "best_valid_answer_f1": max(h["valid_answer_f1"] for h in answer_history),
               "seconds_data": round(t_data, 1), "seconds_total": round(time.time() - t0, 1)}
     Path(cfg.out, "cpu_bc_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
@@ -305,6 +383,55 @@ def embedding_cache_path() -> Path:
     return citeagent_home() / "embeddings" / "cpu_policy_minilm.npz"
 
 
+def demo_states(paths: list[str], max_actions: int) -> tuple[list[tuple[dict, int]], dict]:
+    """People's (or the scripted expert's) demonstrations in `citeagent browse`'s format, replayed in
+    the environment to recover each state's candidates: every accepted browsing step is a state
+    labelled with the person's command, which joins the candidates when the enumeration lacks it."""
+    from citeagent.backend import BackendOptions, make_backend
+    from citeagent.browse import load_demonstrations
+    from citeenv.browser import Browser, BrowserConfig
+    from citeenv.candidates import Candidate, CandidateConfig
+    from citeenv.commands import CommandError, parse_command
+
+    states, stats = [], {"episodes": 0, "steps": 0, "added_candidates": 0, "skipped_episodes": 0}
+    backends = {}
+    for path in paths:
+        for rec in load_demonstrations(path):
+            corpus = rec.get("corpus") or "pydocs"
+            try:
+                if corpus not in backends:
+                    backends[corpus] = make_backend(BackendOptions(corpus=corpus))
+                browser = Browser(backends[corpus], BrowserConfig(max_actions=max(max_actions, len(rec["steps"])),
+                                                                  candidates=CandidateConfig()))
+                browser.reset(rec["question"])
+            except Exception as e:  # noqa: BLE001 - a demonstration whose corpus cannot be opened is skipped, counted
+                print(f"warning: {path}: a demonstration on corpus {corpus!r} cannot be replayed ({e}); skipped",
+                      file=sys.stderr)
+                stats["skipped_episodes"] += 1
+                continue
+            stats["episodes"] += 1
+            for step in rec["steps"]:
+                if browser.state.phase != "browse":
+                    break
+                info = browser.info()
+                action = step["action"].strip()
+                if step.get("error") is None:
+                    cmd = parse_command(action)
+                    if isinstance(cmd, CommandError):  # cannot be: the browser accepted it; skip anyway
+                        browser.step(action)
+                        continue
+                    cmds = [c["command"] for c in info["candidates"]]
+                    if str(cmd) not in cmds:
+                        text = cmd.arg if cmd.kind in ("Search", "Quote:", "Find in page:") else ""
+                        info["candidates"].insert(len(cmds) - 1, Candidate(str(cmd), cmd.kind, text).to_dict())
+                        cmds.insert(len(cmds) - 1, str(cmd))
+                        stats["added_candidates"] += 1
+                    states.append(({k: info[k] for k in KEEP_INFO if k in info}, cmds.index(str(cmd))))
+                    stats["steps"] += 1
+                browser.step(action)
+    return states, stats
+
+
 def _pydocs_group(cfg: CpuBCConfig):
     from citeagent.data.gold_questions import load_gold_questions
     from citeagent.backend import BackendOptions, make_backend
@@ -314,3 +441,9 @@ def _pydocs_group(cfg: CpuBCConfig):
     questions = questions[: cfg.pydocs_limit or None]
     shared = make_backend(BackendOptions(corpus="pydocs"))
     return questions, (lambda i: shared)
+
+
+def main(cfg) -> int:
+    """`citeagent train`'s entry: the run's summary as JSON on stdout."""
+    print(json.dumps({k: v for k, v in run(cfg).items() if k not in ("history", "config")}, indent=2))
+    return 0

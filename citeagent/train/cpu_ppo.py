@@ -1,7 +1,7 @@
 """PPO for the CPU candidate policy (WebGPT's RL stage at CPU scale), top to bottom like CleanRL.
 
 Each decision of an episode is one "token" of PPO: a softmax over the state's valid candidates
-(browsing) or over the reader's answer candidates (the last decision), so log-probs are exact.
+(browsing) or over the candidate answers (the last decision), so log-probs are exact.
 The reward is the reward model's score of the finished answer (or the gold judge's, the upper
 bound), minus kl_coef * (log pi - log pi_BC) at every decision. Advantages, the clipped objective,
 the value loss and the KL controller are citeagent.train.ppo_math, the same code as the LM's PPO.
@@ -215,7 +215,7 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, questions: list[dict], bac
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(scorer.parameters(), cfg.max_grad_norm)
                 opt.step()
-                stats.append({k: float(v) for k, v in losses.items()})
+                stats.append({k: float(v.detach()) for k, v in losses.items()})
         kl_episode = float(kl.sum(1).mean())
         kl_ctl.update(kl_episode, len(episodes))
         row = {"iteration": it + 1, "episodes": (it + 1) * cfg.episodes_per_iter, "setting": setting,
@@ -237,3 +237,9 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, questions: list[dict], bac
                "log": str(log_path), "policy": str(out / "policy")}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def main(cfg) -> int:
+    """`citeagent train`'s entry: the run's summary as JSON on stdout."""
+    print(json.dumps({k: v for k, v in run(cfg).items() if k not in ("history", "config")}, indent=2))
+    return 0

@@ -241,3 +241,9 @@ def train_rm(cfg: CpuRMConfig, encoder=None, log=print) -> tuple[AnswerRewardMod
     rm.save(cfg.out)
     Path(cfg.out, "rm_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return rm, report
+
+
+def main(cfg: CpuRMConfig) -> int:
+    _, report = train_rm(cfg)
+    print(json.dumps({k: v for k, v in report.items() if k not in ("history", "config")}, indent=2))
+    return 0

@@ -114,3 +114,9 @@ def run(cfg: CpuRSConfig, log=print) -> dict:
                "seconds": round(time.time() - t0, 1)}
     Path(cfg.out, "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def main(cfg) -> int:
+    """`citeagent train`'s entry: the run's summary as JSON on stdout."""
+    print(json.dumps({k: v for k, v in run(cfg).items() if k not in ("history", "config")}, indent=2))
+    return 0
