@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,13 @@ only just any some such both same other more most""".split())
 
 class PolicyArtifactError(RuntimeError):
     """A missing or corrupt policy artifact; the message names the file and the command that rebuilds it."""
+
+
+def embedding_cache_path() -> Path:
+    """Where the policy keeps the MiniLM vectors of texts it has seen (a cache: safe to delete)."""
+    from citeenv.paths import citeagent_home
+
+    return citeagent_home() / "embeddings" / "cpu_policy_minilm.npz"
 
 
 def words(text: str) -> set[str]:
@@ -119,10 +127,18 @@ class Featurizer:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         texts = list(self.cache)
-        tmp = path.with_name(path.name + ".tmp.npz")
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # processes may save at once
         np.savez(tmp, texts=np.array(texts, dtype=object),
                  vectors=np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32))
         tmp.replace(path)
+
+    def persist(self, path: str | Path) -> None:
+        """Load the vectors saved at `path`, and save them back there, new ones added, when the
+        process ends: the next evaluation or training run does not embed the same sentences again."""
+        import atexit
+
+        before = self.load_cache(path)
+        atexit.register(lambda: len(self.cache) > before and self.save_cache(path))
 
     def load_cache(self, path: str | Path) -> int:
         """Vectors saved by save_cache; a missing or unreadable file is an empty cache (it is only a cache)."""
@@ -363,8 +379,10 @@ class CandidatePolicy:
             scorer.load_state_dict(load_file(str(weights)))
         except Exception as e:  # noqa: BLE001 - any failure here means the same thing: the artifact is unusable
             raise PolicyArtifactError(f"The CPU policy artifact in {d} is corrupt ({type(e).__name__}: {e}). {rebuild}") from None
-        if encoder is None:
-            from citeenv.search.encoder import load_encoder
+        if encoder is not None:
+            return cls(scorer, encoder, config, seed)
+        from citeenv.search.encoder import load_encoder
 
-            encoder = load_encoder()
-        return cls(scorer, encoder, config, seed)
+        policy = cls(scorer, load_encoder(), config, seed)
+        policy.featurize.persist(embedding_cache_path())  # the cache holds this encoder's vectors only
+        return policy
