@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 @dataclass
@@ -13,6 +15,7 @@ class BackendOptions:
     search_url: str | None = None  # SearxNG-compatible endpoint for --web
     allow_private: bool = False  # let --web reach loopback/private addresses (local servers)
     build_if_missing: bool = True
+    connect_timeout: float = 5.0  # for checking, before any episode, that the search endpoint answers
 
 
 def add_backend_args(p) -> None:
@@ -39,9 +42,25 @@ def make_backend(opts: BackendOptions):
                 "--web needs a search endpoint: pass --search-url http://HOST/ (any SearxNG-compatible JSON "
                 "endpoint, or `citeagent serve --corpus pydocs` for a local one) or set CITEAGENT_SEARCH_URL."
             )
-        return make_web_backend(opts.search_url, allow_private=opts.allow_private)
+        backend = make_web_backend(opts.search_url, allow_private=opts.allow_private)
+        check_reachable(opts.search_url, opts.connect_timeout)
+        return backend
     from citeenv.index import open_index
     from citeenv.local import LocalBackend
 
     corpus, searcher = open_index(opts.corpus, kind=opts.search, build_if_missing=opts.build_if_missing)
     return LocalBackend(corpus, searcher)
+
+
+def check_reachable(search_url: str, timeout: float) -> None:
+    """Raise a ValueError naming the endpoint when nothing accepts a connection there. Without
+    this check every search fails inside the episode, and the agent 'declines to answer' a
+    question it never got to search for."""
+    parts = urlsplit(search_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        raise ValueError(f"the search endpoint {search_url} could not be reached ({reason}). Start it (e.g. "
+                         "`citeagent serve --corpus pydocs`) or check --search-url.") from None

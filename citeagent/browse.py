@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 from citeenv.browser import BrowserConfig
-from citeenv.commands import USAGE
+from citeenv.command_spec import USAGE
+from citeenv.jsonl import JsonlRead, iter_jsonl
 from citeenv.gym_env import TextBrowserEnv
+from citeenv.unicode_text import without_lone_surrogates
 
 HELP = USAGE + "\nIn the answering phase, type the answer text with [n] markers. Type :help for this, :quit to stop."
 
@@ -20,7 +22,8 @@ HELP = USAGE + "\nIn the answering phase, type the answer text with [n] markers.
 def save_demonstration(path: str | Path, record: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, ensure_ascii=False) + "\n"
+    # a lone surrogate (from a corpus's "\\ud800" escape) would make the write fail and lose the episode
+    line = without_lone_surrogates(json.dumps(record, ensure_ascii=False)) + "\n"
     with open(path, "a", encoding="utf-8") as f:  # append-only: earlier demonstrations stay intact
         f.write(line)
         f.flush()
@@ -29,23 +32,14 @@ def save_demonstration(path: str | Path, record: dict) -> None:
 
 def load_demonstrations(path: str | Path, complete_only: bool = True) -> list[dict]:
     """Read demonstrations, naming (not crashing on) lines that are not valid records."""
-    out, bad = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict) or not isinstance(rec.get("steps"), list) or "question" not in rec:
-                    raise ValueError("not a demonstration record")
-            except ValueError:
-                bad.append(lineno)
-                continue
-            if complete_only and not rec.get("complete"):
-                continue
+    out, read = [], JsonlRead(str(path))
+    for lineno, rec in iter_jsonl(path, bad="skip", read=read):
+        if not isinstance(rec.get("steps"), list) or "question" not in rec:
+            read.bad_lines.append((lineno, "not a demonstration record"))
+        elif rec.get("complete") or not complete_only:
             out.append(rec)
-    if bad:
-        print(f"warning: {path}: skipped {len(bad)} malformed line(s): {bad[:10]}", file=sys.stderr)
+    if read.bad_lines:
+        print(f"warning: skipped {read.describe_bad()}", file=sys.stderr)
     return out
 
 
@@ -54,6 +48,8 @@ def browse_loop(backend, question: str | None, out: str, max_actions: int = 30, 
     # layout: BrowserConfig fields (e.g. citeagent.train.CPU_BROWSER), so that a person's
     # demonstrations show the same observations the policy trained on them will see.
     env = TextBrowserEnv(backend, BrowserConfig(**(layout or {}), max_actions=max_actions))
+    if read is input and hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")  # a stray invalid byte becomes U+FFFD, not the end of the session
     while True:
         q = question
         while not q:
@@ -72,6 +68,7 @@ def browse_loop(backend, question: str | None, out: str, max_actions: int = 30, 
         record = {"question": q, "corpus": corpus, "created": time.time(), "steps": [], "complete": False}
         write(obs)
         done = False
+        failure = None
         try:
             while not done:
                 try:
@@ -83,16 +80,22 @@ def browse_loop(backend, question: str | None, out: str, max_actions: int = 30, 
                     continue
                 if action.strip() == ":quit":
                     break
-                prev = obs
+                prev, phase = obs, info["phase"]
                 obs, _, term, trunc, info = env.step(action)
-                record["steps"].append({"observation": prev, "action": action.strip(), "error": info["error"]})
+                record["steps"].append({"observation": prev, "phase": phase, "action": action.strip(),
+                                        "error": info["error"]})
                 write(obs)
                 done = term or trunc
         except KeyboardInterrupt:
             write("\n(interrupted)")
-        record["complete"] = "answer" in info
-        record["answer"] = info.get("answer")
+        except Exception as e:  # whatever broke, the typed work is saved before it is reported
+            failure = e
+        record["complete"] = failure is None and "answer" in info
+        record["answer"] = info.get("answer") if record["complete"] else None
         save_demonstration(out, record)
         write(f"saved {'episode' if record['complete'] else 'incomplete episode'} to {out}")
+        if failure is not None:
+            write(f"error: the session stopped: {type(failure).__name__}: {str(failure)[:300]}")
+            return 1
         if question or not done:
             return 0

@@ -11,6 +11,7 @@ import torch
 from citeagent.policies.constrained import (
     COMMANDS,
     LINE_LIMIT,
+    Line,
     CommandGrammar,
     DecodeConfig,
     TokenIndex,
@@ -124,7 +125,7 @@ def sample_states(g: CommandGrammar) -> list[tuple]:
                 b"Clicked on link ", b"Clicked on link 1", b"Quote:", b"Quote: ", b"Quote: If skip",
                 b"Quote: Le caf\xc3", b"Quote: Le caf\xc3\xa9", b"Find in page: x \xe2\x82", b"Top"]
     states = [s for s in (g.run(start, p) for p in prefixes) if s is not None]
-    states.append(("line", 0, LINE_LIMIT - 3, 0))  # near the length limit the mask cannot be used
+    states.append(Line("line", 0, LINE_LIMIT - 3, 0))  # near the length limit the mask cannot be used
     return states
 
 

@@ -148,8 +148,26 @@ def test_missing_judge_stops_the_run_before_any_work(files, tmp_path, monkeypatc
     corpus, qs, preds = files
     with pytest.raises(JudgeNotFound, match="--judge none"):
         run_eval(EvalConfig(dataset=str(qs), predictions=str(preds), corpus=str(corpus), out=str(tmp_path / "r"),
-                            progress=False))
+                            progress=False, build_judge=False))
     assert not (tmp_path / "r" / "records.jsonl").exists()
+
+
+def test_the_default_judge_is_built_on_first_use_when_none_is_there(files, tmp_path, monkeypatch, capsys):
+    import citeagent.eval.judge
+    import citeagent.train.judge
+
+    monkeypatch.setattr(citeagent.eval.judge, "SHIPPED_JUDGE_DIR", tmp_path / "no-shipped-judge")
+    monkeypatch.setenv("CITEAGENT_HOME", str(tmp_path / "home"))  # no trained judge there either
+    # the first-use training at toy size: the real one takes minutes
+    monkeypatch.setattr(citeagent.train.judge, "FIRST_USE", dict(limit=10, max_steps=1, batch_size=4, max_length=64,
+                                                                 threads=1, lora_r=4))
+    corpus, qs, preds = files
+    summary = run_eval(EvalConfig(dataset=str(qs), predictions=str(preds), corpus=str(corpus), out=str(tmp_path / "r"),
+                                  progress=False, bootstrap=50))
+    built = tmp_path / "home" / "judges" / "support-minilm"
+    assert (built / "adapter_config.json").is_file() and (built / "judge_meta.json").is_file()
+    assert summary["judge"]["heldout_accuracy"] is not None
+    assert "training it once" in capsys.readouterr().err
 
 
 def test_dataset_without_corpus_is_refused(tmp_path):

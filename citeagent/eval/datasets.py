@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import quote as url_quote
 
 from citeenv.documents import normalize_ws
+from citeenv.jsonl import JsonlRead, iter_jsonl
 from citeenv.paths import shared_data_dir
 
 log = logging.getLogger(__name__)
@@ -187,19 +188,18 @@ NQ_FILES = {
 
 def load_nq_open(name: str = "nq-open", limit: int | None = None) -> EvalDataset:
     path = _data_file("nq-open", NQ_FILES[name])
-    examples, skipped = [], []
-    with _open_text(path) as f:
-        for ln, line in enumerate(f, 1):
-            if limit is not None and len(examples) >= limit:
-                break
-            try:
-                rec = json.loads(line)
-                answers = rec["answer"]
-                if isinstance(answers, str):
-                    answers = [answers]
-                examples.append(EvalExample(id=f"{name}-{ln}", question=rec["question"], answers=[str(a) for a in answers]))
-            except (ValueError, KeyError, TypeError) as e:
-                skipped.append(f"{path.name} line {ln}: {e}")
+    examples, skipped, read = [], [], JsonlRead(str(path))
+    for ln, rec in iter_jsonl(path, bad="skip", read=read):
+        if limit is not None and len(examples) >= limit:
+            break
+        try:
+            answers = rec["answer"]
+            if isinstance(answers, str):
+                answers = [answers]
+            examples.append(EvalExample(id=f"{name}-{ln}", question=rec["question"], answers=[str(a) for a in answers]))
+        except (ValueError, KeyError, TypeError) as e:
+            skipped.append(f"{path.name} line {ln}: {e}")
+    skipped += [f"{path.name} line {ln}: {why}" for ln, why in read.bad_lines]
     return EvalDataset(name, examples, None, f"{name} ({path.name}): question and accepted short answers", skipped)
 
 
@@ -251,25 +251,24 @@ def fever_question(claim: str) -> str:
 
 def load_fever(limit: int | None = None) -> EvalDataset:
     path = _data_file("fever", "paper_dev.jsonl.gz")
-    examples, skipped = [], []
-    with _open_text(path) as f:
-        for ln, line in enumerate(f, 1):
-            if limit is not None and len(examples) >= limit:
-                break
-            try:
-                rec = json.loads(line)
-                label = rec["label"]
-                gold = sorted({(fever_title(p), int(s)) for group in rec.get("evidence") or [] for _, _, p, s in group if p is not None})
-                examples.append(
-                    EvalExample(
-                        id=str(rec["id"]), question=fever_question(rec["claim"]), answers=list(FEVER_ANSWERS[label]),
-                        gold_sentences=gold or None,
-                        gold_urls=sorted({"https://en.wikipedia.org/wiki/" + url_quote(t.replace(" ", "_")) for t, _ in gold}) or None,
-                        meta={"claim": rec["claim"], "label": label},
-                    )
+    examples, skipped, read = [], [], JsonlRead(str(path))
+    for ln, rec in iter_jsonl(path, bad="skip", read=read):
+        if limit is not None and len(examples) >= limit:
+            break
+        try:
+            label = rec["label"]
+            gold = sorted({(fever_title(p), int(s)) for group in rec.get("evidence") or [] for _, _, p, s in group if p is not None})
+            examples.append(
+                EvalExample(
+                    id=str(rec["id"]), question=fever_question(rec["claim"]), answers=list(FEVER_ANSWERS[label]),
+                    gold_sentences=gold or None,
+                    gold_urls=sorted({"https://en.wikipedia.org/wiki/" + url_quote(t.replace(" ", "_")) for t, _ in gold}) or None,
+                    meta={"claim": rec["claim"], "label": label},
                 )
-            except (ValueError, KeyError, TypeError) as e:
-                skipped.append(f"{path.name} line {ln}: {e!r}")
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            skipped.append(f"{path.name} line {ln}: {e!r}")
+    skipped += [f"{path.name} line {ln}: {why}" for ln, why in read.bad_lines]
     return EvalDataset("fever", examples, None, "FEVER 1.0 paper_dev claims: label as answer, evidence sentences as gold", skipped)
 
 
@@ -313,23 +312,21 @@ def load_jsonl_dataset(path: str | Path, limit: int | None = None, default_corpu
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"No data set file at {path}.")
-    examples, skipped, seen = [], [], set()
-    with _open_text(path) as f:
-        for ln, line in enumerate(f, 1):
-            if limit is not None and len(examples) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                ex = example_from_dict(json.loads(line), f"{path.stem}-{ln}")
-            except (ValueError, TypeError) as e:
-                skipped.append(f"{path.name} line {ln}: {e}")
-                continue
-            if ex.id in seen:
-                skipped.append(f"{path.name} line {ln}: duplicate id {ex.id!r}")
-                continue
-            seen.add(ex.id)
-            examples.append(ex)
+    examples, skipped, seen, read = [], [], set(), JsonlRead(str(path))
+    for ln, rec in iter_jsonl(path, bad="skip", read=read):
+        if limit is not None and len(examples) >= limit:
+            break
+        try:
+            ex = example_from_dict(rec, f"{path.stem}-{ln}")
+        except (ValueError, TypeError) as e:
+            skipped.append(f"{path.name} line {ln}: {e}")
+            continue
+        if ex.id in seen:
+            skipped.append(f"{path.name} line {ln}: duplicate id {ex.id!r}")
+            continue
+        seen.add(ex.id)
+        examples.append(ex)
+    skipped += [f"{path.name} line {ln}: {why}" for ln, why in read.bad_lines]
     if skipped:
         log.warning("%s: left out %d malformed line(s): %s", path, len(skipped), "; ".join(skipped[:5]))
     if not examples:

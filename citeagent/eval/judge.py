@@ -4,9 +4,10 @@ ALCE's citation metrics and GopherCite's "supported" rate both ask this of a mod
 of judge plug in here, both Hugging Face sequence classifiers read as (premise, hypothesis):
 
 - the project's own support classifier (a MiniLM cross-encoder with one sigmoid output, trained
-  by `citeagent train judge`), the offline default. It ships with the package as a LoRA delta
-  over the bundled all-MiniLM-L6-v2 (SHIPPED_JUDGE_DIR, ~1.5 MB); a judge trained into
-  $CITEAGENT_HOME/judges/support-minilm replaces it;
+  by `citeagent train judge`), the offline default: the one trained into
+  $CITEAGENT_HOME/judges/support-minilm, else the one shipped in the package as a LoRA delta over
+  the bundled all-MiniLM-L6-v2 (SHIPPED_JUDGE_DIR, under 1 MB), else `citeagent eval` builds it
+  on first use (citeagent/train/judge.py `build_default_judge`);
 - any NLI model the user names (e.g. `microsoft/deberta-large-mnli`), whose "entailment"
   class probability is the support probability.
 
@@ -148,6 +149,10 @@ def _load_adapter_judge(path: Path):
     return tokenizer, model.to(torch.float32)
 
 
+def is_default_judge(spec: str | None) -> bool:
+    return spec in (None, "", "default", DEFAULT_JUDGE_NAME)
+
+
 def default_judge_path() -> Path | None:
     """The judge `--judge default` means: one trained into $CITEAGENT_HOME, else the shipped one."""
     for path in (default_judge_dir(), SHIPPED_JUDGE_DIR):
@@ -162,7 +167,7 @@ def load_judge(spec: str | None = None, **kw) -> ClassifierJudge | None:
     a directory or a Hugging Face model name: that classifier."""
     if spec is not None and spec.lower() == "none":
         return None
-    if spec in (None, "", "default", DEFAULT_JUDGE_NAME):
+    if is_default_judge(spec):
         path = default_judge_path()
         if path is None:
             raise JudgeNotFound(f"The support judge is missing: nothing at {default_judge_dir()} and no judge "

@@ -22,6 +22,7 @@ from citeagent.answer import Answer
 from citeagent.eval.datasets import DATASETS, EvalDataset, EvalExample, example_corpus, load_dataset
 from citeagent.eval.scoring import ScoringConfig, score_answer
 from citeagent.eval.summary import summarize
+from citeenv.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,12 @@ class EvalConfig:
     resume: bool = field(default=False, metadata=_help("continue an interrupted run in --out, skipping finished "
                                                        "questions"))
     judge: str | None = field(default="default", metadata=_help(
-        "support judge: 'default' (the MiniLM judge shipped with citeagent), a Hugging Face NLI model name or "
-        "directory, or 'none' to leave judge metrics unmeasured"))
+        "support judge: 'default' (the project's MiniLM judge: the one trained into $CITEAGENT_HOME, else the "
+        "one shipped with citeagent, else built on first use), a Hugging Face NLI model name or directory, or "
+        "'none' to leave judge metrics unmeasured"))
+    build_judge: bool = field(default=True, metadata=_help(
+        "with --judge default and no judge trained or shipped, train one first (a few minutes of CPU); "
+        "--no-build-judge stops with a message instead"))
     reward_model: str | None = field(default=None, metadata=_help(
         "also draw the decline curve ranked by this reward model; with --best-of, the model that ranks the "
         "candidates (default: `citeagent train rm`'s)", metavar="PATH"))
@@ -165,16 +170,14 @@ class Corpora:
 # --- records -------------------------------------------------------------------------------
 
 def read_records(path: Path) -> list[dict]:
-    """Finished records; a torn last line (the run was killed mid-write) is dropped."""
+    """Finished records; a torn line (the run was killed mid-write) is skipped and reported, and its
+    question is run again on --resume."""
     if not path.is_file():
         return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+    read = read_jsonl(path, bad="skip")
+    if read.bad_lines:
+        log.warning("%s; their questions count as unfinished", read.describe_bad())
+    return read.records
 
 
 def _record(example: EvalExample | None, answer: Answer | None, scored: dict | None, **extra) -> dict:
@@ -237,7 +240,7 @@ class EvalRun:
         return done
 
     def run(self) -> dict:
-        from citeagent.eval.judge import load_judge
+        from citeagent.eval.judge import JudgeNotFound, is_default_judge, load_judge
         from citeagent.models import resolve_device, torch_dtype
 
         c = self.config
@@ -259,8 +262,16 @@ class EvalRun:
         if not c.predictions and c.offset >= len(dataset.examples):
             raise EvalError(f"--offset {c.offset} skips every question: {c.dataset} has {len(dataset.examples)}. "
                             "Use a smaller --offset.")
-        # Fail on a missing judge before spending time on the policy.
-        judge = load_judge(c.judge, device=device)
+        # Fail on a missing judge (or build the default one) before spending time on the policy.
+        try:
+            judge = load_judge(c.judge, device=device)
+        except JudgeNotFound:
+            if not (c.build_judge and is_default_judge(c.judge)):
+                raise
+            from citeagent.train.judge import build_default_judge
+
+            build_default_judge(progress=c.progress)
+            judge = load_judge(c.judge, device=device)
         reward = None
         if c.best_of > 1:  # ranks the candidates; also scores the chosen answers (reward_score)
             from citeagent.policies.best_of_n import load_scorer

@@ -29,30 +29,21 @@ import json
 import re
 import weakref
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
+from citeenv import command_spec
 from citeenv.documents import normalize_ws
 
 # --- the command language (docs/ENV_SPEC.md) ----------------------------------------------------
 
-# keyword -> (literal the command starts with, argument kind)
-COMMANDS = {
-    "Search": ("Search ", "line"),
-    "Clicked on link": ("Clicked on link ", "link"),
-    "Find in page:": ("Find in page: ", "line"),
-    "Quote:": ("Quote: ", "quote"),
-    "Scrolled down": ("Scrolled down ", "scroll"),
-    "Scrolled up": ("Scrolled up ", "scroll"),
-    "Top": ("Top", None),
-    "Back": ("Back", None),
-    "End: Answer": ("End: Answer", None),
-    "End: Decline": ("End: Decline", None),
-}
-LINE_LIMIT = 300  # bytes of a Search / Find argument (the spec's 300 chars; bytes >= chars)
-QUOTE_LIMIT = 1000  # bytes of a quote (the browser's default max_quote_chars)
-QUOTE_SEP = "\u2501".encode()  # ━ would turn a quote into the <start>━<end> form, so never copy it
-SCROLLS = (b"1", b"2", b"3")
+# keyword -> (literal the command starts with, argument kind), from the env's one command spec
+COMMANDS = {c.keyword: (c.literal, c.arg) for c in command_spec.COMMANDS}
+QUOTE_SEP = command_spec.QUOTE_SEP.encode()  # would turn a quote into the <start>━<end> form, so never copy it
+SCROLLS = tuple(a.encode() for a in command_spec.SCROLL_AMOUNTS)
+LINE_LIMIT = command_spec.MAX_QUERY_CHARS  # defaults, for an info without "limits"
+QUOTE_LIMIT = command_spec.MAX_QUOTE_CHARS
 NL = 0x0A
 SPACE = 0x20
 WHITESPACE = frozenset(b" \t\r\n")
@@ -247,14 +238,14 @@ class TokenIndex:
         return per_tok[key]
 
     # --- allowed sets ---------------------------------------------------------------------------
-    def allowed(self, g: "CommandGrammar", state: tuple) -> Allowed:
+    def allowed(self, g: "CommandGrammar", state: "State") -> Allowed:
         """The token ids that keep `state` alive (EOS included where the command is complete)."""
-        if state[0] == "kw":
+        if state.kind == "kw":
             # Split by literal: each literal's set (with the tokens crossing into its argument)
             # depends only on that literal, so it is cached across different info dicts.
-            prefix, lits = state[1], state[2]
-            parts = [self._cached(g.literal_key(i, prefix), lambda i=i: self._walk(g, ("kw", prefix, (i,))))
-                     for i in lits]
+            prefix = state.prefix
+            parts = [self._cached(g.literal_key(i, prefix), lambda i=i: self._walk(g, Kw("kw", prefix, (i,))))
+                     for i in state.lits]
             out = parts[0]
             for p in parts[1:]:
                 out = out.union(p)
@@ -272,14 +263,14 @@ class TokenIndex:
             hit = self.cache[key] = make()
         return hit
 
-    def _compute(self, g: "CommandGrammar", state: tuple) -> Allowed:
+    def _compute(self, g: "CommandGrammar", state: "State") -> Allowed:
         kind = g.free_kind(state)
         if kind is None:
             return self._walk(g, state)
-        pending = state[3] if kind == "line" else state[2]
+        pending = state.pending
         mask = self.plain[kind, pending].clone()
         if kind == "line":  # near the length limit, drop the tokens that do not fit
-            mask &= self.need[pending] <= LINE_LIMIT - state[2]
+            mask &= self.need[pending] <= g.line_limit - state.n
         extra = [i for i in self.special[kind] if g.run(state, self.tokens[i]) is not None]
         if g.can_end(state):
             extra += self.eos_ids
@@ -287,7 +278,7 @@ class TokenIndex:
             mask.index_fill_(0, torch.tensor(extra, dtype=torch.long), True)
         return Allowed.from_mask(mask)
 
-    def _walk(self, g: "CommandGrammar", state: tuple) -> Allowed:
+    def _walk(self, g: "CommandGrammar", state: "State") -> Allowed:
         """Depth-first walk of the trie, advancing the automaton one byte per edge."""
         out = list(self.eos_ids) if g.can_end(state) else []
         stack = [(0, state)]
@@ -310,7 +301,7 @@ class TokenIndex:
                         stack.append((child, ns))
         return Allowed(out, self.size)
 
-    def brute_force(self, g: "CommandGrammar", state: tuple) -> list[int]:
+    def brute_force(self, g: "CommandGrammar", state: "State") -> list[int]:
         """The allowed set by running every token through the automaton (tests check against it)."""
         out = [i for i, tok in enumerate(self.tokens) if tok is not None and g.run(state, tok) is not None]
         return sorted(out + (self.eos_ids if g.can_end(state) else []))
@@ -320,16 +311,53 @@ _INDEXES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 # --- the grammar ----------------------------------------------------------------------------------
-# States are tuples (hashable, cheap):
-#   ("kw", prefix, literal indices)     inside a command keyword
-#   ("done",)                           a command without argument, complete
-#   ("line", literal, n bytes, pending) one-line free text (Search, Find in page)
-#   ("int", literal, digits)            link id or scroll count
-#   ("quote", end positions, n bytes)   quote text; positions index the quotable text's bytes
-#   ("answer", marker digits | None, pending, 0 nothing | 1 text | 2 text with a marker,
-#              the marker just closed | None)   (citing one quote twice in a row, "[1][1]" or
-#              "[1] [1]", is refused: a small model otherwise loops on markers)
-#   ("end",)                            past the newline that ended the command
+# States are named tuples (hashable, cheap, compared as tuples); `kind` comes first in each, so a
+# state's kind is also s[0].
+
+class Kw(NamedTuple):  # inside a command keyword
+    kind: str  # "kw"
+    prefix: bytes  # the bytes of the keyword so far
+    lits: tuple  # indices of the literals still possible
+
+
+class Done(NamedTuple):  # a command without argument, complete
+    kind: str = "done"
+
+
+class Line(NamedTuple):  # one-line free text (Search, Find in page)
+    kind: str  # "line"
+    lit: int
+    n: int  # bytes so far
+    pending: int  # UTF-8 continuation bytes still owed
+
+
+class Int(NamedTuple):  # a link id or a scroll count
+    kind: str  # "int"
+    lit: int
+    digits: bytes
+
+
+class Quote(NamedTuple):  # quote text
+    kind: str  # "quote"
+    positions: tuple  # where the quote so far ends in the quotable text's bytes
+    n: int  # bytes so far
+
+
+class AnswerText(NamedTuple):  # the answer
+    kind: str  # "answer"
+    marker: bytes | None  # the digits of an open [n] marker, or None outside one
+    pending: int  # UTF-8 continuation bytes still owed
+    cited: int  # 0 nothing yet, 1 text, 2 text with a marker
+    last: bytes | None  # the marker just closed (citing one quote twice in a row, "[1][1]" or
+    # "[1] [1]", is refused: a small model otherwise loops on markers)
+
+
+class End(NamedTuple):  # past the newline that ended the command
+    kind: str = "end"
+
+
+DONE, END = Done(), End()
+State = Kw | Done | Line | Int | Quote | AnswerText | End
 
 
 class CommandGrammar:
@@ -343,6 +371,10 @@ class CommandGrammar:
         # otherwise ends a quote after a token or two ("1"), which supports nothing.
         self.min_quote = max(0, int(info.get("min_quote_chars") or 0))
         self.whole_words = self.min_quote > 0
+        limits = info.get("limits") or {}
+        # bytes of a Search / Find argument and of a quote: the browser's limits in characters (bytes >= chars)
+        self.line_limit = int(limits.get("max_query_chars", LINE_LIMIT))
+        self.quote_limit = int(limits.get("max_quote_chars", QUOTE_LIMIT))
         self.quote_numbers = tuple(sorted({str(int(n)).encode() for n in info.get("quote_numbers") or []}))
         self.link_ids = tuple(sorted({str(int(n)).encode() for n in info.get("link_ids") or []}))
         self.text = normalize_ws(info.get("quotable_text") or "").encode()
@@ -361,101 +393,102 @@ class CommandGrammar:
         if not self.literals:  # the spec says Search is always valid
             self.literals.append((COMMANDS["Search"][0].encode(), "line"))
 
-    def initial(self) -> tuple:
+    def initial(self) -> State:
         if self.answer:
-            return ("answer", None, 0, 0, None)
-        return ("kw", b"", tuple(range(len(self.literals))))
+            return AnswerText("answer", None, 0, 0, None)
+        return Kw("kw", b"", tuple(range(len(self.literals))))
 
     # --- the automaton ----------------------------------------------------------------------------
-    def can_end(self, s: tuple) -> bool:
-        kind = s[0]
+    def can_end(self, s: State) -> bool:
+        kind = s.kind
         if kind in ("done", "end"):
             return True
         if kind == "line":
-            return s[2] > 0 and s[3] == 0
+            return s.n > 0 and s.pending == 0
         if kind == "int":
-            return s[2] in self._choices(s[1])
+            return s.digits in self._choices(s.lit)
         if kind == "quote":
-            p = s[1][0]  # every position follows the same bytes, so checking one is enough
+            p = s.positions[0]  # every position follows the same bytes, so checking one is enough
             at_end = p == len(self.text)
             if self.whole_words:  # at a word end, and long enough unless the text ran out
-                return s[2] > 0 and (at_end or self.text[p] == SPACE) and (s[2] >= self.min_quote or at_end)
-            return s[2] > 0 and (at_end or not 0x80 <= self.text[p] <= 0xBF)
+                return s.n > 0 and (at_end or self.text[p] == SPACE) and (s.n >= self.min_quote or at_end)
+            return s.n > 0 and (at_end or not 0x80 <= self.text[p] <= 0xBF)
         if kind == "answer":
-            return s[1] is None and s[2] == 0 and s[3] >= (2 if self.require_marker else 1)
+            return s.marker is None and s.pending == 0 and s.cited >= (2 if self.require_marker else 1)
         return False
 
-    def step(self, s: tuple, b: int) -> tuple | None:
+    def step(self, s: State, b: int) -> State | None:
         """The state after byte b, or None when b is illegal."""
-        kind = s[0]
+        kind = s.kind
         if kind == "end":
             return s if b in WHITESPACE else None
         if b == NL:
-            return ("end",) if self.can_end(s) else None
+            return END if self.can_end(s) else None
         if kind == "kw":
-            new = s[1] + bytes((b,))
+            new = s.prefix + bytes((b,))
             alive = []
-            for i in s[2]:
+            for i in s.lits:
                 lit = self.literals[i][0]
                 if lit.startswith(new):
                     if len(lit) == len(new):
                         return self._arg_start(i)
                     alive.append(i)
-            return ("kw", new, tuple(alive)) if alive else None
+            return Kw("kw", new, tuple(alive)) if alive else None
         if kind == "line":
-            n = s[2]
+            n = s.n
             if b < 0x20 or b == 0x7F or (n == 0 and b == SPACE):
                 return None
-            pending = _utf8_step(s[3], b)
-            if pending < 0 or n + 1 + pending > LINE_LIMIT:
+            pending = _utf8_step(s.pending, b)
+            if pending < 0 or n + 1 + pending > self.line_limit:
                 return None
-            return ("line", s[1], n + 1, pending)
+            return Line("line", s.lit, n + 1, pending)
         if kind == "int":
-            digits = s[2] + bytes((b,))
-            return ("int", s[1], digits) if any(c.startswith(digits) for c in self._choices(s[1])) else None
+            digits = s.digits + bytes((b,))
+            return Int("int", s.lit, digits) if any(c.startswith(digits) for c in self._choices(s.lit)) else None
         if kind == "quote":
             text = self.text
-            if s[2] >= QUOTE_LIMIT and not 0x80 <= b <= 0xBF:  # past the limit only to finish a character
+            if s.n >= self.quote_limit and not 0x80 <= b <= 0xBF:  # past the limit only to finish a character
                 return None
-            ps = tuple(p + 1 for p in s[1] if p < len(text) and text[p] == b)
+            ps = tuple(p + 1 for p in s.positions if p < len(text) and text[p] == b)
             if b == QUOTE_SEP[0]:
                 ps = tuple(p for p in ps if text[p - 1:p + 2] != QUOTE_SEP)
-            return ("quote", ps, s[2] + 1) if ps else None
+            return Quote("quote", ps, s.n + 1) if ps else None
         if kind == "answer":
-            marker = s[1]
+            marker = s.marker
             if marker is not None:
                 if b == ord("]"):
-                    ok = marker in self.quote_numbers and marker != s[4]
-                    return ("answer", None, 0, 2, marker) if ok else None
+                    ok = marker in self.quote_numbers and marker != s.last
+                    return AnswerText("answer", None, 0, 2, marker) if ok else None
                 digits = marker + bytes((b,))
-                ok = 0x30 <= b <= 0x39 and any(q.startswith(digits) and q != s[4] for q in self.quote_numbers)
-                return ("answer", digits, 0, s[3], s[4]) if ok else None
+                ok = 0x30 <= b <= 0x39 and any(q.startswith(digits) and q != s.last for q in self.quote_numbers)
+                return AnswerText("answer", digits, 0, s.cited, s.last) if ok else None
             if b < 0x20 or b == 0x7F:
                 return None
             if b == ord("["):
-                ok = s[2] == 0 and any(q != s[4] for q in self.quote_numbers)  # a marker that may follow
-                return ("answer", b"", 0, s[3], s[4]) if ok else None
-            pending = _utf8_step(s[2], b)
-            last = s[4] if b in WHITESPACE else None
-            return None if pending < 0 else ("answer", None, pending, s[3] or int(b not in WHITESPACE), last)
+                ok = s.pending == 0 and any(q != s.last for q in self.quote_numbers)  # a marker that may follow
+                return AnswerText("answer", b"", 0, s.cited, s.last) if ok else None
+            pending = _utf8_step(s.pending, b)
+            last = s.last if b in WHITESPACE else None
+            return None if pending < 0 else AnswerText("answer", None, pending, s.cited or int(b not in WHITESPACE),
+                                                       last)
         return None  # "done": only the newline (handled above) may follow
 
-    def run(self, s: tuple, data: bytes) -> tuple | None:
+    def run(self, s: State, data: bytes) -> State | None:
         for b in data:
             s = self.step(s, b)
             if s is None:
                 return None
         return s
 
-    def edges(self, s: tuple) -> dict[int, tuple] | None:
+    def edges(self, s: State) -> dict[int, State] | None:
         """All legal (byte -> next state) pairs where there are few; None for free text."""
-        kind = s[0]
-        if kind in ("line", "answer") and (kind == "line" or s[1] is None):
+        kind = s.kind
+        if kind == "line" or (kind == "answer" and s.marker is None):
             return None
         if kind == "quote":
             groups: dict[int, list[int]] = {}
             text = self.text
-            for p in s[1]:
+            for p in s.positions:
                 if p < len(text):
                     groups.setdefault(text[p], []).append(p + 1)
             out = {}
@@ -465,8 +498,8 @@ class CommandGrammar:
                     out[b] = ns
         elif kind == "kw":
             out = {}
-            for i in s[2]:
-                b = self.literals[i][0][len(s[1])]
+            for i in s.lits:
+                b = self.literals[i][0][len(s.prefix)]
                 if b not in out:
                     out[b] = self.step(s, b)
         elif kind == "end":
@@ -478,28 +511,28 @@ class CommandGrammar:
                 if ns is not None:
                     out[b] = ns
         if kind != "end" and self.can_end(s):
-            out[NL] = ("end",)
+            out[NL] = END
         return out
 
     # --- caching -----------------------------------------------------------------------------------
-    def free_kind(self, s: tuple) -> str | None:
+    def free_kind(self, s: State) -> str | None:
         """'line' or 'answer' where the precomputed plain-token mask applies, else None."""
-        if s[0] == "line" and s[2] > 0:  # the first byte of an argument must not be a space
+        if s.kind == "line" and s.n > 0:  # the first byte of an argument must not be a space
             return "line"
-        if s[0] == "answer" and s[1] is None:
+        if s.kind == "answer" and s.marker is None:
             return "answer"
         return None
 
-    def cache_key(self, s: tuple, max_token_len: int):
+    def cache_key(self, s: State, max_token_len: int):
         """A key covering everything the allowed set of s depends on; None if not worth caching."""
-        kind = s[0]
+        kind = s.kind
         if kind == "line":  # the length left matters only where the longest token might not fit
-            left = LINE_LIMIT - s[2]
-            return ("line", s[2] == 0, left if left <= max_token_len + 3 else -1, s[3])
+            left = self.line_limit - s.n
+            return ("line", s.n == 0, left if left <= max_token_len + 3 else -1, s.pending)
         if kind == "int":
-            return ("int", self._choices(s[1]), s[2])
+            return ("int", self._choices(s.lit), s.digits)
         if kind == "answer":
-            return ("answer", s[1], s[2], s[3], s[4], self.quote_numbers, self.require_marker)
+            return ("answer", *s[1:], self.quote_numbers, self.require_marker)
         if kind == "done":
             return ("done",)
         return None  # quote positions are specific to one window text
@@ -509,15 +542,15 @@ class CommandGrammar:
         dep = self.link_ids if arg == "link" else self.text if arg == "quote" else None
         return ("kw", lit, prefix, dep)
 
-    def _arg_start(self, i: int) -> tuple:
+    def _arg_start(self, i: int) -> State:
         arg = self.literals[i][1]
         if arg is None:
-            return ("done",)
+            return DONE
         if arg == "line":
-            return ("line", i, 0, 0)
+            return Line("line", i, 0, 0)
         if arg == "quote":
-            return ("quote", self.word_starts, 0)
-        return ("int", i, b"")
+            return Quote("quote", self.word_starts, 0)
+        return Int("int", i, b"")
 
     def _choices(self, i: int) -> tuple[bytes, ...]:
         return self.link_ids if self.literals[i][1] == "link" else SCROLLS
@@ -648,7 +681,7 @@ def generate(
             if grammars[i] is not None:
                 states[i] = grammars[i].run(states[i], tok)
                 assert states[i] is not None, "the mask let through a token the grammar rejects"
-                if states[i][0] == "end":
+                if states[i].kind == "end":
                     tok = tok[: tok.index(NL)]
                     done[i] = True
             out_text[i] += tok
@@ -704,7 +737,7 @@ def _penalize_repeats(logits: torch.Tensor, generated: list[list[int]], penalty:
     return out
 
 
-def _steer_to_end(index: TokenIndex, g: CommandGrammar, s: tuple) -> Allowed:
+def _steer_to_end(index: TokenIndex, g: CommandGrammar, s: State) -> Allowed:
     """Over the token budget: EOS if the command is complete, else the tokens that complete it
     in one step if any, else the usual set (each grammar path makes progress towards an end).
     An answer that still owes a citation is steered into a marker first."""
@@ -712,10 +745,10 @@ def _steer_to_end(index: TokenIndex, g: CommandGrammar, s: tuple) -> Allowed:
         return Allowed(index.eos_ids, index.size)
     ids = index.allowed(g, s).id_list()
     ending = [t for t in ids if t not in index.eos_ids and g.can_end(g.run(s, index.tokens[t]))]
-    if not ending and s[0] == "answer" and g.require_marker and s[1] is None and s[3] < 2:
+    if not ending and s.kind == "answer" and g.require_marker and s.marker is None and s.cited < 2:
         # tokens that open (or complete) a [n] marker; the marker's digits and "]" follow
         ending = [t for t in ids if t not in index.eos_ids and index.tokens[t] and b"[" in index.tokens[t]
-                  and (ns := g.run(s, index.tokens[t])) is not None and (ns[1] is not None or ns[3] >= 2)]
+                  and (ns := g.run(s, index.tokens[t])) is not None and (ns.marker is not None or ns.cited >= 2)]
     return Allowed(ending or ids, index.size)
 
 

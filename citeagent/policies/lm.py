@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from citeagent.policies.guided import guide
+from citeenv.observation import sections
 from citeagent.policies.constrained import CommandGrammar, DecodeConfig, Generation, TokenIndex, generate
 
 SYSTEM = """You answer questions by browsing a text-only web and quoting evidence. Reply with exactly one command:
@@ -34,8 +35,6 @@ SYSTEM_PROMPTS = {"full": SYSTEM, "short": SHORT_SYSTEM}
 # `--policy DIR` browses with the same prompt and observation layout.
 POLICY_FILE = "citeagent_policy.json"
 
-# Lines that end an observation; what sits between "Current page:" and them is the page window.
-_TAIL = ("(window ", "Error:", "Actions left:", "Next action:", "Write the answer", "Answer:")
 
 
 @dataclass
@@ -185,14 +184,8 @@ def fit_observation(observation: str, tokenizer, max_tokens: int) -> str:
 
     if n_tokens(observation) <= max_tokens:
         return observation
-    lines = observation.split("\n")
-    tail = next((i for i in range(1, len(lines)) if lines[i].startswith(_TAIL)), len(lines))
-    page = next((i for i in range(1, tail) if lines[i].startswith("Current page:")), None)
     # [question] [quotes, past actions] [current page line] [window] [closing lines]
-    if page is None:  # the answering phase: no page, only quotes
-        blocks = [lines[:1], lines[1:tail], [], [], lines[tail:]]
-    else:
-        blocks = [lines[:1], lines[1:page], lines[page:page + 1], lines[page + 1:tail], lines[tail:]]
+    blocks = sections(observation).blocks()
     texts = ["\n".join(b) for b in blocks]
     for cut in (3, 1):  # the window, then the quotes and past actions
         others = sum(n_tokens(t) for i, t in enumerate(texts) if i != cut and t)

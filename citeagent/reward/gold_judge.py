@@ -8,11 +8,8 @@ how far the proxy drifts from the gold judge when a policy is optimised against 
 """
 from __future__ import annotations
 
-import gzip
-import json
 import random
 import re
-from pathlib import Path
 
 from citeagent.answer import Answer, Quote
 from citeagent.eval.answer_metrics import hotpot_answer_prf
@@ -25,25 +22,9 @@ _WS = re.compile(r"\s+")
 
 def read_hotpot_records(limit: int | None = None) -> list[dict]:
     """HotpotQA dev (distractor) records in the official schema, from the shared data."""
-    try:  # the project's reader, once it exists, knows every place the records can come from
-        from citeenv.sources.hotpotqa import read_hotpotqa_records
+    from citeenv.sources.hotpotqa import read_hotpotqa_records
 
-        return list(read_hotpotqa_records(split="validation", limit=limit))
-    except ImportError:
-        pass
-    from citeenv.paths import shared_data_dir
-
-    path = shared_data_dir() / "hotpotqa" / "hotpot_dev_distractor_shared.jsonl.gz"
-    if not path.exists():
-        raise FileNotFoundError(f"HotpotQA records not found at {path}; see the shared data README.")
-    out = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                out.append(json.loads(line))
-                if limit is not None and len(out) >= limit:
-                    break
-    return out
+    return list(read_hotpotqa_records(split="validation", limit=limit))
 
 
 def _norm(text: str) -> str:
@@ -170,21 +151,22 @@ def heldout_question_rows(comps: list[Comparison], records: list[dict] | None = 
     return [c for c in comps if question_key(c.question) in held]
 
 
-def gold_comparisons_from_answers(path: str | Path, records: list[dict], max_pairs_per_question: int = 6) -> list[Comparison]:
-    """Label pairs of a real policy's sampled answers (JSONL of answers, two or more per question)
-    with the gold judge. Answers whose question is not a HotpotQA question are an error. Six pairs
-    is every pair of four samples (InstructGPT trains on all K-choose-2 pairs of a prompt)."""
+def gold_comparisons_from_answers(answers_by_question: dict[str, list[Answer]], records: list[dict], where: str = "",
+                                  max_pairs_per_question: int = 6) -> list[Comparison]:
+    """Label pairs of a real policy's sampled answers (two or more per question, as
+    sources.read_policy_answers groups a JSONL of them; `where` names that file) with the gold judge.
+    Answers whose question is not a HotpotQA question are an error. Six pairs is every pair of four
+    samples (InstructGPT trains on all K-choose-2 pairs of a prompt)."""
     from citeagent.eval.datasets import hotpot_question_id, question_key
-    from citeagent.reward.sources import read_policy_answers
 
     # The browser collapses whitespace in the question it shows; some HotpotQA questions have runs of it.
     by_question = {question_key(r["question"]): r for r in records}
     out = []
-    for question, answers in read_policy_answers(path).items():
+    for question, answers in answers_by_question.items():
         record = by_question.get(question_key(question))
         if record is None:
             raise ValueError(
-                f"{path}: the question {question[:80]!r} is not in the HotpotQA records, so the gold judge "
+                f"{where}: the question {question[:80]!r} is not in the HotpotQA records, so the gold judge "
                 "cannot label its answers. Use answers to HotpotQA dev questions."
             )
         made, qid = 0, hotpot_question_id(record)

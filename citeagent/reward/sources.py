@@ -16,15 +16,14 @@ bad rows are dropped and counted in `LoadStats` instead.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from citeagent.answer import Answer, Quote
 from citeagent.reward.schema import Comparison, DataError, answer_key, answers_identical, check_comparison, from_webgpt_row
+from citeenv.jsonl import JsonlError, iter_jsonl
 
 HH_SPLITS = ("harmless-base", "helpful-base", "helpful-online", "helpful-rejection-sampled")
 HH_DEFAULT = ("harmless-base", "helpful-base")
@@ -66,7 +65,7 @@ def load_source(spec: str, strict: bool | None = None) -> tuple[list[Comparison]
 
         if not arg:
             raise ValueError("hotpotqa-gold needs the policy's answers: hotpotqa-gold:PATH.jsonl")
-        comps = gold_comparisons_from_answers(arg, read_hotpot_records())
+        comps = gold_comparisons_from_answers(read_policy_answers(Path(arg)), read_hotpot_records(), where=arg)
         return _finish(comps, LoadStats("hotpotqa-gold", rows=len(comps)), strict=True)
     path = Path(spec)
     if path.exists():
@@ -147,16 +146,11 @@ def load_webgpt_file(path: str | Path, strict: bool = True) -> tuple[list[Compar
 
 
 def jsonl_rows(path: Path):
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path} line {i}: not valid JSON ({e.msg}). Each line must be one JSON object.") from e
+    try:
+        for i, row in iter_jsonl(path):
             yield f"{path} line {i}", row
+    except JsonlError as e:
+        raise DataError(str(e)) from None
 
 
 def _load_webgpt_hub() -> tuple[list[Comparison], LoadStats]:

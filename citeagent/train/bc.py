@@ -34,6 +34,8 @@ from citeagent.train.common import device_trainer_args, top_layers
 from citeenv.browser import BrowserConfig
 from citeenv.commands import CommandError, parse_command
 from citeenv.documents import normalize_ws
+from citeenv.jsonl import iter_jsonl
+from citeenv.observation import asks_for_answer
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 REPORT_FILE = "bc_report.json"
@@ -128,11 +130,15 @@ class Episode:
     where: str  # "file, line n", for messages
     source: str  # "expert", "human", ...
     steps: list[tuple[str, str]]  # (observation, action)
+    answering: list[bool] = field(default_factory=list)  # per step: the answering phase's
 
 
-def is_answer_step(observation: str) -> bool:
-    """The answering phase's observation ends with the "Answer:" line (docs/ENV_SPEC.md)."""
-    return observation.rstrip().endswith("\nAnswer:") or observation.rstrip() == "Answer:"
+def is_answer_step(step: dict) -> bool:
+    """A recorded step of the answering phase: its recorded phase (the browser's info), or for files
+    recorded before steps carried one, the environment's reading of the observation."""
+    if "phase" in step:
+        return step["phase"] == "answer"
+    return asks_for_answer(step["observation"])
 
 
 def check_step(step, config: BrowserConfig) -> tuple[str, str] | str:
@@ -142,7 +148,7 @@ def check_step(step, config: BrowserConfig) -> tuple[str, str] | str:
     obs, action = step["observation"], step["action"]
     if step.get("error") is not None:
         return f"the environment rejected the action {action[:120]!r}: {step['error']}"
-    if is_answer_step(obs):
+    if is_answer_step(step):
         text = normalize_ws(action)  # the browser reads an answer whitespace-normalised
         return (obs, text) if text else "the answer is empty"
     cmd = parse_command(action, max_arg_chars=max(config.max_quote_chars * 2 + 1, config.max_query_chars))
@@ -162,39 +168,32 @@ def read_demonstrations(paths: list[str], config: BrowserConfig | None = None) -
             raise FileNotFoundError(f"No demonstration file {path}: record some with `citeagent browse --out {path}` "
                                     "or `citeagent train demos --out PATH`.")
         n_records = 0
-        with open(p, encoding="utf-8", errors="replace") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
+        for lineno, rec in iter_jsonl(p):  # a line that is no JSON object stops here, named
+            where = f"{path}, line {lineno}"
+            if not isinstance(rec.get("steps"), list) or "question" not in rec:
+                raise ValueError(f"{where}: not a demonstration record (needs 'question' and a 'steps' list).")
+            n_records += 1
+            if not rec.get("complete"):
+                counts["incomplete_skipped"] += 1  # an interrupted session: no answer to learn from
+                continue
+            steps, answering = [], []
+            for i, step in enumerate(rec["steps"], 1):
+                checked = check_step(step, config)
+                if isinstance(checked, str):
+                    raise ValueError(f"{where}, step {i}: {checked.rstrip('.')}. Demonstrations must contain "
+                                     "only accepted commands: fix or delete that episode.")
+                if step.get("noise"):
+                    # a demonstrated mistake: later steps show it and teach the recovery, but
+                    # the mistake itself is no target (DART-style noise injection)
+                    counts["noise_steps_skipped"] = counts.get("noise_steps_skipped", 0) + 1
                     continue
-                where = f"{path}, line {lineno}"
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{where}: not valid JSON ({e.msg}); a demonstration file has one episode "
-                                     "per line, as `citeagent browse` writes it.") from None
-                if not isinstance(rec, dict) or not isinstance(rec.get("steps"), list) or "question" not in rec:
-                    raise ValueError(f"{where}: not a demonstration record (needs 'question' and a 'steps' list).")
-                n_records += 1
-                if not rec.get("complete"):
-                    counts["incomplete_skipped"] += 1  # an interrupted session: no answer to learn from
-                    continue
-                steps = []
-                for i, step in enumerate(rec["steps"], 1):
-                    checked = check_step(step, config)
-                    if isinstance(checked, str):
-                        raise ValueError(f"{where}, step {i}: {checked.rstrip('.')}. Demonstrations must contain "
-                                         "only accepted commands: fix or delete that episode.")
-                    if step.get("noise"):
-                        # a demonstrated mistake: later steps show it and teach the recovery, but
-                        # the mistake itself is no target (DART-style noise injection)
-                        counts["noise_steps_skipped"] = counts.get("noise_steps_skipped", 0) + 1
-                        continue
-                    steps.append(checked)
-                if not steps:
-                    raise ValueError(f"{where}: a complete episode with no steps.")
-                source = str(rec.get("source") or "human")
-                counts["by_source"][source] = counts["by_source"].get(source, 0) + 1
-                episodes.append(Episode(where, source, steps))
+                steps.append(checked)
+                answering.append(is_answer_step(step))
+            if not steps:
+                raise ValueError(f"{where}: a complete episode with no steps.")
+            source = str(rec.get("source") or "human")
+            counts["by_source"][source] = counts["by_source"].get(source, 0) + 1
+            episodes.append(Episode(where, source, steps, answering))
         if n_records == 0:
             raise ValueError(f"{path} has no demonstrations (the file is empty).")
     counts["episodes"] = len(episodes)
@@ -221,14 +220,14 @@ def build_examples(tokenizer, episodes: list[Episode], config: BCConfig) -> tupl
     """(examples, number dropped as longer than max_length)."""
     out, dropped = [], 0
     for ep in episodes:
-        for obs, action in ep.steps:
+        for (obs, action), answer in zip(ep.steps, ep.answering):
             ex = tokenize_step(tokenizer, obs, action, config.system_prompt, config.max_observation_tokens)
             if len(ex["input_ids"]) > config.max_length:
                 dropped += 1  # cutting it would train on a prompt the policy never sees, or half a command
                 continue
             # an episode has one answer among ~10 commands; repeating it keeps the answering phase
             # from being swamped by command-shaped targets
-            out.extend([ex] * (config.answer_repeats if is_answer_step(obs) else 1))
+            out.extend([ex] * (config.answer_repeats if answer else 1))
     return out, dropped
 
 

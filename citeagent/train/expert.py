@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from citeenv.browser import BrowserConfig
-from citeenv.commands import QUOTE_SEP
+from citeenv.command_spec import QUOTE_SEP
 from citeenv.documents import normalize_ws
 from citeenv.render import PageView
 
@@ -85,7 +85,8 @@ class _Episode:
             # the env moved to answering at the action limit (WebGPT's rule) before the expert was done
             raise Skip("action budget")
         obs, _, term, trunc, info = self.env.step(action)
-        self.steps.append({"observation": self.obs, "action": action, "error": info["error"]} | ({"noise": True} if noise else {}))
+        self.steps.append({"observation": self.obs, "phase": self.info["phase"], "action": action, "error": info["error"]}
+                          | ({"noise": True} if noise else {}))
         assert info["error"] is None, f"the env rejected the expert's {action!r}: {info['error']}"
         self.obs, self.info = obs, info
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
+from citeenv.jsonl import JsonlRead, iter_jsonl, read_jsonl
 from citeagent.train.common import atomic_dir, publish_dir, staging_dir
 from citeagent.train.ppo_config import CHECKPOINT, TRAINER_STATE, PPOConfig, find_checkpoint
 
@@ -78,20 +80,18 @@ def truncate_log(path: Path, last_iteration: int) -> None:
     line torn by a kill is dropped."""
     if not path.exists():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line)["iteration"] <= last_iteration:
-                keep.append(line)
-        except (ValueError, KeyError, TypeError):
-            continue
+    read = JsonlRead(str(path))
+    keep = [rec for _, rec in iter_jsonl(path, bad="skip", read=read)
+            if isinstance(rec.get("iteration"), int) and rec["iteration"] <= last_iteration]
+    if read.bad_lines:
+        print(f"ppo: dropped from the log: {read.describe_bad()}", file=sys.stderr)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(x + "\n" for x in keep))
+    tmp.write_text("".join(json.dumps(x) + "\n" for x in keep))
     os.replace(tmp, path)
 
 
 def read_log(path: Path) -> list[dict]:
-    return [json.loads(x) for x in Path(path).read_text().splitlines() if x.strip()]
+    return read_jsonl(path).records
 
 
 def plot_log(log_path: Path, png_path: Path) -> None:

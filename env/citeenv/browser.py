@@ -8,9 +8,13 @@ import re
 from dataclasses import dataclass, field
 
 from citeenv.backends import Backend, BrowserError, Page, SearchResult
-from citeenv.commands import KEYWORDS, QUOTE_SEP, USAGE, Command, CommandError, parse_command
+from citeenv import command_spec as spec
+from citeenv import observation as obs
+from citeenv.command_spec import KEYWORDS, QUOTE_SEP, USAGE
+from citeenv.commands import Command, CommandError, parse_command
 from citeenv.candidates import CandidateConfig, enumerate_candidates
 from citeenv.render import PageView, defang
+from citeenv.unicode_text import without_lone_surrogates
 
 _WS = re.compile(r"\s+")
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -22,11 +26,11 @@ class BrowserConfig:
     search_k: int = 8  # results listed per search
     snippet_chars: int = 200
     window_chars: int = 1200
-    max_quotes: int = 10
-    max_quote_chars: int = 1000
-    max_question_chars: int = 2000
-    max_query_chars: int = 300
-    max_answer_chars: int = 3000
+    max_quotes: int = spec.MAX_QUOTES
+    max_quote_chars: int = spec.MAX_QUOTE_CHARS
+    max_question_chars: int = spec.MAX_QUESTION_CHARS
+    max_query_chars: int = spec.MAX_QUERY_CHARS
+    max_answer_chars: int = spec.MAX_ANSWER_CHARS
     past_actions_shown: int = 12
     # WebGPT's rule: running out of browsing actions moves the agent to the answering phase
     # rather than ending without an answer. The answer then gets `answer_attempts` tries.
@@ -87,7 +91,7 @@ class Browser:
     def reset(self, question: str) -> None:
         if not isinstance(question, str) or not question.strip():
             raise ValueError("The question is empty: give a question as text, e.g. 'What does json.dumps return?'.")
-        q = _WS.sub(" ", question).strip()
+        q = _WS.sub(" ", without_lone_surrogates(question)).strip()
         if len(q) > self.config.max_question_chars:
             raise ValueError(
                 f"The question is {len(q)} characters long; the limit is {self.config.max_question_chars}. "
@@ -111,6 +115,8 @@ class Browser:
             raise RuntimeError("the episode is over; call reset() to start another")
         s.error = None
         s.notice = None
+        if isinstance(action, str):  # every backend and file must be able to encode what is accepted
+            action = without_lone_surrogates(action)
         if s.phase == "answer":
             s.answer_tries += 1
             self._answer(action)
@@ -344,7 +350,7 @@ class Browser:
     # ------------------------------------------------------------------ observation
     def observation(self) -> str:
         s, c = self.state, self.config
-        lines = [f"Question: {s.question}", "Quotes:"]
+        lines = [f"{obs.QUESTION}{s.question}", obs.QUOTES]
         if s.quotes:
             for q in s.quotes:
                 lines.append(f"[{q.n}] {q.title} ({q.url})")
@@ -359,25 +365,25 @@ class Browser:
             if s.notice:
                 lines.append(s.notice)
             if s.error:
-                lines.append(f"Error: {s.error}")
-            lines.append("Write the answer, citing quotes with [n] markers.")
-            lines.append("Answer:")
+                lines.append(f"{obs.ERROR}{s.error}")
+            lines.append(obs.WRITE_ANSWER)
+            lines.append(obs.ANSWER_PROMPT)
             return "\n".join(lines)
         past = s.actions[-c.past_actions_shown:]
-        lines.append("Past actions: " + (" | ".join(past) if past else "(none)"))
+        lines.append(obs.PAST_ACTIONS + (" | ".join(past) if past else "(none)"))
         lines.extend(self._render_view())
         if s.error:
-            lines.append(f"Error: {s.error}")
-        lines.append(f"Actions left: {self.actions_left}")
-        lines.append("Next action:")
+            lines.append(f"{obs.ERROR}{s.error}")
+        lines.append(f"{obs.ACTIONS_LEFT}{self.actions_left}")
+        lines.append(obs.NEXT_ACTION)
         return "\n".join(lines)
 
     def _render_view(self) -> list[str]:
         v, c = self.state.view, self.config
         if v is None:
-            return ["Current page: (none yet; start with Search <query>)"]
+            return [f"{obs.CURRENT_PAGE}(none yet; start with Search <query>)"]
         if isinstance(v, _Results):
-            out = [f'Current page: search results for "{v.query}"']
+            out = [f'{obs.CURRENT_PAGE}search results for "{v.query}"']
             if not v.results:
                 out.append("(no results; try other words)")
             for i, r in enumerate(v.results):
@@ -389,13 +395,13 @@ class Browser:
             return out
         page = v.view.page
         return [
-            f"Current page: {page.title} ({page.url})",
+            f"{obs.CURRENT_PAGE}{page.title} ({page.url})",
             v.view.render(v.window),
-            f"(window {v.window + 1} of {v.view.n_windows})",
+            f"{obs.WINDOW_POSITION}{v.window + 1} of {v.view.n_windows})",
         ]
 
     def info(self) -> dict:
-        s = self.state
+        s, c = self.state, self.config
         v = s.view
         info = {
             "phase": s.phase,
@@ -412,6 +418,8 @@ class Browser:
             "visited": list(s.visited),
             "view": "results" if isinstance(v, _Results) else "document" if isinstance(v, _Doc) else "none",
             "n_invalid": s.n_invalid,
+            "limits": {"max_query_chars": c.max_query_chars, "max_quote_chars": c.max_quote_chars,
+                       "max_quotes": c.max_quotes, "max_answer_chars": c.max_answer_chars},
         }
         if self.config.candidates is not None:
             info["candidates"] = [c.to_dict() for c in self.candidates()]

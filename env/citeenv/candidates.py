@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from citeenv.command_spec import QUOTE_SEP
+
 _WS = re.compile(r"\s+")
 # A sentence ends at . ! ? followed by space and a capital, digit or quote; abbreviations such as
 # "e.g. the" are left joined because a lower-case word follows.
@@ -163,7 +165,7 @@ def _quotes(browser, view, c: CandidateConfig) -> list[Candidate]:
         text = _WS.sub(" ", page.text[a:b]).strip()
         if len(text) < c.min_quote_chars or len(text) > browser.config.max_quote_chars or text in taken:
             continue
-        if "\u2501" in text:  # the quote separator cannot be quoted as plain text
+        if QUOTE_SEP in text:  # the quote separator cannot be quoted as plain text
             continue
         taken.add(text)
         out.append(Candidate(f"Quote: {text}", "Quote:", text, rank=len(out), url=page.url, title=page.title))

@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from citeenv.documents import Document, Link, Passage, chunk_document
+from citeenv.unicode_text import may_hold_surrogates, without_lone_surrogates_in
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,8 @@ def documents_from_records(records: Iterable[tuple[int, object]], column_map: di
             try:
                 doc = record_to_document(record, column_map, default_id=str(n), corpus_name=corpus_name)
                 problem = f"duplicate id {doc.id!r}" if doc.id in seen else ""
-            except CorpusError as e:
-                problem = str(e)
+            except (CorpusError, ValueError, TypeError, OverflowError) as e:  # e.g. a link offset that is no int
+                problem = str(e)[:300] or type(e).__name__
         if problem:
             if strict:
                 raise CorpusError(f"{source}, {unit} {n}: {problem}. "
@@ -189,9 +190,13 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, object]]:
         if not line.strip():
             continue
         try:
-            yield lineno, json.loads(line)
+            record = json.loads(line)
+            # "\ud800" parses to a lone surrogate, which no UTF-8 writer accepts (saving the corpus failed)
+            yield lineno, without_lone_surrogates_in(record) if may_hold_surrogates(line) else record
         except json.JSONDecodeError as e:
             yield lineno, BadRecord(f"not valid JSON ({e.msg} at column {e.colno})")
+        except RecursionError:
+            yield lineno, BadRecord("not valid JSON (nested too deeply)")
     if undecodable:
         log.warning("%s: %d line(s) were not valid UTF-8 and were decoded with replacement characters (lines %s).",
                     path, len(undecodable), _some(undecodable))

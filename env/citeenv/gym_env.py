@@ -1,14 +1,20 @@
 """Gymnasium wrapper of the text browser, and a batched form that steps many episodes at once.
 
-reset(seed, options={"question": q}) -> (observation, info)
+reset(seed, options={"question": q}) -> (observation, info); without a question it draws one from
+the environment's questions (its data set)
 step(command) -> (observation, reward, terminated, truncated, info)
 
-The environment's own reward is 0: what an answer is worth is the reward model's business, added
-by `citeenv.wrappers.AnswerReward` (Gymnasium's way: behaviour changes go in wrappers).
+Registered with Gymnasium as "citeenv/TextBrowser-v0" (citeenv/__init__.py):
+
+    env = gymnasium.make("citeenv/TextBrowser-v0", corpus="pydocs", dataset="corpora/pydocs_qa.jsonl")
+    envs = gymnasium.make_vec("citeenv/TextBrowser-v0", num_envs=4, corpus="hotpotqa")
+    # AsyncVectorEnv: vectorization_mode="async", vector_kwargs={"shared_memory": False}
+
+The environment's own reward is 0: what an answer is worth is the reward model's business (a
+Gymnasium wrapper, or the training loop, adds it).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -18,6 +24,45 @@ from citeenv.browser import Browser, BrowserConfig
 from citeenv.spaces import CommandText, UnicodeText
 
 MAX_OBS_CHARS = 200_000
+
+
+def make_env(corpus: str = "pydocs", dataset: str | None = None, questions: Sequence[str] | None = None,
+             search: str = "bm25", render_mode: str | None = None, config: BrowserConfig | None = None,
+             **browser_fields) -> "TextBrowserEnv":
+    """The registered environment: a local corpus (its index built on first use) and the questions
+    reset() draws from: `questions`, else `dataset` (a JSONL of {"question": ...} lines, or
+    "hotpotqa"), else the corpus's own question set where it has one (hotpotqa). browser_fields
+    are BrowserConfig fields (e.g. max_actions=10)."""
+    from citeenv.index import open_index
+    from citeenv.local import LocalBackend
+
+    if questions is None:
+        questions = load_questions(dataset if dataset is not None else DEFAULT_DATASETS.get(corpus), corpus)
+    corpus_, searcher = open_index(corpus, kind=search, build_if_missing=True)
+    config = config or BrowserConfig(**browser_fields)
+    return TextBrowserEnv(LocalBackend(corpus_, searcher), config, questions=questions, render_mode=render_mode)
+
+
+# The question set reset() draws from when none is given, per corpus.
+DEFAULT_DATASETS = {"hotpotqa": "hotpotqa"}
+
+
+def load_questions(dataset: str | None, corpus: str = "") -> list[str]:
+    if dataset is None:
+        raise ValueError(f'No questions for the corpus {corpus!r}: pass dataset="questions.jsonl" (one '
+                         '{"question": ...} a line) or questions=[...].')
+    if dataset == "hotpotqa":
+        from citeenv.sources.hotpotqa import read_hotpotqa_records
+
+        return [r["question"] for r in read_hotpotqa_records()]
+    from citeenv.jsonl import read_jsonl
+
+    records = read_jsonl(dataset).records
+    missing = [i for i, r in enumerate(records, 1) if not isinstance(r.get("question"), str)]
+    if missing or not records:
+        raise ValueError(f"{dataset}: every record needs a 'question' text field (records without one: "
+                         f"{missing[:5]}); the file has {len(records)} records.")
+    return [r["question"] for r in records]
 
 
 class TextBrowserEnv(gym.Env):
@@ -78,15 +123,6 @@ class TextBrowserEnv(gym.Env):
         if self.render_mode == "human":
             print(self._obs)
         return None
-
-
-@dataclass
-class BatchStep:
-    observations: list[str]
-    rewards: list[float]
-    terminated: list[bool]
-    truncated: list[bool]
-    infos: list[dict] = field(default_factory=list)
 
 
 class BatchedTextBrowserEnv:

@@ -54,6 +54,27 @@ class LocalBackend:
         if doc is None:
             raise BrowserError(f"no page at {url}")
         fragment = url.split("#", 1)[1] if "#" in url else ""
-        offset = int((doc.meta.get("anchors") or {}).get(fragment, -1)) if fragment else -1
-        return Page(title=doc.title, url=doc.url, text=doc.text, links=list(doc.links), doc_id=doc.id, offset=offset,
-                    sentences=doc.meta.get("sentences"))
+        return Page(title=doc.title, url=doc.url, text=doc.text, links=list(doc.links), doc_id=doc.id,
+                    offset=_anchor_offset(doc, fragment), sentences=_sentence_spans(doc))
+
+
+def _anchor_offset(doc, fragment: str) -> int:
+    """Where the url's #fragment is in the page, from the document's "anchors" metadata; -1 (the
+    top) when there is none. A corpus file is input like any other: a malformed entry is ignored."""
+    anchors = doc.meta.get("anchors") if fragment and isinstance(doc.meta, dict) else None
+    value = anchors.get(fragment) if isinstance(anchors, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= len(doc.text):
+        return value
+    return -1
+
+
+def _sentence_spans(doc) -> list | None:
+    """The document's sentence boundaries ("sentences" metadata: [[start, end], ...]), or None when
+    it has none or they are malformed (they only guide which sentences are offered as quotes)."""
+    spans = doc.meta.get("sentences") if isinstance(doc.meta, dict) else None
+    if not isinstance(spans, list):
+        return None
+    n = len(doc.text)
+    ok = all(isinstance(s, (list, tuple)) and len(s) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in s)
+             and 0 <= s[0] < s[1] <= n for s in spans)
+    return [tuple(s) for s in spans] if ok else None

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from gymnasium.spaces import Space
 
-from citeenv.commands import KEYWORDS, QUOTE_SEP
+from citeenv.command_spec import COMMANDS, QUOTE_SEP, SCROLL_AMOUNTS
 
 
 class UnicodeText(Space[str]):
@@ -43,14 +43,29 @@ class CommandText(UnicodeText):
 
     def sample(self, mask: Any = None, probability: Any = None) -> str:
         r = self.np_random
-        kind = KEYWORDS[int(r.integers(len(KEYWORDS)))]
+        spec = COMMANDS[int(r.integers(len(COMMANDS)))]
         words = " ".join(self._WORDS[int(i)] for i in r.integers(len(self._WORDS), size=int(r.integers(1, 4))))
-        if kind == "Search" or kind == "Find in page:":
-            return f"{kind} {words}"
-        if kind == "Quote:":
-            return f"Quote: {words}" if r.random() < 0.8 else f"Quote: {words}{QUOTE_SEP}{words}"
-        if kind == "Clicked on link":
-            return f"{kind} {int(r.integers(0, 10))}"
-        if kind.startswith("Scrolled"):
-            return f"{kind} {int(r.integers(1, 4))}"
-        return kind
+        if spec.arg == "line":
+            return f"{spec.literal}{words}"
+        if spec.arg == "quote":
+            return f"{spec.literal}{words}" if r.random() < 0.8 else f"{spec.literal}{words}{QUOTE_SEP}{words}"
+        if spec.arg == "link":
+            return f"{spec.literal}{int(r.integers(0, 10))}"
+        if spec.arg == "scroll":
+            return f"{spec.literal}{SCROLL_AMOUNTS[int(r.integers(len(SCROLL_AMOUNTS)))]}"
+        return spec.keyword
+
+
+def _vectorize_like_text() -> None:
+    """gymnasium.vector batches a free-text space the way it batches its own Text space (a tuple of
+    strings), so these spaces work under SyncVectorEnv and AsyncVectorEnv (the latter with
+    shared_memory=False: text has no fixed size to share)."""
+    from gymnasium.spaces import Text
+    from gymnasium.vector.utils import batch_differing_spaces, batch_space, concatenate, create_empty_array
+
+    for fn in (batch_space, batch_differing_spaces, concatenate):
+        fn.register(UnicodeText, fn.dispatch(Text))
+    create_empty_array.register(UnicodeText, lambda space, n=1, fn=None: tuple("" for _ in range(n)))
+
+
+_vectorize_like_text()

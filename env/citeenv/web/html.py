@@ -143,7 +143,7 @@ def _walk(root, out: "_TextBuilder", links: "_LinkCollector", deadline: float | 
         node, leaving = entry
         if not isinstance(node.tag, str):
             continue  # a comment, processing instruction or entity left in the tree
-        name = node.tag.lower()
+        name = node.tag  # libxml2's HTML parser gives tag names in lower case
         if leaving:
             if name == "pre":
                 pre_depth -= 1
@@ -186,6 +186,8 @@ def _walk(root, out: "_TextBuilder", links: "_LinkCollector", deadline: float | 
 def _skipped(node, name: str) -> bool:
     if name in _DROP or name in _CHROME:
         return True
+    if not node.keys():  # most elements have no attributes; this skips building the attribute view
+        return False
     attrs = node.attrib
     if "hidden" in attrs or str(attrs.get("aria-hidden", "")).lower() == "true":
         return True

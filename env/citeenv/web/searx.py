@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from citeenv.backends import BrowserError, SearchResult
 from citeenv.documents import normalize_ws
 from citeenv.safe_url import safe_http_url
+from citeenv.unicode_text import without_lone_surrogates
 from citeenv.web.fetch import Fetcher
 from citeenv.web.html import strip_invisible
 
@@ -39,7 +40,7 @@ class SearxClient:
         return f"{self.base_url}/search?" + urlencode({"q": query, "format": "json", "k": k})
 
     def search(self, query: str, k: int = 10) -> list[SearchResult]:
-        query = normalize_ws(query)
+        query = normalize_ws(without_lone_surrogates(query))  # a lone surrogate cannot be url-encoded
         if not query:
             raise BrowserError("the search query is empty")
         if len(query) > self.config.max_query_chars:
