@@ -133,3 +133,32 @@ def test_artifacts_round_trip_and_refuse_corruption(tmp_path):
         CandidatePolicy.load(tmp_path / "p", encoder=WordEncoder())
     with pytest.raises(PolicyArtifactError, match="missing.*citeagent train cpu-bc"):
         CandidatePolicy.load(tmp_path / "nothing", encoder=WordEncoder())
+
+
+def test_people_demonstrations_are_replayed_into_labelled_states(tmp_path):
+    """A `citeagent browse` record: each accepted browsing step becomes a state labelled with the
+    person's command; a command the enumeration lacks (Find in page) joins the candidates."""
+    import json
+
+    from citeagent.train.cpu_bc import demo_states
+
+    text = "Arthur's Magazine was an American literary periodical. It was published in Philadelphia."
+    docs = [{"id": "mag", "title": "Arthur's Magazine", "url": "https://example.org/mag", "text": text},
+            {"id": "ffw", "title": "First for Women", "url": "https://example.org/ffw",
+             "text": "First for Women is a woman's magazine published by Bauer Media Group."}]
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    q = "Where was Arthur's Magazine published?"
+    steps = [{"action": f"Search {q}", "error": None}, {"action": "Clicked on link 0", "error": None},
+             {"action": "Find in page: Philadelphia", "error": None}, {"action": "Clicked on link 9", "error": "no link 9"},
+             {"action": "Quote: It was published in Philadelphia.", "error": None}, {"action": "End: Answer", "error": None},
+             {"action": "Philadelphia [1]", "error": None}]
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text(json.dumps({"question": q, "corpus": str(corpus), "steps": [dict(s, observation="") for s in steps],
+                                 "complete": True}) + "\n")
+    states, stats = demo_states([str(demos)], max_actions=10)
+    chosen = [info["candidates"][label]["command"] for info, label in states]
+    assert chosen == [f"Search {q}", "Clicked on link 0", "Find in page: Philadelphia",
+                      "Quote: It was published in Philadelphia.", "End: Answer"]  # the rejected click is not taught
+    assert stats == {"episodes": 1, "steps": 5, "added_candidates": 1, "skipped_episodes": 0}
+    assert states[2][0]["candidates"][-1]["command"] == "End: Decline"  # the added one goes before Decline

@@ -376,6 +376,55 @@ def run(cfg: CpuBCConfig) -> dict:
     return report
 
 
+def demo_states(paths: list[str], max_actions: int) -> tuple[list[tuple[dict, int]], dict]:
+    """People's (or the scripted expert's) demonstrations in `citeagent browse`'s format, replayed in
+    the environment to recover each state's candidates: every accepted browsing step is a state
+    labelled with the person's command, which joins the candidates when the enumeration lacks it."""
+    from citeagent.backend import BackendOptions, make_backend
+    from citeagent.browse import load_demonstrations
+    from citeenv.browser import Browser, BrowserConfig
+    from citeenv.candidates import Candidate, CandidateConfig
+    from citeenv.commands import CommandError, parse_command
+
+    states, stats = [], {"episodes": 0, "steps": 0, "added_candidates": 0, "skipped_episodes": 0}
+    backends = {}
+    for path in paths:
+        for rec in load_demonstrations(path):
+            corpus = rec.get("corpus") or "pydocs"
+            try:
+                if corpus not in backends:
+                    backends[corpus] = make_backend(BackendOptions(corpus=corpus))
+                browser = Browser(backends[corpus], BrowserConfig(max_actions=max(max_actions, len(rec["steps"])),
+                                                                  candidates=CandidateConfig()))
+                browser.reset(rec["question"])
+            except Exception as e:  # noqa: BLE001 - a demonstration whose corpus cannot be opened is skipped, counted
+                print(f"warning: {path}: a demonstration on corpus {corpus!r} cannot be replayed ({e}); skipped",
+                      file=sys.stderr)
+                stats["skipped_episodes"] += 1
+                continue
+            stats["episodes"] += 1
+            for step in rec["steps"]:
+                if browser.state.phase != "browse":
+                    break
+                info = browser.info()
+                action = step["action"].strip()
+                if step.get("error") is None:
+                    cmd = parse_command(action)
+                    if isinstance(cmd, CommandError):  # cannot be: the browser accepted it; skip anyway
+                        browser.step(action)
+                        continue
+                    cmds = [c["command"] for c in info["candidates"]]
+                    if str(cmd) not in cmds:
+                        text = cmd.arg if cmd.kind in ("Search", "Quote:", "Find in page:") else ""
+                        info["candidates"].insert(len(cmds) - 1, Candidate(str(cmd), cmd.kind, text).to_dict())
+                        cmds.insert(len(cmds) - 1, str(cmd))
+                        stats["added_candidates"] += 1
+                    states.append(({k: info[k] for k in KEEP_INFO if k in info}, cmds.index(str(cmd))))
+                    stats["steps"] += 1
+                browser.step(action)
+    return states, stats
+
+
 def _pydocs_group(cfg: CpuBCConfig):
     from citeagent.data.gold_questions import load_gold_questions
     from citeagent.backend import BackendOptions, make_backend
