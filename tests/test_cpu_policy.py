@@ -162,3 +162,20 @@ def test_people_demonstrations_are_replayed_into_labelled_states(tmp_path):
                       "Quote: It was published in Philadelphia.", "End: Answer"]  # the rejected click is not taught
     assert stats == {"episodes": 1, "steps": 5, "added_candidates": 1, "skipped_episodes": 0}
     assert states[2][0]["candidates"][-1]["command"] == "End: Decline"  # the added one goes before Decline
+
+
+def test_a_corrupt_policy_artifact_is_one_clear_line_naming_the_fix(tmp_path, capsys):
+    import json
+
+    from citeagent.cli import main
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "title": "A", "url": "https://example.org/a", "text": "Alpha is a city."}) + "\n")
+    bad = tmp_path / "policy"
+    bad.mkdir()
+    (bad / "policy.json").write_text("{not json")
+    (bad / "scorer.safetensors").write_bytes(b"")
+    rc = main(["ask", "Where is Alpha?", "--corpus", str(corpus), "--policy", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "corrupt" in err and "citeagent train cpu-bc" in err

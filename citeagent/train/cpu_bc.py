@@ -39,7 +39,7 @@ class CpuBCConfig:
     settings: str = "distractor,pooled"  # HotpotQA settings the roll-ins browse
     hotpot_limit: int = 0  # training questions used (0: all)
     pydocs_questions: str = ""  # a JSONL of generated pydocs questions (`citeagent train pydocs-questions`)
-    pydocs_limit: int = 1500
+    pydocs_limit: int = 300
     demos: list[str] = field(default_factory=list)  # people's `citeagent browse` demonstrations
     rollins: int = 2  # roll-ins per question: the first follows the expert, the others explore
     explore: float = 0.3  # probability of a random candidate in an exploring roll-in
