@@ -51,6 +51,9 @@ class PolicyArtifactError(RuntimeError):
     """A missing or corrupt policy artifact; the message names the file and the command that rebuilds it."""
 
 
+_CACHES: dict[Path, "Featurizer"] = {}
+
+
 def embedding_cache_path() -> Path:
     """Where the policy keeps the MiniLM vectors of texts it has seen (a cache: safe to delete)."""
     from citeenv.paths import citeagent_home
@@ -112,9 +115,9 @@ class Featurizer:
     the texts not seen before; seen ones come from a cache that can be saved and loaded (training
     re-reads the same sentences for every roll-in, sample and iteration)."""
 
-    def __init__(self, encoder):
+    def __init__(self, encoder, cache: dict | None = None):
         self.encoder = encoder
-        self.cache: dict[str, np.ndarray] = {}
+        self.cache: dict[str, np.ndarray] = {} if cache is None else cache
 
     def embed(self, texts: list[str]) -> np.ndarray:
         new = [t for t in dict.fromkeys(texts) if t not in self.cache]
@@ -124,12 +127,16 @@ class Featurizer:
         return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32)
 
     def save_cache(self, path: str | Path) -> None:
+        """Write the cache to `path`, keeping what another process saved there meanwhile."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        texts = list(self.cache)
+        merged = Featurizer(None)
+        merged.load_cache(path)
+        merged.cache.update(self.cache)
+        texts = list(merged.cache)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # processes may save at once
         np.savez(tmp, texts=np.array(texts, dtype=object),
-                 vectors=np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32))
+                 vectors=np.stack([merged.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32))
         tmp.replace(path)
 
     def persist(self, path: str | Path) -> None:
@@ -381,8 +388,13 @@ class CandidatePolicy:
             raise PolicyArtifactError(f"The CPU policy artifact in {d} is corrupt ({type(e).__name__}: {e}). {rebuild}") from None
         if encoder is not None:
             return cls(scorer, encoder, config, seed)
-        from citeenv.search.encoder import load_encoder
+        path = embedding_cache_path()
+        if path not in _CACHES:  # every policy of a process shares one cache, loaded and saved once
+            from citeenv.search.encoder import load_encoder
 
-        policy = cls(scorer, load_encoder(), config, seed)
-        policy.featurize.persist(embedding_cache_path())  # the cache holds this encoder's vectors only
+            _CACHES[path] = Featurizer(load_encoder())
+            _CACHES[path].persist(path)  # the cache holds this encoder's vectors only
+        shared = _CACHES[path]
+        policy = cls(scorer, shared.encoder, config, seed)
+        policy.featurize = shared
         return policy
