@@ -12,7 +12,9 @@ unit vectors stand in for the passages' embeddings (queries are embedded by the 
     bm25s_tokenize_retrieve bare `bm25s.tokenize` + `retrieve`, the library's documented use
     faiss_search            bare `index.search` on pre-embedded queries (the same faiss index),
                             on one thread as ours runs it; faiss_search_default_threads: as is
-    encode_faiss_search     bare `model.encode` + `index.search` (what a dense query costs)
+    encode_faiss_search     bare sentence-transformers `model.encode` + `index.search` (what a
+                            dense query cost before citeenv.search.encoder)
+    encoder                 our encoder alone, `Encoder.encode([q])` (DenseConfig's backend)
     bm25 / dense / hybrid   our Searcher.search
     backend_bm25 / backend_hybrid   LocalBackend.search (one result per document)
     env_search_bm25         TextBrowserEnv.step("Search <q>") over LocalBackend(bm25)
@@ -20,6 +22,7 @@ unit vectors stand in for the passages' embeddings (queries are embedded by the 
 Build throughput (passages/s): our BM25 build of the whole corpus; ours vs bare bm25s
 (`tokenize` + `index`) on --build-sample passages; our dense build vs bare
 `SentenceTransformer.encode` on up to --encode-passages real pydocs passages.
+--encoder picks the encoder backend of our dense search (citeenv.search.encoder; default auto).
 """
 from __future__ import annotations
 
@@ -148,6 +151,7 @@ def main(argv=None) -> int:
     ap.add_argument("--build-sample", type=int, default=100_000, help="passages for ours-vs-bare bm25s build")
     ap.add_argument("--encode-passages", type=int, default=2000, help="real pydocs passages for the encoder")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--encoder", default="auto", help="citeenv.search.encoder backend of our dense search")
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     args = ap.parse_args(argv)
     if args.quick:
@@ -160,7 +164,8 @@ def main(argv=None) -> int:
 
     from citeenv.local import LocalBackend
     from citeenv.search.bm25 import BM25Searcher, passage_text
-    from citeenv.search.dense import DenseConfig, DenseSearcher, encode, get_embedder, one_thread
+    from citeenv.search.dense import DenseConfig, DenseSearcher, get_encoder, one_thread
+    from citeenv.search.embedder import load_embedder
     from citeenv.search.hybrid import HybridSearcher
     from citeenv.sources.pydocs import build_pydocs
 
@@ -184,18 +189,21 @@ def main(argv=None) -> int:
 
     log("building the dense index from random unit vectors")
     rng = np.random.default_rng(args.seed + 2)
-    model = get_embedder("minilm")
-    dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") else 384
+    model = load_embedder("minilm")  # the bare sentence-transformers baseline
+    encoder = get_encoder("minilm", args.encoder)
+    dim = encoder.dim
     vectors = np.empty((n, dim), dtype=np.float32)
     for s in range(0, n, 100_000):
         block = rng.standard_normal((min(100_000, n - s), dim), dtype=np.float32)
         vectors[s:s + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
     t = time.perf_counter()
-    dense = DenseSearcher.from_vectors(vectors, bm25.passage_ids, bm25.doc_ids, DenseConfig(), model=model)
+    dense = DenseSearcher.from_vectors(vectors, bm25.passage_ids, bm25.doc_ids, DenseConfig(encoder=args.encoder),
+                                       encoder=encoder)
     dense_build_s = time.perf_counter() - t
     del vectors
     hybrid = HybridSearcher(bm25, dense)
-    out["index"] = {"dense_index": type(dense.index).__name__, "dense_vectors_added_per_s": rate(n, dense_build_s),
+    out["index"] = {"encoder_backend": encoder.backend.name, "dense_index": type(dense.index).__name__,
+                    "dense_vectors_added_per_s": rate(n, dense_build_s),
                     "nlist": getattr(dense.index, "nlist", None), "nprobe": getattr(dense.index, "nprobe", None)}
 
     log(f"timing {len(queries)} queries")
@@ -208,13 +216,14 @@ def main(argv=None) -> int:
     lat["bm25s_tokenize_retrieve"] = timed(lambda q: retriever.retrieve(
         bm25s.tokenize([q], stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False),
         k=k, show_progress=False), queries)
-    qvecs = {q: encode(model, [q]) for q in queries}
+    qvecs = {q: encoder.encode([q]) for q in queries}
     lat["faiss_search_default_threads"] = timed(lambda q: dense.index.search(qvecs[q], k), queries)
     with one_thread():  # the setting our dense search uses for one query (see env.search.dense)
         lat["faiss_search"] = timed(lambda q: dense.index.search(qvecs[q], k), queries)
         lat["encode_faiss_search"] = timed(
             lambda q: dense.index.search(model.encode([q], normalize_embeddings=True, convert_to_numpy=True), k),
             queries)
+        lat["encoder"] = timed(lambda q: encoder.encode([q]), queries)
     lat["bm25"] = timed(lambda q: bm25.search(q, k), queries)
     lat["dense"] = timed(lambda q: dense.search(q, k), queries)
     lat["hybrid"] = timed(lambda q: hybrid.search(q, k), queries)
@@ -256,6 +265,7 @@ def main(argv=None) -> int:
         "bm25 / bm25s_tokenize_retrieve": ratio("bm25", "bm25s_tokenize_retrieve"),
         "dense / encode_faiss_search": ratio("dense", "encode_faiss_search"),
         "dense / faiss_search": ratio("dense", "faiss_search"),
+        "encoder / encode_faiss_search": ratio("encoder", "encode_faiss_search"),
         "hybrid / (bm25 + dense)": round(lat["hybrid"]["p50"] / (lat["bm25"]["p50"] + lat["dense"]["p50"]), 3),
         "backend_bm25 / bm25": ratio("backend_bm25", "bm25"),
         "env_search_bm25 / backend_bm25": ratio("env_search_bm25", "backend_bm25"),
@@ -287,9 +297,9 @@ def main(argv=None) -> int:
     pydocs = build_pydocs()
     real = pydocs.passages[: args.encode_passages]
     texts = [passage_text(p, True) for p in real]
-    encode(model, texts[:16])  # warm up
+    encoder.encode(texts[:16])  # warm up
     t = time.perf_counter()
-    DenseSearcher.build(real, model=model, show_progress=False)
+    DenseSearcher.build(real, DenseConfig(encoder=args.encoder), encoder=encoder, show_progress=False)
     ours_s = time.perf_counter() - t
     t = time.perf_counter()
     model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)

@@ -54,7 +54,7 @@ def main() -> int:
     with open(out / "pairs.jsonl", "w") as f:
         for c in comps:
             f.write(json.dumps({"question": c.question, "answer_a": c.answer_0.to_dict(), "answer_b": c.answer_1.to_dict()}) + "\n")
-    cli = [sys.executable, "-m", "citeagent.feedback.cli"]
+    cli = [sys.executable, "-m", "citeagent.cli", "label"]
     subprocess.run([*cli, "add-user", "gold-annotator", "--password-stdin", "--db", db], input=PASSWORD + "\n", text=True,
                    check=True, cwd=REPO)
     subprocess.run([*cli, "enqueue", str(out / "pairs.jsonl"), "--skip-existing", "--db", db], check=True, cwd=REPO)

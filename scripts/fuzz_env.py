@@ -9,7 +9,7 @@ hostile JSONL corpus written here (surrogate escapes, control and bidi character
 markers, script urls, malformed anchors and link offsets), and the live-web backend against that
 hostile corpus served on 127.0.0.1. Random and malformed HTML documents (deep nesting,
 unterminated tags, entities, mutated real pages, the issue's '<a' * 50000) go through the
-renderer, each timed. Every exception is counted with its command; so is any rendered page
+renderer, each timed in CPU seconds (and wall seconds, which other load on the machine inflates). Every exception is counted with its command; so is any rendered page
 whose links break the Page contract. The goal is zero of both, and no document over 1 s.
 Time is bounded by --max-seconds; the JSON says if the run stopped early.
 """
@@ -47,7 +47,7 @@ class FuzzConfig:
     web_share: float = 0.15  # of the commands, the share sent through the web backend (HTTP on loopback)
     corpus: str = "pydocs"  # the local corpus ("" to use only the hostile one)
     html_docs: int = 5_000
-    slow_html_seconds: float = 1.0  # a document rendering longer than this counts as slow
+    slow_html_seconds: float = 1.0  # a document taking more CPU time than this to render counts as slow
     max_actions: int = 25  # per episode, so episodes also reach the answering phase
     seed: int = 0
     max_seconds: float = 3600.0  # stop early past this, and say so
@@ -269,30 +269,35 @@ def drive(name: str, env: TextBrowserEnv, n: int, rng: random.Random, tally: Tal
 
 def fuzz_html(cfg: FuzzConfig, rng: random.Random, tally: Tally, stop_at: float) -> dict:
     real = [p.read_text(encoding="utf-8") for p in sorted(PYTHON_DOCS.glob("*.html"))[:40]] if PYTHON_DOCS.is_dir() else []
-    times: list[float] = []
+    times: list[float] = []  # CPU seconds of this thread: what the renderer costs, whatever else loads the machine
+    walls: list[float] = []
     for _ in range(cfg.html_docs):
         if time.monotonic() > stop_at:
             tally.counts["stopped_early"] = 1
             break
         doc = random_html(rng, real)
-        t0 = time.perf_counter()
+        t0, w0 = time.thread_time(), time.perf_counter()
         try:
             page = render_html(doc, "https://fuzz.example/dir/page.html")
         except Exception as e:  # noqa: BLE001
             tally.fail("html", f"render raised {type(e).__name__}", traceback.format_exc(), doc)
             continue
         finally:
-            times.append(time.perf_counter() - t0)
+            times.append(time.thread_time() - t0)
+            walls.append(time.perf_counter() - w0)
         problem = check_page(page)
         if problem:
             tally.fail("html", "broken page", problem, doc)
         if times[-1] > cfg.slow_html_seconds:
-            tally.fail("html", f"slower than {cfg.slow_html_seconds:g} s", f"{times[-1]:.2f} s, {len(doc)} chars", doc[:200])
+            tally.fail("html", f"over {cfg.slow_html_seconds:g} s of CPU", f"{times[-1]:.2f} s, {len(doc)} chars", doc[:200])
     times.sort()
-    return {"documents": len(times), "seconds_max": round(times[-1], 4) if times else None,
-            "seconds_p50": round(times[len(times) // 2], 5) if times else None,
-            "seconds_p99": round(times[int(len(times) * 0.99)], 4) if times else None,
-            "over_limit": sum(t > cfg.slow_html_seconds for t in times)}
+    walls.sort()
+    return {"documents": len(times), "cpu_seconds_max": round(times[-1], 4) if times else None,
+            "cpu_seconds_p50": round(times[len(times) // 2], 5) if times else None,
+            "cpu_seconds_p99": round(times[int(len(times) * 0.99)], 4) if times else None,
+            "over_limit": sum(t > cfg.slow_html_seconds for t in times),
+            "wall_seconds_max": round(walls[-1], 4) if walls else None,
+            "wall_seconds_p99": round(walls[int(len(walls) * 0.99)], 4) if walls else None}
 
 
 def run(cfg: FuzzConfig) -> dict:

@@ -43,7 +43,7 @@ def main() -> int:
     good, other = pick_pair(args.record)
     (tmp / "pairs.jsonl").write_text(json.dumps({"question": good.question, "answer_a": good.to_dict(),
                                                  "answer_b": other.to_dict()}) + "\n")
-    cli = [sys.executable, "-m", "citeagent.feedback.cli"]
+    cli = [sys.executable, "-m", "citeagent.cli", "label"]
     subprocess.run([*cli, "add-user", "annotator", "--password-stdin", "--db", db], input="screenshot-pass\n",
                    text=True, check=True, cwd=REPO)
     subprocess.run([*cli, "enqueue", str(tmp / "pairs.jsonl"), "--db", db], check=True, cwd=REPO)

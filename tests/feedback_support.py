@@ -46,7 +46,7 @@ def write_policy_answers(path: Path, n_questions: int = 3, hostile: bool = True)
 
 def run_cli(*args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """`citeagent label ...` as a person runs it, in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "citeagent.feedback.cli", *args], input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "citeagent.cli", "label", *args], input=stdin, capture_output=True,
                           text=True, cwd=REPO, env={**os.environ, **(env or {})}, timeout=300)
 
 
@@ -77,7 +77,7 @@ def start_server(db_url: str, log: Path, *extra: str, env: dict | None = None) -
     """`citeagent label serve` in a subprocess; returns once /healthz answers."""
     port = free_port()
     out = open(log, "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "citeagent.feedback.cli", "serve", "--db", db_url, "--port", str(port), *extra],
+    proc = subprocess.Popen([sys.executable, "-m", "citeagent.cli", "label", "serve", "--db", db_url, "--port", str(port), *extra],
                             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     out.close()
     server = Server(proc, f"http://127.0.0.1:{port}", log)

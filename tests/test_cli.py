@@ -1,5 +1,6 @@
 """`citeagent ask` and `citeagent browse` as a user runs them: real subprocesses, the real pydocs
-corpus, real index built on first use."""
+corpus, real index built on first use; and what `citeagent --help` and the trainers' flags cost."""
+import dataclasses
 import json
 import re
 import os
@@ -116,3 +117,30 @@ def test_browse_cpu_layout_records_what_trained_policies_see(tmp_path, pydocs):
     # the observation before the second action is the result list: search_k results in each layout
     results = lambda rec: rec["steps"][1]["observation"].count("\u3010")  # noqa: E731 (a link's 【)
     assert results(cpu) == CPU_BROWSER["search_k"] < results(default) <= BrowserConfig().search_k
+
+
+def test_help_imports_no_heavy_library():
+    """`citeagent --help` builds only the command line: no torch, transformers, fastapi, SQLAlchemy."""
+    heavy = ("torch", "transformers", "numpy", "fastapi", "sqlalchemy", "bcrypt", "matplotlib", "trl", "peft")
+    code = ("import sys, runpy\nsys.argv = ['citeagent', '--help']\n"
+            "try:\n    runpy.run_module('citeagent.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            f"print('HEAVY', [m for m in {heavy!r} if m in sys.modules])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    assert r.returncode == 0, r.stderr
+    assert "train" in r.stdout and "eval" in r.stdout
+    assert r.stdout.strip().endswith("HEAVY []")
+
+
+@pytest.mark.parametrize("name", ["demos", "bc", "judge", "rm", "ppo"])
+def test_every_trainer_gets_its_flags_from_its_config(name, capsys):
+    from citeagent.cli import main
+    from citeagent.train.cli import TRAINERS, load
+
+    trainer = next(t for t in TRAINERS if t.name == name)
+    with pytest.raises(SystemExit) as e:
+        main(["train", name, "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(load(trainer.config)):
+        if f.init:
+            assert f"--{f.name.replace('_', '-')}" in text, f.name

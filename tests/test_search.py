@@ -115,6 +115,25 @@ def test_dense_save_load_round_trip(tmp_path, hotpot_dense):
                            atol=1e-5)
 
 
+def test_dense_index_built_by_sentence_transformers_is_searched_by_the_fast_encoder(tmp_path, hotpot_small):
+    import json
+
+    # An index saved before the encoder backends existed: built by sentence-transformers, and
+    # its searcher.json has no "encoder", so it is queried by the default (fast) backend.
+    old = DenseSearcher.build(hotpot_small.passages[:60], DenseConfig(encoder="st"), show_progress=False)
+    old.save(tmp_path / "dense")
+    meta_file = tmp_path / "dense" / "searcher.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["config"]["encoder"]
+    meta_file.write_text(json.dumps(meta))
+    loaded = DenseSearcher.load(tmp_path / "dense")
+    assert loaded.config.encoder == "auto" and loaded.encoder.backend.name == "onnx"
+    for q in QUERIES:
+        hits, expected = loaded.search(q, 10), old.search(q, 10)
+        assert [h.passage_id for h in hits] == [h.passage_id for h in expected]
+        np.testing.assert_allclose([h.score for h in hits], [h.score for h in expected], atol=1e-5)
+
+
 def test_dense_ivf_index_from_vectors(tmp_path):
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((3000, 32)).astype(np.float32)

@@ -210,14 +210,3 @@ def cmd_stats(args) -> int:
 
     print(json.dumps(queue_stats(_engine(args)), indent=2))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m citeagent.feedback.cli ...`, the same as `citeagent label ...`."""
-    from citeagent.cli import main as citeagent_main
-
-    return citeagent_main(["label", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

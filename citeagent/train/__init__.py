@@ -12,8 +12,6 @@ Shared conventions live here so every trainer and evaluation agrees on them:
 """
 from __future__ import annotations
 
-from citeagent.eval.datasets import HOTPOTQA_HELDOUT_FRACTION, hotpotqa_split
-
 __all__ = ["CPU_BROWSER", "CPU_POLICY", "HOTPOTQA_HELDOUT_FRACTION", "hotpotqa_split"]
 
 # BrowserConfig fields of the CPU training layout (everything else keeps its default).
@@ -21,3 +19,13 @@ CPU_BROWSER = {"search_k": 5, "snippet_chars": 100, "window_chars": 600, "past_a
 # LMPolicyConfig fields a trained policy runs with.
 CPU_POLICY = {"guided": False, "system_prompt": "short", "max_observation_tokens": 384, "repetition_penalty": 1.0,
               "max_answer_tokens": 48}  # a HotpotQA answer is a few words and its markers
+
+
+def __getattr__(name: str):
+    # The split lives with the data sets; imported on first use, so that building `citeagent train`'s
+    # command line (citeagent/train/cli.py) imports nothing heavy.
+    if name in ("HOTPOTQA_HELDOUT_FRACTION", "hotpotqa_split"):
+        from citeagent.eval import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module 'citeagent.train' has no attribute {name!r}")

@@ -11,6 +11,7 @@ import json
 import sys
 
 from citeenv.corpus import CorpusError
+from citeenv.search.encoder import BACKENDS as ENCODER_BACKENDS
 
 
 def add_index_parser(subparsers) -> argparse.ArgumentParser:
@@ -25,6 +26,9 @@ def add_index_parser(subparsers) -> argparse.ArgumentParser:
     build.add_argument("--kinds", default="bm25", help="comma-separated: bm25, dense, hybrid (= both); default bm25")
     build.add_argument("--embedder", default=None,
                        help="dense embedder: 'minilm' (bundled, offline; default) or a Hugging Face model name")
+    build.add_argument("--encoder", default="auto", choices=("auto", *ENCODER_BACKENDS),
+                       help="dense: how passages and queries are embedded (citeenv.search.encoder); auto = onnx "
+                            "when onnxruntime is installed, else torch; all but onnx-int8 give the same vectors")
     build.add_argument("--out", default=None, help="index directory (default: $CITEAGENT_HOME/indexes/<corpus>)")
     build.add_argument("--column-map", default=None, metavar="FIELD=COLUMN,...",
                        help="for JSONL/HF corpora: which columns hold id,title,url,text,links, e.g. id=doc_id,text=body")
@@ -70,6 +74,10 @@ def cli_index_build(args) -> int:
         if args.chunk_chars < 50:
             raise CorpusError(f"--chunk-chars {args.chunk_chars} is too small; use 50 or more (default 600).")
         opts = {"split": args.split} if args.split else {}
+        if args.encoder != "auto":
+            from citeenv.search.dense import DenseConfig
+
+            opts["dense_config"] = DenseConfig(encoder=args.encoder)
         out = build_index(args.corpus, out_dir=args.out, kinds=args.kinds, embedder=args.embedder,
                           column_map=args.column_map, chunk_chars=args.chunk_chars, show_progress=not args.quiet,
                           strict=args.strict, **opts)

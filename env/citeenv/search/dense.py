@@ -1,4 +1,4 @@
-"""Dense passage search: sentence-transformers embeddings in a faiss inner-product index.
+"""Dense passage search: sentence embeddings (citeenv.search.encoder) in a faiss inner-product index.
 
 Vectors are L2-normalised, so inner product is cosine similarity. Small corpora get an exact
 flat index; large ones (over `flat_max` passages) an IVF index, because exact search over a
@@ -24,13 +24,17 @@ from citeenv.corpus import CorpusError
 from citeenv.documents import Passage
 from citeenv.search.base import Hit
 from citeenv.search.bm25 import passage_text
-from citeenv.search.embedder import DEFAULT_EMBEDDER, load_embedder
+from citeenv.search.embedder import DEFAULT_EMBEDDER
+from citeenv.search.encoder import Encoder, load_encoder
 from citeenv.search.storage import load_rows, read_meta, save_rows, write_meta
 
 
 @dataclass
 class DenseConfig:
     embedder: str = DEFAULT_EMBEDDER  # 'minilm' (bundled, offline) or a Hugging Face model name/path
+    # citeenv.search.encoder backend for building and querying: auto, onnx, torch, st (all give
+    # the same vectors to float rounding, so an index built by one is searched by any), onnx-int8
+    encoder: str = "auto"
     batch_size: int = 64
     include_title: bool = True
     index: str = "auto"  # "flat" (exact), "ivf" (approximate), "auto": flat up to flat_max passages
@@ -40,27 +44,31 @@ class DenseConfig:
     seed: int = 0  # for the IVF training sample, so a rebuild gives the same index
 
 
-_models: dict[str, object] = {}
+_encoders: dict[tuple[str, str], Encoder] = {}
+PROGRESS_CHUNK = 4096  # texts per progress-bar step; the encoder sorts each chunk by length
 
 
-def get_embedder(name: str | None = None):
-    """The sentence-transformers model for `name`, loaded once per process: evaluation builds
-    hundreds of small in-memory indexes and must not reload the weights for each."""
-    name = name or DEFAULT_EMBEDDER
-    if name not in _models:
-        _models[name] = load_embedder(name)
-    return _models[name]
+def get_encoder(name: str | None = None, backend: str = "auto") -> Encoder:
+    """The encoder for `name` on `backend`, loaded once per process: evaluation builds hundreds
+    of small in-memory indexes and must not reload the weights for each."""
+    key = (name or DEFAULT_EMBEDDER, backend)
+    if key not in _encoders:
+        _encoders[key] = load_encoder(key[0], backend=backend)
+    return _encoders[key]
 
 
-def encode(model, texts: list[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=show_progress)
-    return np.ascontiguousarray(vectors, dtype=np.float32)
+def encode_with_progress(encoder: Encoder, texts: list[str], batch_size: int, show_progress: bool) -> np.ndarray:
+    if not show_progress or len(texts) <= PROGRESS_CHUNK:
+        return encoder.encode(texts, batch_size)
+    from tqdm.auto import tqdm
 
-
-def embedding_dim(model) -> int:
-    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-    return int(get())
+    out = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    with tqdm(total=len(texts), desc="embedding passages", unit="passage") as bar:
+        for start in range(0, len(texts), PROGRESS_CHUNK):
+            chunk = texts[start:start + PROGRESS_CHUNK]
+            out[start:start + len(chunk)] = encoder.encode(chunk, batch_size)
+            bar.update(len(chunk))
+    return out
 
 
 @contextlib.contextmanager
@@ -103,12 +111,12 @@ class DenseSearcher:
     name = "dense"
 
     def __init__(self, index: faiss.Index, passage_ids: list[str], doc_ids: list[str], config: DenseConfig,
-                 model=None):
+                 encoder: Encoder | None = None):
         self.index = index
         self.passage_ids = passage_ids
         self.doc_ids = doc_ids
         self.config = config
-        self._model = model
+        self._encoder = encoder
 
     def __len__(self) -> int:
         return len(self.passage_ids)
@@ -118,46 +126,46 @@ class DenseSearcher:
         return self.index.d
 
     @property
-    def model(self):
-        if self._model is None:  # loaded on first search, so opening an index stays cheap
-            model = get_embedder(self.config.embedder)
-            if embedding_dim(model) != self.dim:
+    def encoder(self) -> Encoder:
+        if self._encoder is None:  # loaded on first search, so opening an index stays cheap
+            encoder = get_encoder(self.config.embedder, self.config.encoder)
+            if encoder.dim != self.dim:
                 raise CorpusError(f"This dense index holds {self.dim}-d vectors but the embedder "
-                                  f"{self.config.embedder!r} makes {embedding_dim(model)}-d ones. Rebuild it with "
+                                  f"{self.config.embedder!r} makes {encoder.dim}-d ones. Rebuild it with "
                                   "`citeagent index build --kinds dense --embedder NAME`.")
-            self._model = model
-        return self._model
+            self._encoder = encoder
+        return self._encoder
 
     @classmethod
-    def build(cls, passages: Sequence[Passage], config: DenseConfig | None = None, model=None,
+    def build(cls, passages: Sequence[Passage], config: DenseConfig | None = None, encoder: Encoder | None = None,
               show_progress: bool = True) -> "DenseSearcher":
         config = config or DenseConfig()
         if not passages:
             raise CorpusError("Cannot build a dense index over an empty corpus (it has no passages).")
-        model = model or get_embedder(config.embedder)
+        encoder = encoder or get_encoder(config.embedder, config.encoder)
         texts = [passage_text(p, config.include_title) for p in passages]
         # One batch (a per-question corpus) is a short job: run it like a query, on one thread.
         with one_thread() if len(texts) <= config.batch_size else contextlib.nullcontext():
-            vectors = encode(model, texts, config.batch_size, show_progress)
-        return cls.from_vectors(vectors, [p.id for p in passages], [p.doc_id for p in passages], config, model)
+            vectors = encode_with_progress(encoder, texts, config.batch_size, show_progress)
+        return cls.from_vectors(vectors, [p.id for p in passages], [p.doc_id for p in passages], config, encoder)
 
     @classmethod
     def from_vectors(cls, vectors: np.ndarray, passage_ids: list[str], doc_ids: list[str],
-                     config: DenseConfig | None = None, model=None) -> "DenseSearcher":
+                     config: DenseConfig | None = None, encoder: Encoder | None = None) -> "DenseSearcher":
         """An index over precomputed (normalised) vectors, one row per passage id."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(passage_ids) or len(passage_ids) != len(doc_ids):
             raise CorpusError(f"Need one vector per passage: got {vectors.shape} vectors for "
                               f"{len(passage_ids)} passage ids and {len(doc_ids)} doc ids.")
         config = config or DenseConfig()
-        return cls(make_index(vectors, config), list(passage_ids), list(doc_ids), config, model)
+        return cls(make_index(vectors, config), list(passage_ids), list(doc_ids), config, encoder)
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         k = min(k, len(self.passage_ids))
         if k <= 0 or not query.strip():
             return []
         with one_thread():
-            vector = encode(self.model, [query])[0]
+            vector = self.encoder.encode([query])[0]
             return self.search_vector(vector, k)
 
     def search_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
@@ -179,7 +187,7 @@ class DenseSearcher:
                    index_type=index_type, passages=len(self))
 
     @classmethod
-    def load(cls, directory, model=None) -> "DenseSearcher":
+    def load(cls, directory, encoder: Encoder | None = None) -> "DenseSearcher":
         directory = Path(directory)
         meta = read_meta(directory, cls.name)
         config = DenseConfig(**meta["config"])
@@ -187,4 +195,4 @@ class DenseSearcher:
         if isinstance(index, faiss.IndexIVF):
             index.nprobe = min(config.nprobe, index.nlist)
         passage_ids, doc_ids = load_rows(directory)
-        return cls(index, passage_ids, doc_ids, config, model)
+        return cls(index, passage_ids, doc_ids, config, encoder)
