@@ -8,7 +8,7 @@ QUESTION ?= How do I serialize a Python object to a JSON formatted string?
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup system-deps demo test bench clean
+.PHONY: setup system-deps demo test bench train clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,12 @@ demo: setup
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The CPU agent from scratch (pydocs questions, BC, comparisons, reward model, rejection sampling,
+# PPO) into runs/cpu_pipeline; SHIP=bc|rs|ppo makes that stage's policy the shipped default.
+SHIP ?=
+train: setup
+	$(BIN)/citeagent train pipeline --out runs/cpu_pipeline $(if $(SHIP),--ship $(SHIP))
 
 bench: setup
 	$(BIN)/python scripts/bench_search.py

@@ -51,7 +51,8 @@ def test_cli_ask_web_against_a_served_corpus(tmp_path):
     corpus = Corpus(DOCS, name="tiny")
     server, base_url = serve_corpus(corpus, in_memory_index(corpus, "bm25"))
     try:
-        r = subprocess.run([sys.executable, "-m", "citeagent.cli", "ask", QUESTION, "--web", "--search-url", base_url, "--json"],
+        r = subprocess.run([sys.executable, "-m", "citeagent.cli", "ask", QUESTION, "--web", "--search-url", base_url, "--json",
+                            "--policy", "baseline"],
                            capture_output=True, text=True, timeout=300, env=os.environ.copy())
     finally:
         server.close()

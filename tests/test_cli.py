@@ -2,6 +2,7 @@
 corpus, real index built on first use; and what `citeagent --help` and the trainers' flags cost."""
 import dataclasses
 import json
+import re
 import os
 import subprocess
 import sys
@@ -42,11 +43,21 @@ def check_verbatim(answer, corpus):
 
 
 def test_ask_baseline_answers_with_verbatim_citations(pydocs):
-    r = run("ask", QUESTION, "--json")
+    r = run("ask", QUESTION, "--json", "--policy", "baseline")
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout)
     check_verbatim(answer, pydocs)
     assert any("json" in q["url"] for q in answer["quotes"])
+
+
+def test_ask_default_is_the_trained_cpu_agent_with_a_short_cited_answer(pydocs):
+    r = run("ask", QUESTION, "--json")
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)
+    check_verbatim(answer, pydocs)
+    text = re.sub(r"\[\d+\]", "", answer["text"]).strip()
+    assert text and len(text.split()) <= 12  # a span of a quote, not a quoted sentence
+    assert re.search(r"\[\d+\]$", answer["text"])  # cited
 
 
 def test_ask_human_and_gophercite_output_and_trace(pydocs):

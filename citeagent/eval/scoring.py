@@ -63,6 +63,11 @@ def score_answer(example: EvalExample, answer: Answer, lookup: DocumentLookup, j
         m.update({"answer_precision": p, "answer_recall": r})
         m.update(sp)
         m.update(joint_metrics(m.get("em", 0.0), p, r, sp))
+        # The gold judge RL is measured by (citeagent/reward/gold_judge.py): answer F1 and recall of
+        # the gold supporting sentences, weighted as it weighs them.
+        from citeagent.reward.gold_judge import ANSWER_WEIGHT
+
+        m["gold_score"] = ANSWER_WEIGHT * f1 + (1 - ANSWER_WEIGHT) * sp["sp_recall"]
         if sp["sp_recall"] < 1:
             missing = sorted(set(map(tuple, example.gold_sentences)) - sentences)
             reasons.append(f"gold supporting sentences not quoted: {missing}")

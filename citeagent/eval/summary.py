@@ -11,7 +11,7 @@ from citeagent.eval.decline import decline_curve
 METRIC_GROUPS = {
     "answer": ["answered", "em", "f1", "correct", "str_em", "str_hit"],
     "quotes": ["quote_verbatim_rate", "all_quotes_verbatim", "has_dangling_markers", "cited_statement_rate"],
-    "gold evidence": ["sp_precision", "sp_recall", "sp_f1", "sp_em", "joint_em", "joint_f1",
+    "gold evidence": ["sp_precision", "sp_recall", "sp_f1", "sp_em", "joint_em", "joint_f1", "gold_score",
                       "evidence_page_precision", "evidence_page_recall"],
     "judged support": ["citation_recall", "citation_precision", "supported", "supported_and_plausible"],
     "cost": ["n_actions", "n_invalid", "tokens_generated", "seconds"],

@@ -1,16 +1,27 @@
-"""Policies: the retrieval baseline and the LM policy behind one `make_policy` factory."""
+"""Policies behind one `make_policy` factory: the trained CPU-scale candidate policy (the default),
+the retrieval baseline and the LM policy."""
 from __future__ import annotations
 
+from pathlib import Path
 
-def make_policy(name: str = "baseline", **kw):
-    """'baseline' needs no model; 'lm' is the bundled SmolLM2-135M-Instruct; anything else is a
-    Hugging Face model name or a local model directory driven by the same LM policy."""
+DEFAULT_POLICY = "cpu"
+
+
+def make_policy(name: str = DEFAULT_POLICY, **kw):
+    """'cpu' is the shipped candidate-scoring policy (citeagent/artifacts); a directory holding a
+    policy.json is another trained candidate policy; 'baseline' needs no model; 'lm' is the
+    bundled SmolLM2-135M-Instruct; anything else is a Hugging Face model name or a local model
+    directory driven by the LM policy."""
     if not name or not str(name).strip():
-        raise ValueError("--policy is empty: use baseline, lm, or a model name/path.")
+        raise ValueError("--policy is empty: use cpu, baseline, lm, or a model name/path.")
     if name == "baseline":
         from citeagent.policies.baseline import BaselinePolicy
 
         return BaselinePolicy()
+    if name == "cpu" or (Path(name) / "policy.json").is_file():
+        from citeagent.policies.candidate import CandidatePolicy
+
+        return CandidatePolicy.load(None if name == "cpu" else name)
     from citeagent.policies.lm import LMPolicy
 
     return LMPolicy(None if name == "lm" else name, **kw)

@@ -199,8 +199,16 @@ def rerank(records: list[dict], reward_model, candidates: tuple | None = None) -
 
 
 def load_scorer(path: str | None = None, device: str = "auto"):
-    """The reward model best-of-n ranks by; a missing one is a one-line error saying how to get one."""
+    """The reward model best-of-n ranks by; a missing one is a one-line error saying how to get one.
+    A directory holding rm.json is the CPU agent's reward model (`citeagent train cpu-rm`)."""
+    from pathlib import Path
+
     from citeagent.reward import load_reward_model
+
+    if path and (Path(path) / "rm.json").is_file():
+        from citeagent.train.cpu_rm import AnswerRewardModel
+
+        return AnswerRewardModel.load(path)
 
     try:
         return load_reward_model(path, device=device)

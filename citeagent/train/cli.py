@@ -46,6 +46,25 @@ TRAINERS = [
             "Generate questions from the pydocs corpus's own sentences, each with a short answer and the verbatim gold "
             "sentence with its offsets, drop those that leak the evaluation set (corpora/pydocs_qa.jsonl), and write "
             "them as JSONL."),
+    Trainer("cpu-bc", "behaviour cloning of the CPU-scale candidate policy (the default agent)",
+            "citeagent.train.cpu_bc:CpuBCConfig", "citeagent.train.cpu_bc:main",
+            "Roll-ins in the browser on HotpotQA training questions (distractor and pooled) and generated pydocs "
+            "questions, each state labelled with the gold-evidence expert's choice among the enumerated candidates "
+            "(plus people's `citeagent browse` demonstrations with --demos); cross-entropy over the candidates."),
+    Trainer("cpu-rm", "reward model on comparisons of the CPU agent's answers (its own encoder, a scalar head)",
+            "citeagent.train.cpu_rm:CpuRMConfig", "citeagent.train.cpu_rm:main",
+            "Bradley-Terry on webgpt_comparisons rows (the pipeline's gold-judged samples, or the labelling app's "
+            "export); reports validation accuracy on questions kept back."),
+    Trainer("cpu-rs", "rejection-sampling fine-tuning of the CPU policy against the reward model (expert iteration)",
+            "citeagent.train.cpu_rs:CpuRSConfig", "citeagent.train.cpu_rs:main"),
+    Trainer("cpu-ppo", "PPO of the CPU policy against the reward model or the gold judge",
+            "citeagent.train.cpu_ppo:CpuPPOConfig", "citeagent.train.cpu_ppo:main",
+            "Thousands of episodes on 2 cores: per-decision KL penalty to the BC policy, GAE, clipped objective, "
+            "value head; checkpoints every iteration and resumes exactly."),
+    Trainer("pipeline", "the CPU agent from scratch: questions, BC, comparisons, RM, rejection sampling, PPO",
+            "citeagent.train.pipeline:PipelineConfig", "citeagent.train.pipeline:run",
+            "Runs every stage in WebGPT's order with progress bars, each into its own folder under --out, skipping "
+            "stages already done; --ship STAGE makes that stage's policy the shipped default."),
     Trainer("demos", "write scripted expert demonstrations (gold evidence) for behaviour cloning",
             "citeagent.train.expert:DemosConfig", "citeagent.train.expert:run_demos",
             "Browse the first N HotpotQA training questions (never the held-out evaluation ones) with a scripted "

@@ -28,6 +28,9 @@ class Page:
     doc_id: str = ""
     # Where to open the page (a char offset), e.g. the entry a url's #fragment names; -1 = top.
     offset: int = -1
+    # Sentence boundaries [[start, end], ...] in `text`, where the corpus knows them (HotpotQA's
+    # paragraphs); candidate quotes follow them. None: found by a sentence splitter.
+    sentences: list | None = None
 
 
 class BrowserError(Exception):

@@ -12,6 +12,7 @@ from citeenv import command_spec as spec
 from citeenv import observation as obs
 from citeenv.command_spec import KEYWORDS, QUOTE_SEP, USAGE
 from citeenv.commands import Command, CommandError, parse_command
+from citeenv.candidates import CandidateConfig, enumerate_candidates
 from citeenv.render import PageView, defang
 from citeenv.unicode_text import without_lone_surrogates
 
@@ -35,6 +36,9 @@ class BrowserConfig:
     # rather than ending without an answer. The answer then gets `answer_attempts` tries.
     force_answer_at_limit: bool = True
     answer_attempts: int = 3
+    # Enumerate the valid commands into info["candidates"] (citeenv.candidates) for policies that
+    # score candidates; None leaves them out.
+    candidates: "CandidateConfig | None" = None
 
 
 @dataclass
@@ -304,6 +308,11 @@ class Browser:
         ok += ["End: Answer", "End: Decline"]
         return [k for k in KEYWORDS if k in ok]
 
+    def candidates(self) -> list:
+        """The valid commands of this state, enumerated (citeenv.candidates): the action space of
+        candidate-scoring policies."""
+        return enumerate_candidates(self, self.config.candidates)
+
     def _why_not(self, kind: str) -> str:
         s = self.state
         if kind in ("Find in page:", "Quote:", "Top", "Scrolled down", "Scrolled up") and not isinstance(s.view, _Doc):
@@ -412,6 +421,8 @@ class Browser:
             "limits": {"max_query_chars": c.max_query_chars, "max_quote_chars": c.max_quote_chars,
                        "max_quotes": c.max_quotes, "max_answer_chars": c.max_answer_chars},
         }
+        if self.config.candidates is not None:
+            info["candidates"] = [c.to_dict() for c in self.candidates()]
         if isinstance(v, _Results):
             info["results"] = [{"id": i, "title": r.title, "url": r.url, "snippet": r.snippet} for i, r in enumerate(v.results)]
         if isinstance(v, _Doc):

@@ -55,7 +55,7 @@ class LocalBackend:
             raise BrowserError(f"no page at {url}")
         fragment = url.split("#", 1)[1] if "#" in url else ""
         return Page(title=doc.title, url=doc.url, text=doc.text, links=list(doc.links), doc_id=doc.id,
-                    offset=_anchor_offset(doc, fragment))
+                    offset=_anchor_offset(doc, fragment), sentences=_sentence_spans(doc))
 
 
 def _anchor_offset(doc, fragment: str) -> int:
@@ -66,3 +66,15 @@ def _anchor_offset(doc, fragment: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= len(doc.text):
         return value
     return -1
+
+
+def _sentence_spans(doc) -> list | None:
+    """The document's sentence boundaries ("sentences" metadata: [[start, end], ...]), or None when
+    it has none or they are malformed (they only guide which sentences are offered as quotes)."""
+    spans = doc.meta.get("sentences") if isinstance(doc.meta, dict) else None
+    if not isinstance(spans, list):
+        return None
+    n = len(doc.text)
+    ok = all(isinstance(s, (list, tuple)) and len(s) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in s)
+             and 0 <= s[0] < s[1] <= n for s in spans)
+    return [tuple(s) for s in spans] if ok else None

@@ -1,0 +1,442 @@
+"""Behaviour cloning of the CPU-scale candidate policy (citeagent.policies.candidate).
+
+Every state is one example: cross-entropy of the scorer's softmax over the state's valid
+candidates against the expert's choice. The expert (`expert_choice`) knows the gold supporting
+sentences of a training question and picks among the same candidates the policy sees, so what
+BC imitates is reachable by the policy (no query the policy could not type). States come from
+roll-ins that follow the expert, and with probability `explore` take a random candidate instead,
+each state labelled with the expert's choice there (DAgger's aggregation with a random roll-in):
+the policy also learns to recover from states the expert never visits.
+
+People's `citeagent browse` demonstrations (--demos) add their own steps: a step's action joins
+the candidates of its state if it is not already one of them, so a person's command is learnt
+even where the enumeration lacks it.
+
+Data: HotpotQA training questions (never the 266 held-out ones), over each question's own 10
+paragraphs (distractor) and over the pooled paragraphs; generated pydocs questions over the pydocs
+corpus when --pydocs-questions names a file (`citeagent train pydocs-questions`).
+"""
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from citeenv.documents import normalize_ws
+
+KEEP_INFO = ("question", "quotes", "candidates", "past_actions", "view", "page", "actions_left", "phase")
+
+
+@dataclass
+class CpuBCConfig:
+    out: str = "runs/cpu_bc"
+    seed: int = 0
+    settings: str = "distractor,pooled"  # HotpotQA settings the roll-ins browse
+    hotpot_limit: int = 0  # training questions used (0: all)
+    pydocs_questions: str = ""  # a JSONL of generated pydocs questions (`citeagent train pydocs-questions`)
+    pydocs_limit: int = 300
+    demos: list[str] = field(default_factory=list)  # people's `citeagent browse` demonstrations
+    rollins: int = 2  # roll-ins per question: the first follows the expert, the others explore
+    explore: float = 0.3  # probability of a random candidate in an exploring roll-in
+    max_actions: int = 12
+    valid_fraction: float = 0.1  # training questions kept back to choose the epoch
+    epochs: int = 8
+    answer_epochs: int = 40
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    hidden: int = 256
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.demos, str):
+            self.demos = [d for d in self.demos.split(",") if d]
+        problems = []
+        if not 0 <= self.explore <= 1:
+            problems.append(f"--explore {self.explore}: give a probability in [0, 1]")
+        if self.rollins < 1:
+            problems.append(f"--rollins {self.rollins}: at least 1")
+        if not 0 < self.valid_fraction < 0.5:
+            problems.append(f"--valid-fraction {self.valid_fraction}: give a fraction in (0, 0.5)")
+        for s in self.setting_list:
+            if s not in ("distractor", "pooled"):
+                problems.append(f"--settings: unknown setting {s!r} (distractor, pooled)")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            problems.append("--epochs, --batch-size and --lr must be positive")
+        if self.pydocs_questions and not Path(self.pydocs_questions).is_file():
+            problems.append(f"--pydocs-questions {self.pydocs_questions}: no such file; make it with "
+                            "`citeagent train pydocs-questions --out FILE`")
+        for d in self.demos:
+            if not Path(d).is_file():
+                problems.append(f"--demos {d}: no such file")
+        if problems:
+            raise ValueError("Invalid configuration:\n  " + "\n  ".join(problems))
+
+    @property
+    def setting_list(self) -> list[str]:
+        return [s.strip() for s in self.settings.split(",") if s.strip()]
+
+
+# ------------------------------------------------------------------------------- the expert
+def _same(a: str, b: str) -> bool:
+    """Two sentences are the same evidence: equal once whitespace is normalised, or one holds the
+    other and covers most of it (a window's edge can cut a sentence)."""
+    a, b = normalize_ws(a), normalize_ws(b)
+    if a == b:
+        return True
+    short, long = sorted((a, b), key=len)
+    return len(short) >= 0.6 * len(long) and short in long
+
+
+def _gold_page(gold: dict, title: str, url: str) -> bool:
+    return (bool(gold.get("url")) and gold["url"].split("#")[0] == url.split("#")[0]) or \
+        (bool(gold.get("title")) and gold["title"] == title)
+
+
+def expert_choice(info: dict, support: list[dict]) -> int:
+    """The index of the candidate the expert takes. `support`: the gold sentences, each
+    {"text", and "title" and/or "url" of its page}."""
+    cands = info["candidates"]
+    by_kind: dict[str, list[int]] = {}
+    for i, c in enumerate(cands):
+        by_kind.setdefault(c["kind"], []).append(i)
+    quoted = [q["text"] for q in info["quotes"]]
+    remaining = [g for g in support if not any(_same(g["text"], t) for t in quoted)]
+
+    def first(kind: str) -> int | None:
+        return by_kind.get(kind, [None])[0]
+
+    if not remaining and first("End: Answer") is not None:
+        return first("End: Answer")
+    view = info.get("view")
+    if view == "document":
+        page = info.get("page") or {}
+        for i in by_kind.get("Quote:", []):
+            if any(_same(g["text"], cands[i]["text"]) for g in remaining):
+                return i
+        if any(_gold_page(g, page.get("title", ""), page.get("url", "")) for g in remaining):
+            for kind in ("Scrolled down", "Scrolled up"):  # the sentence is in another window
+                if first(kind) is not None and page.get("n_windows", 1) > 1:
+                    return first(kind)
+        if first("Back") is not None:
+            return first("Back")
+    if view == "results":
+        for i in by_kind.get("Clicked on link", []):
+            c = cands[i]
+            if not c["visited"] and any(_gold_page(g, c["title"], c["url"]) for g in remaining):
+                return i
+    for i in by_kind.get("Search", []):  # a gold page's title among the names offered as queries
+        if any(g.get("title") and normalize_ws(g["title"]).lower() == cands[i]["text"].lower() for g in remaining):
+            return i
+    for i in by_kind.get("Search", []):
+        if cands[i]["text"] == info["question"]:
+            return i
+    if first("End: Answer") is not None:
+        return first("End: Answer")
+    if view == "results":  # nothing quoted yet and no gold result: read the best-ranked unread one
+        for i in by_kind.get("Clicked on link", []):
+            if not cands[i]["visited"]:
+                return i
+    return first("End: Decline")
+
+
+# ------------------------------------------------------------------------------- data
+def hotpot_training_questions(limit: int = 0) -> list[dict]:
+    """HotpotQA's training questions (never the held-out ones) as gold-evidence records, each with
+    its HotpotQA record (its 10 paragraphs make the distractor setting's corpus)."""
+    from citeagent.data.gold_questions import hotpotqa_gold_questions
+    from citeagent.eval.datasets import hotpot_question_id
+    from citeenv.sources.hotpotqa import read_hotpotqa_records
+
+    records = list(read_hotpotqa_records())
+    by_id = {hotpot_question_id(r): r for r in records}
+    out = hotpotqa_gold_questions(records)[: limit or None]
+    for q in out:
+        q["record"] = by_id[q["id"]]
+    return out
+
+
+def _backends(cfg: CpuBCConfig, questions: list[dict], setting: str):
+    from citeenv.index import in_memory_index
+    from citeenv.local import LocalBackend
+    from citeenv.sources.hotpotqa import pooled_corpus, question_corpus
+
+    if setting == "pooled":
+        corpus = pooled_corpus()
+        shared = LocalBackend(corpus, in_memory_index(corpus))
+        return lambda i: shared
+    return lambda i: (lambda c: LocalBackend(c, in_memory_index(c)))(question_corpus(questions[i]["record"]))
+
+
+def collect_states(cfg: CpuBCConfig, questions: list[dict], backend_for, rng: random.Random, explore: float,
+                   progress=None) -> list[tuple[dict, int]]:
+    """Roll-ins in the real environment; every browsing state with the expert's label."""
+    from citeenv.browser import BrowserConfig
+    from citeenv.candidates import CandidateConfig
+    from citeenv.gym_env import BatchedTextBrowserEnv
+
+    browser = BrowserConfig(max_actions=cfg.max_actions, candidates=CandidateConfig())
+    states = []
+    for lo in range(0, len(questions), 32):
+        idx = list(range(lo, min(lo + 32, len(questions))))
+        env = BatchedTextBrowserEnv([backend_for(i) for i in idx], config=browser)
+        obs, infos = env.reset([questions[i]["question"] for i in idx], seed=rng.randrange(1 << 30))
+        while env.active():
+            actions = {}
+            for r in env.active():
+                info = infos[r]
+                if info["phase"] != "browse":
+                    actions[r] = "answer [1]" if info["quotes"] else "answer"
+                    continue
+                label = expert_choice(info, questions[idx[r]]["support"])
+                states.append(({k: info[k] for k in KEEP_INFO if k in info}, label))
+                j = label
+                if rng.random() < explore:
+                    choices = [i for i, c in enumerate(info["candidates"]) if c["kind"] != "End: Decline"]
+                    j = rng.choice(choices) if choices else label
+                actions[r] = info["candidates"][j]["command"]
+            for r, (o, _, _, _, info) in env.step(actions).items():
+                obs[r], infos[r] = o, info
+        if progress:
+            progress.update(len(idx))
+    return states
+
+
+# ------------------------------------------------------------------------------- training
+def train_scorer(cfg: CpuBCConfig, train_x: list[np.ndarray], train_y: list[int], valid_x: list[np.ndarray],
+                 valid_y: list[int], log=print):
+    """Cross-entropy over each state's candidates; the epoch with the best validation accuracy is kept."""
+    import torch
+
+    from citeagent.policies.candidate import Scorer, masked_log_softmax, pad
+
+    torch.manual_seed(cfg.seed)
+    scorer = Scorer(cfg.hidden)
+    opt = torch.optim.AdamW(scorer.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    vx, vm = pad(valid_x)
+    vy = torch.tensor(valid_y)
+    best, best_state, history = -1.0, None, []
+    order = np.arange(len(train_x))
+    rng = np.random.default_rng(cfg.seed)
+    for epoch in range(cfg.epochs):
+        scorer.train()
+        rng.shuffle(order)
+        total = 0.0
+        for lo in range(0, len(order), cfg.batch_size):
+            rows = order[lo: lo + cfg.batch_size]
+            x, m = pad([train_x[i] for i in rows])
+            y = torch.tensor([train_y[i] for i in rows])
+            loss = -masked_log_softmax(scorer(x), m).gather(1, y[:, None]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(rows)
+        scorer.eval()
+        with torch.no_grad():
+            logp = masked_log_softmax(scorer(vx), vm)
+            acc = float((logp.argmax(1) == vy).float().mean())
+            vloss = float(-logp.gather(1, vy[:, None]).mean())
+        history.append({"epoch": epoch + 1, "train_loss": total / len(order), "valid_loss": vloss, "valid_accuracy": acc})
+        log(f"epoch {epoch + 1}: train loss {total / len(order):.4f}, valid loss {vloss:.4f}, valid accuracy {acc:.4f}")
+        if acc > best:
+            best, best_state = acc, {k: v.clone() for k, v in scorer.state_dict().items()}
+    scorer.load_state_dict(best_state)
+    return scorer.eval(), history
+
+
+def answer_examples(questions: list[dict], featurize, rng: random.Random) -> list[tuple]:
+    """(features of the candidate answers, the index of the best one, the question, the candidates'
+    texts) for every
+    question whose gold sentences hold a candidate with answer F1 >= 0.5. The quotes are the gold
+    sentences and, half the time, one more sentence of a gold paragraph, as a policy's quotes often are."""
+    from citeagent.eval.answer_metrics import best_token_f1
+    from citeagent.policies.spans import answer_candidates, span_features
+
+    plans = []
+    for q in questions:
+        texts = [g["text"] for g in q["support"]]
+        record = q.get("record")
+        if record and rng.random() < 0.5:
+            paragraphs = {t: sents for t, sents in record["context"]}
+            extra = [normalize_ws(x) for g in q["support"] for x in paragraphs.get(g.get("title"), [])
+                     if normalize_ws(x) and normalize_ws(x) not in texts]
+            if extra:
+                texts.insert(rng.randrange(len(texts) + 1), rng.choice(extra))
+        quotes = [{"n": i + 1, "text": t, "title": "", "url": ""} for i, t in enumerate(texts)]
+        cands = answer_candidates(q["question"], quotes)
+        f1 = [best_token_f1(c.text, q["answers"]) for c in cands]
+        if cands and max(f1) >= 0.5:
+            plans.append((q, quotes, cands, int(np.argmax(f1))))
+    featurize.embed([t for q, quotes, cands, _ in plans for t in [q["question"], *(c.text for c in cands), *(x["text"] for x in quotes)]])
+    return [(span_features(q["question"], quotes, cands, featurize.embed), label, q, [c.text for c in cands])
+            for q, quotes, cands, label in plans]
+
+
+def train_answer_head(cfg: CpuBCConfig, scorer, train: list, valid: list, log=print) -> list[dict]:
+    """Cross-entropy of the best candidate answer, the answer head alone; the epoch with the best
+    validation answer F1 (of the argmax) is kept."""
+    import torch
+
+    from citeagent.eval.answer_metrics import best_token_f1
+    from citeagent.policies.candidate import N_ANSWER_FEATURES, masked_log_softmax, pad
+
+    params = list(scorer.answer_head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    vx, vm = pad([ex[0] for ex in valid], N_ANSWER_FEATURES)
+    best, best_state, history = -1.0, None, []
+    for epoch in range(cfg.answer_epochs):
+        order = rng.permutation(len(train))
+        for lo in range(0, len(order), cfg.batch_size):
+            rows = [train[i] for i in order[lo: lo + cfg.batch_size]]
+            x, m = pad([ex[0] for ex in rows], N_ANSWER_FEATURES)
+            y = torch.tensor([ex[1] for ex in rows])
+            loss = -masked_log_softmax(scorer.answer_scores(x), m).gather(1, y[:, None]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            pick = masked_log_softmax(scorer.answer_scores(vx), vm).argmax(1).tolist()
+        f1 = float(np.mean([best_token_f1(texts[j], q["answers"]) for (_, _, q, texts), j in zip(valid, pick)]))
+        acc = float(np.mean([j == ex[1] for ex, j in zip(valid, pick)]))
+        history.append({"epoch": epoch + 1, "valid_answer_f1": f1, "valid_pick_accuracy": acc})
+        log(f"answer head, epoch {epoch + 1}: validation answer F1 {f1:.4f} (best candidate picked {acc:.4f})")
+        if f1 > best:
+            best, best_state = f1, {k: v.clone() for k, v in scorer.answer_head.state_dict().items()}
+    scorer.answer_head.load_state_dict(best_state)
+    return history
+
+
+def run(cfg: CpuBCConfig) -> dict:
+    import torch
+    from tqdm import tqdm
+
+    from citeagent.policies.candidate import CandidatePolicy, CandidatePolicyConfig, Featurizer, embedding_cache_path
+    from citeenv.search.encoder import load_encoder
+
+    torch.set_num_threads(cfg.threads)
+    t0 = time.time()
+    rng = random.Random(cfg.seed)
+    groups: list[tuple[str, list[dict], object]] = []
+    hot = hotpot_training_questions(cfg.hotpot_limit)
+    for setting in cfg.setting_list:
+        groups.append((f"hotpotqa-{setting}", hot, _backends(cfg, hot, setting)))
+    if cfg.pydocs_questions:
+        groups.append(("pydocs", *_pydocs_group(cfg)))
+    train_states, valid_states, counts = [], [], {}
+    if cfg.demos:
+        got, counts["demos"] = demo_states(cfg.demos, cfg.max_actions)
+        train_states.extend(got)
+    for name, questions, backend_for in groups:
+        n_valid = max(1, int(len(questions) * cfg.valid_fraction))
+        split = {"valid": range(len(questions) - n_valid, len(questions)), "train": range(len(questions) - n_valid)}
+        with tqdm(total=len(questions) * cfg.rollins, desc=f"roll-ins {name}", file=sys.stderr) as bar:
+            for part, rows in split.items():
+                sub = [questions[i] for i in rows]
+                sub_backend = (lambda rows: lambda i: backend_for(rows[i]))(list(rows))
+                for k in range(cfg.rollins):
+                    got = collect_states(cfg, sub, sub_backend, rng, 0.0 if k == 0 else cfg.explore, bar)
+                    (valid_states if part == "valid" else train_states).extend(got)
+        counts[name] = {"questions": len(questions), "valid_questions": n_valid}
+    featurize = Featurizer(load_encoder())
+    cache = embedding_cache_path()
+    featurize.load_cache(cache)
+    feats = []
+    for part in (train_states, valid_states):
+        xs = []
+        for lo in tqdm(range(0, len(part), 256), desc="features", file=sys.stderr):
+            xs.extend(featurize([s for s, _ in part[lo: lo + 256]]))
+        feats.append(xs)
+    answers = {"train": [], "valid": []}
+    for name, questions, _ in groups:
+        if name == "hotpotqa-pooled":
+            continue  # the same questions as the distractor setting
+        n_valid = max(1, int(len(questions) * cfg.valid_fraction))
+        answers["train"] += answer_examples(questions[:len(questions) - n_valid], featurize, rng)
+        answers["valid"] += answer_examples(questions[len(questions) - n_valid:], featurize, rng)
+    featurize.save_cache(cache)
+    t_data = time.time() - t0
+    # A small MLP trains fastest on one thread; two threads stall each other on a busy machine.
+    torch.set_num_threads(1)
+    scorer, history = train_scorer(cfg, feats[0], [y for _, y in train_states], feats[1], [y for _, y in valid_states])
+    answer_history = train_answer_head(cfg, scorer, answers["train"], answers["valid"])
+    policy = CandidatePolicy(scorer, featurize.encoder, CandidatePolicyConfig(hidden=cfg.hidden))
+    policy.save(cfg.out)
+    report = {"config": asdict(cfg), "data": counts, "train_states": len(train_states), "valid_states": len(valid_states),
+              "history": history, "best_valid_accuracy": max(h["valid_accuracy"] for h in history),
+              "answer_examples": {k: len(v) for k, v in answers.items()}, "answer_history": answer_history,
+              "best_valid_answer_f1": max(h["valid_answer_f1"] for h in answer_history),
+              "seconds_data": round(t_data, 1), "seconds_total": round(time.time() - t0, 1)}
+    Path(cfg.out, "cpu_bc_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def demo_states(paths: list[str], max_actions: int) -> tuple[list[tuple[dict, int]], dict]:
+    """People's (or the scripted expert's) demonstrations in `citeagent browse`'s format, replayed in
+    the environment to recover each state's candidates: every accepted browsing step is a state
+    labelled with the person's command, which joins the candidates when the enumeration lacks it."""
+    from citeagent.backend import BackendOptions, make_backend
+    from citeagent.browse import load_demonstrations
+    from citeenv.browser import Browser, BrowserConfig
+    from citeenv.candidates import Candidate, CandidateConfig
+    from citeenv.commands import CommandError, parse_command
+
+    states, stats = [], {"episodes": 0, "steps": 0, "added_candidates": 0, "skipped_episodes": 0}
+    backends = {}
+    for path in paths:
+        for rec in load_demonstrations(path):
+            corpus = rec.get("corpus") or "pydocs"
+            try:
+                if corpus not in backends:
+                    backends[corpus] = make_backend(BackendOptions(corpus=corpus))
+                browser = Browser(backends[corpus], BrowserConfig(max_actions=max(max_actions, len(rec["steps"])),
+                                                                  candidates=CandidateConfig()))
+                browser.reset(rec["question"])
+            except Exception as e:  # noqa: BLE001 - a demonstration whose corpus cannot be opened is skipped, counted
+                print(f"warning: {path}: a demonstration on corpus {corpus!r} cannot be replayed ({e}); skipped",
+                      file=sys.stderr)
+                stats["skipped_episodes"] += 1
+                continue
+            stats["episodes"] += 1
+            for step in rec["steps"]:
+                if browser.state.phase != "browse":
+                    break
+                info = browser.info()
+                action = step["action"].strip()
+                if step.get("error") is None:
+                    cmd = parse_command(action)
+                    if isinstance(cmd, CommandError):  # cannot be: the browser accepted it; skip anyway
+                        browser.step(action)
+                        continue
+                    cmds = [c["command"] for c in info["candidates"]]
+                    if str(cmd) not in cmds:
+                        text = cmd.arg if cmd.kind in ("Search", "Quote:", "Find in page:") else ""
+                        info["candidates"].insert(len(cmds) - 1, Candidate(str(cmd), cmd.kind, text).to_dict())
+                        cmds.insert(len(cmds) - 1, str(cmd))
+                        stats["added_candidates"] += 1
+                    states.append(({k: info[k] for k in KEEP_INFO if k in info}, cmds.index(str(cmd))))
+                    stats["steps"] += 1
+                browser.step(action)
+    return states, stats
+
+
+def _pydocs_group(cfg: CpuBCConfig):
+    from citeagent.data.gold_questions import load_gold_questions
+    from citeagent.backend import BackendOptions, make_backend
+
+    questions = load_gold_questions(cfg.pydocs_questions)
+    random.Random(cfg.seed).shuffle(questions)
+    questions = questions[: cfg.pydocs_limit or None]
+    shared = make_backend(BackendOptions(corpus="pydocs"))
+    return questions, (lambda i: shared)
+
+
+def main(cfg) -> int:
+    """`citeagent train`'s entry: the run's summary as JSON on stdout."""
+    print(json.dumps({k: v for k, v in run(cfg).items() if k not in ("history", "config")}, indent=2))
+    return 0

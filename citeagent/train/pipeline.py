@@ -1,0 +1,132 @@
+"""`citeagent train pipeline` (`make train`): the CPU agent from scratch, in WebGPT's order.
+
+    pydocs questions -> demonstrations + behaviour cloning -> comparisons of the BC policy's own
+    answers (the gold judge labels them) -> reward model -> rejection sampling -> PPO
+
+Each stage writes into its own folder under --out and is skipped when its output is already
+there, so a killed pipeline resumes at the stage it was in (PPO itself resumes mid-run).
+--ship copies the chosen policy into citeagent/artifacts/cpu_policy, the agent `citeagent ask`
+uses by default.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+STAGES = ("questions", "bc", "comparisons", "rm", "rs", "ppo")
+
+
+@dataclass
+class PipelineConfig:
+    out: str = "runs/cpu_pipeline"
+    seed: int = 0
+    stages: str = ",".join(STAGES)  # the stages to run, in this order
+    samples: int = 4  # episodes per training question for the comparisons
+    comparison_questions: int = 0  # training questions sampled for comparisons (0: all)
+    ppo_episodes: int = 2048
+    ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
+
+    def __post_init__(self):
+        unknown = [s for s in self.stage_list if s not in STAGES]
+        if unknown:
+            raise ValueError(f"--stages: unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+        if self.ship not in ("", "bc", "rs", "ppo"):
+            raise ValueError(f"--ship {self.ship!r}: name the stage whose policy to ship (bc, rs or ppo)")
+        if self.samples < 2:
+            raise ValueError(f"--samples {self.samples}: comparisons need at least 2 episodes per question")
+
+    @property
+    def stage_list(self) -> list[str]:
+        return [s.strip() for s in self.stages.split(",") if s.strip()]
+
+
+def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: int) -> dict:
+    """n sampled episodes of the BC policy per training question (distractor setting); every pair
+    the gold judge does not tie is written as a webgpt_comparisons row."""
+    from tqdm import tqdm
+
+    from citeagent.policies.candidate import CandidatePolicy
+    from citeagent.train.cpu_bc import _backends, hotpot_training_questions
+    from citeagent.train.cpu_rm import comparisons_from_episodes, write_comparisons
+    from citeagent.train.cpu_rollout import collect_episodes
+
+    policy = CandidatePolicy.load(policy_dir, temperature=1.0, seed=seed)
+    questions = hotpot_training_questions(limit)
+    backend_for = _backends(None, questions, "distractor")
+    rows = [i for i in range(len(questions)) for _ in range(n)]
+    with tqdm(total=len(rows), desc="comparisons: sampling", file=sys.stderr) as bar:
+        episodes = collect_episodes(policy, [questions[i] for i in rows], lambda k: backend_for(rows[k]),
+                                    batch_size=64, seed=seed, progress=bar)
+    comps = comparisons_from_episodes(episodes, n)
+    write_comparisons(comps, out)
+    return {"questions": len(questions), "episodes": len(episodes), "comparisons": len(comps)}
+
+
+def run(cfg: PipelineConfig) -> int:
+    from citeagent.train import cpu_bc, cpu_ppo, cpu_rm, cpu_rs
+
+    root = Path(cfg.out)
+    root.mkdir(parents=True, exist_ok=True)
+    done_file = root / "stages.json"
+    done = json.loads(done_file.read_text()) if done_file.is_file() else {}
+    questions = root / "pydocs_questions.jsonl"
+
+    def stage(name: str, fn) -> None:
+        if name not in cfg.stage_list:
+            return
+        if name in done:
+            print(f"[{name}] done before ({done[name]['seconds']} s); skipped", file=sys.stderr)
+            return
+        print(f"[{name}] ...", file=sys.stderr)
+        t0 = time.time()
+        result = fn() or {}
+        done[name] = {"seconds": round(time.time() - t0, 1), **result}
+        done_file.write_text(json.dumps(done, indent=2) + "\n", encoding="utf-8")
+        print(f"[{name}] {done[name]['seconds']} s", file=sys.stderr)
+
+    def make_questions():
+        import argparse
+
+        from citeagent.data.pydocs_questions import add_train_pydocs_questions_parser
+
+        parser = argparse.ArgumentParser(prog="citeagent train")
+        add_train_pydocs_questions_parser(parser.add_subparsers())
+        args = parser.parse_args(["pydocs-questions", "--out", str(questions), "--seed", str(cfg.seed)])
+        args.func(args)
+        return {}
+
+    stage("questions", make_questions)
+    stage("bc", lambda: {k: v for k, v in cpu_bc.run(cpu_bc.CpuBCConfig(
+        out=str(root / "bc"), seed=cfg.seed, pydocs_questions=str(questions) if questions.is_file() else "")).items()
+        if k in ("train_states", "best_valid_accuracy")})
+    stage("comparisons", lambda: sample_comparisons(root / "bc", root / "comparisons.jsonl", cfg.samples,
+                                                    cfg.comparison_questions, cfg.seed))
+    stage("rm", lambda: {k: v for k, v in cpu_rm.train_rm(cpu_rm.CpuRMConfig(
+        comparisons=str(root / "comparisons.jsonl"), out=str(root / "rm"), seed=cfg.seed))[1].items()
+        if k in ("train_pairs", "valid_pairs", "valid_accuracy")})
+    stage("rs", lambda: {"history": cpu_rs.run(cpu_rs.CpuRSConfig(
+        init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "rs"), seed=cfg.seed))["history"]})
+    stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
+        init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
+        seed=cfg.seed))["log"]})
+    if cfg.ship:
+        ship(root / cfg.ship if cfg.ship == "bc" else root / cfg.ship / "policy")
+    print(json.dumps({"config": asdict(cfg), "stages": done}, indent=2))
+    return 0
+
+
+def ship(policy_dir: Path) -> None:
+    """Copy a trained policy into the package: the agent `citeagent ask` and `eval` use by default."""
+    from citeagent.policies.candidate import SHIPPED
+
+    for name in ("policy.json", "scorer.safetensors"):
+        if not (policy_dir / name).is_file():
+            raise ValueError(f"--ship: {policy_dir / name} is missing; run the stage that makes it first.")
+    SHIPPED.mkdir(parents=True, exist_ok=True)
+    for name in ("policy.json", "scorer.safetensors"):
+        shutil.copyfile(policy_dir / name, SHIPPED / name)
+    print(f"shipped {policy_dir} -> {SHIPPED}", file=sys.stderr)

@@ -1,0 +1,181 @@
+"""The CPU-scale candidate policy: exact log-probs over valid candidates, masking, the features,
+the expert BC imitates, and its artifacts. A tiny deterministic encoder stands in for MiniLM: the
+encoder is not what these tests test (tests/test_encoder.py does)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from citeagent.policies.candidate import (EMBED_DIM, KINDS, N_FEATURES, N_SCALAR, CandidatePolicy,
+                                          PolicyArtifactError, Scorer, masked_log_softmax, pad)
+from citeagent.train.cpu_bc import expert_choice
+
+
+class WordEncoder:
+    """Each text a normalised bag of hashed words: deterministic and cheap."""
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), EMBED_DIM), np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, sum(map(ord, w)) % EMBED_DIM] += 1
+            n = np.linalg.norm(out[i])
+            if n:
+                out[i] /= n
+        return out
+
+
+def cand(command, kind, text="", rank=-1, url="", title="", visited=False):
+    return {"command": command, "kind": kind, "text": text, "rank": rank, "url": url, "title": title, "visited": visited}
+
+
+def info(cands, quotes=(), view="results", question="Who edited Arthur's Magazine?", page=None):
+    return {"phase": "browse", "question": question, "quotes": list(quotes), "candidates": cands,
+            "past_actions": ["Search " + question], "view": view, "page": page or {}, "actions_left": 10}
+
+
+def test_masked_log_softmax_by_hand():
+    scores = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
+    mask = torch.tensor([[True, True, True, False]])
+    logp = masked_log_softmax(scores, mask)
+    z = math.log(math.exp(1) + math.exp(2) + math.exp(3))
+    assert logp[0, :3].tolist() == pytest.approx([1 - z, 2 - z, 3 - z], abs=1e-6)
+    assert logp[0, 3].item() == float("-inf")  # an invalid candidate has probability 0, however it scores
+    half = masked_log_softmax(scores, mask, temperature=2.0)
+    z2 = math.log(math.exp(0.5) + math.exp(1) + math.exp(1.5))
+    assert half[0, 0].item() == pytest.approx(0.5 - z2, abs=1e-6)
+
+
+def test_pad_masks_the_missing_candidates():
+    x, m = pad([np.ones((2, N_FEATURES), np.float32), np.ones((3, N_FEATURES), np.float32)])
+    assert x.shape == (2, 3, N_FEATURES)
+    assert m.tolist() == [[True, True, False], [True, True, True]]
+    assert x[0, 2].abs().sum() == 0
+
+
+def scorer_preferring(feature: int) -> Scorer:
+    """A scorer whose score is exactly the value of one feature."""
+    s = Scorer(hidden=8)
+    with torch.no_grad():
+        for p in s.parameters():
+            p.zero_()
+        s.net[0].weight[0, feature] = 1.0
+        s.net[2].weight[0, 0] = 1.0
+        s.net[4].weight[0, 0] = 1.0
+    return s
+
+
+def test_policy_log_probs_are_the_softmax_of_the_scores():
+    rank = len(KINDS) + 8  # the result-rank feature: (rank + 1) / 10
+    policy = CandidatePolicy(scorer_preferring(rank), WordEncoder())
+    cands = [cand(f"Clicked on link {i}", "Clicked on link", f"title {i}", rank=i, title=f"T{i}") for i in range(3)]
+    cands.append(cand("End: Decline", "End: Decline"))
+    action = policy.act("", info(cands))
+    assert action == "Clicked on link 2"  # the highest rank feature wins when greedy
+    d = policy.last_decisions[0]
+    scores = [0.1, 0.2, 0.3, 0.0]
+    z = math.log(sum(math.exp(s) for s in scores))
+    assert d.logprob == pytest.approx(0.3 - z, abs=1e-5)
+    assert d.features.shape == (4, N_FEATURES)
+
+
+def test_features_by_hand():
+    f = CandidatePolicy(Scorer(8), WordEncoder()).featurize([info(
+        [cand("Quote: Arthur edited it.", "Quote:", "Arthur edited it.", rank=0, url="u", title="Arthur's Magazine"),
+         cand("End: Answer", "End: Answer")],
+        quotes=[{"text": "Arthur's Magazine was a periodical.", "url": "u", "title": "Arthur's Magazine"}],
+        view="document", page={"url": "u", "title": "Arthur's Magazine"})])[0]
+    o = len(KINDS)
+    assert f[0, KINDS.index("Quote:")] == 1 and f[1, KINDS.index("End: Answer")] == 1
+    enc = WordEncoder()
+    q, c, quote = enc.encode(["Who edited Arthur's Magazine?", "Arthur edited it.", "Arthur's Magazine was a periodical."])
+    assert f[0, o] == pytest.approx(float(q @ c), abs=1e-6)
+    assert f[0, o + 1] == pytest.approx(float(quote @ c), abs=1e-6)
+    assert f[0, o + 3] == pytest.approx(2 / 4)  # {arthur, edited} of the question's {edited, arthur, s, magazine}
+    assert f[0, o + 6] == 1.0  # the page title occurs in the question
+    assert f[0, o + 12] == pytest.approx(1 / 3)  # one quote already from this page
+    assert np.allclose(f[0, N_SCALAR:N_SCALAR + EMBED_DIM], q * c)
+    assert f[1, o] == 0 and not f[1, N_SCALAR:].any()  # End: Answer has no text
+    assert f[0, N_SCALAR - 3 + 2] == 1  # view one-hot: document
+
+
+def test_expert_follows_the_gold_evidence():
+    support = [{"title": "Arthur's Magazine", "text": "Arthur's Magazine (1844–1846) was an American literary periodical."},
+               {"title": "First for Women", "text": "First for Women was started in 1989."}]
+    results = [cand("Search Philadelphia", "Search", "Philadelphia"),
+               cand("Clicked on link 0", "Clicked on link", "Other. x", rank=0, title="Other"),
+               cand("Clicked on link 1", "Clicked on link", "First for Women. ...", rank=1, title="First for Women"),
+               cand("End: Decline", "End: Decline")]
+    assert expert_choice(info(results), support) == 2
+    doc = [cand("Quote: It was edited.", "Quote:", "It was edited.", url="u", title="Arthur's Magazine"),
+           cand("Quote: gold", "Quote:", "Arthur's Magazine (1844–1846) was an American literary periodical.", url="u",
+                title="Arthur's Magazine"),
+           cand("Back", "Back"), cand("End: Decline", "End: Decline")]
+    page = {"title": "Arthur's Magazine", "url": "u", "n_windows": 1}
+    assert expert_choice(info(doc, view="document", page=page), support) == 1
+    quoted = [{"text": s["text"], "url": "u", "title": s["title"]} for s in support]
+    done = [cand("Back", "Back"), cand("End: Answer", "End: Answer"), cand("End: Decline", "End: Decline")]
+    assert expert_choice(info(done, quotes=quoted, view="document", page=page), support) == 1
+    # A gold title offered as a query (a bridge entity) is searched when no result holds it.
+    bridge = [cand("Search First for Women", "Search", "First for Women"), cand("End: Decline", "End: Decline")]
+    assert expert_choice(info(bridge, quotes=quoted[:1], view="none"), support) == 0
+
+
+def test_artifacts_round_trip_and_refuse_corruption(tmp_path):
+    policy = CandidatePolicy(scorer_preferring(3), WordEncoder())
+    policy.save(tmp_path / "p")
+    again = CandidatePolicy.load(tmp_path / "p", encoder=WordEncoder())
+    for a, b in zip(policy.scorer.state_dict().values(), again.scorer.state_dict().values()):
+        assert torch.equal(a, b)
+    (tmp_path / "p" / "scorer.safetensors").write_bytes(b"not weights")
+    with pytest.raises(PolicyArtifactError, match="corrupt.*citeagent train cpu-bc"):
+        CandidatePolicy.load(tmp_path / "p", encoder=WordEncoder())
+    with pytest.raises(PolicyArtifactError, match="missing.*citeagent train cpu-bc"):
+        CandidatePolicy.load(tmp_path / "nothing", encoder=WordEncoder())
+
+
+def test_people_demonstrations_are_replayed_into_labelled_states(tmp_path):
+    """A `citeagent browse` record: each accepted browsing step becomes a state labelled with the
+    person's command; a command the enumeration lacks (Find in page) joins the candidates."""
+    import json
+
+    from citeagent.train.cpu_bc import demo_states
+
+    text = "Arthur's Magazine was an American literary periodical. It was published in Philadelphia."
+    docs = [{"id": "mag", "title": "Arthur's Magazine", "url": "https://example.org/mag", "text": text},
+            {"id": "ffw", "title": "First for Women", "url": "https://example.org/ffw",
+             "text": "First for Women is a woman's magazine published by Bauer Media Group."}]
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    q = "Where was Arthur's Magazine published?"
+    steps = [{"action": f"Search {q}", "error": None}, {"action": "Clicked on link 0", "error": None},
+             {"action": "Find in page: Philadelphia", "error": None}, {"action": "Clicked on link 9", "error": "no link 9"},
+             {"action": "Quote: It was published in Philadelphia.", "error": None}, {"action": "End: Answer", "error": None},
+             {"action": "Philadelphia [1]", "error": None}]
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text(json.dumps({"question": q, "corpus": str(corpus), "steps": [dict(s, observation="") for s in steps],
+                                 "complete": True}) + "\n")
+    states, stats = demo_states([str(demos)], max_actions=10)
+    chosen = [info["candidates"][label]["command"] for info, label in states]
+    assert chosen == [f"Search {q}", "Clicked on link 0", "Find in page: Philadelphia",
+                      "Quote: It was published in Philadelphia.", "End: Answer"]  # the rejected click is not taught
+    assert stats == {"episodes": 1, "steps": 5, "added_candidates": 1, "skipped_episodes": 0}
+    assert states[2][0]["candidates"][-1]["command"] == "End: Decline"  # the added one goes before Decline
+
+
+def test_a_corrupt_policy_artifact_is_one_clear_line_naming_the_fix(tmp_path, capsys):
+    import json
+
+    from citeagent.cli import main
+
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "title": "A", "url": "https://example.org/a", "text": "Alpha is a city."}) + "\n")
+    bad = tmp_path / "policy"
+    bad.mkdir()
+    (bad / "policy.json").write_text("{not json")
+    (bad / "scorer.safetensors").write_bytes(b"")
+    rc = main(["ask", "Where is Alpha?", "--corpus", str(corpus), "--policy", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "corrupt" in err and "citeagent train cpu-bc" in err

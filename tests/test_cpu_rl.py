@@ -1,0 +1,161 @@
+"""RL for the CPU candidate policy: the PPO quantities for this policy against values computed by
+hand, masking of invalid candidates in the loss, the reward model's pairs, and exact resume of a
+killed PPO run. Tiny components: a hashed bag-of-words encoder stands in for MiniLM."""
+import json
+import math
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from citeagent.answer import Answer, Quote
+from citeagent.policies.candidate import (N_ANSWER_FEATURES, N_FEATURES, CandidatePolicy, CandidatePolicyConfig,
+                                          Decision, Scorer)
+from citeagent.train.cpu_ppo import CpuPPOConfig, evaluate, to_rows, train
+from citeagent.train.ppo_math import gae, kl_penalty_rewards
+from citeenv.corpus import Corpus
+from citeenv.documents import Document
+from citeenv.index import in_memory_index
+from citeenv.local import LocalBackend
+from tests.test_cpu_policy import WordEncoder
+
+
+def scorer_on(feature: int) -> Scorer:
+    s = Scorer(hidden=8)
+    with torch.no_grad():
+        for p in s.parameters():
+            p.zero_()
+        s.net[0].weight[0, feature] = 1.0
+        s.net[2].weight[0, 0] = 1.0
+        s.net[4].weight[0, 0] = 1.0
+        s.answer_head[0].weight[0, 0] = 1.0
+        s.answer_head[2].weight[0, 0] = 1.0
+    return s
+
+
+def test_evaluate_gives_the_log_prob_of_the_chosen_candidate_by_hand():
+    s = scorer_on(0)
+    f = np.zeros((3, N_FEATURES), np.float32)
+    f[:, 0] = [1.0, 2.0, 0.0]
+    a = np.zeros((2, N_ANSWER_FEATURES), np.float32)
+    a[:, 0] = [0.5, -0.5]
+    steps = [Decision("x", 1, 0.0, f), Decision("y", 0, 0.0, a, phase="answer")]
+    logp, ent, _ = evaluate(s, steps, 1.0)
+    z = math.log(math.e + math.e ** 2 + 1)
+    assert logp[0].item() == pytest.approx(2 - z, abs=1e-5)
+    # the answer head's hidden ReLU passes 0.5 and stops -0.5: scores 0.5 and 0
+    assert logp[1].item() == pytest.approx(0.5 - math.log(math.exp(0.5) + 1), abs=1e-5)
+    p = np.exp(np.array([1, 2, 0]) - z)
+    assert ent[0].item() == pytest.approx(float(-(p * np.log(p)).sum()), abs=1e-5)
+
+
+def test_padding_never_enters_the_loss():
+    """A state with 2 candidates batched with one of 4: the padded slots hold garbage, and neither
+    the log-prob nor its gradient changes."""
+    s = scorer_on(0)
+    small = np.zeros((2, N_FEATURES), np.float32)
+    small[:, 0] = [0.3, 0.7]
+    big = np.random.default_rng(0).normal(size=(4, N_FEATURES)).astype(np.float32)
+    alone, _, _ = evaluate(s, [Decision("a", 1, 0.0, small)], 1.0)
+    both, _, _ = evaluate(s, [Decision("a", 1, 0.0, small), Decision("b", 3, 0.0, big)], 1.0)
+    assert both[0].item() == pytest.approx(alone[0].item(), abs=1e-6)
+    assert alone[0].item() == pytest.approx(0.7 - math.log(math.exp(0.3) + math.exp(0.7)), abs=1e-5)
+    s.zero_grad()
+    both[0].backward()
+    g_both = s.net[0].weight.grad.clone()
+    s.zero_grad()
+    evaluate(s, [Decision("a", 1, 0.0, small)], 1.0)[0][0].backward()
+    assert torch.allclose(g_both, s.net[0].weight.grad)
+
+
+def test_episode_rows_kl_rewards_and_advantages_by_hand():
+    eps = [types.SimpleNamespace(decisions=[0, 0, 0]), types.SimpleNamespace(decisions=[0])]
+    logp, mask = to_rows(eps, torch.tensor([-1.0, -0.5, -0.2, -0.3]))
+    ref, _ = to_rows(eps, torch.tensor([-1.5, -0.5, -0.1, -0.3]))
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+    rewards, kl = kl_penalty_rewards(logp, ref, mask, torch.tensor([1.0, 0.0]), kl_coef=0.1)
+    assert kl[0].tolist() == pytest.approx([0.5, 0.0, -0.1])
+    assert rewards[0].tolist() == pytest.approx([-0.05, 0.0, 0.01 + 1.0])
+    values = torch.tensor([[0.5, 0.6, 0.7], [0.2, 0.0, 0.0]])
+    adv, ret = gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    # lam = gamma = 1: the advantage is the rest of the episode's reward minus the value
+    assert adv[0].tolist() == pytest.approx([-0.05 + 1.01 - 0.5, 1.01 - 0.6, 1.01 - 0.7], abs=1e-6)
+    assert adv[1, 0].item() == pytest.approx(0.0 - 0.2) and adv[1, 1:].abs().sum() == 0
+
+
+DOCS = [("Alpha", "Alpha is a city in Norway. It has a harbour."), ("Beta", "Beta is a river in Spain. It is long."),
+        ("Gamma", "Gamma is a mountain in Chile. It is high.")]
+
+
+def tiny_setup():
+    docs = [Document(t, t, f"https://example.org/{t}", text) for t, text in DOCS]
+    corpus = Corpus(docs, name="tiny")
+    backend = LocalBackend(corpus, in_memory_index(corpus))
+    questions = [{"id": t, "question": f"Where is {t}?", "answers": [text.split(" in ")[1].split(".")[0]],
+                  "support": [{"title": t, "url": f"https://example.org/{t}", "text": text.split(". ")[0] + "."}]}
+                 for t, text in DOCS]
+    torch.manual_seed(0)
+    policy = CandidatePolicy(Scorer(16), WordEncoder(), CandidatePolicyConfig(temperature=1.0))
+    return policy, questions, {"tiny": lambda i: backend}
+
+
+def test_ppo_resumes_exactly_after_a_kill(tmp_path):
+    cfg = dict(episodes=8, episodes_per_iter=4, minibatch_episodes=2, update_epochs=2, max_actions=6, seed=3)
+    policy, questions, backends = tiny_setup()
+    train(CpuPPOConfig(out=str(tmp_path / "straight"), **cfg), policy, questions, backends)
+    straight = policy.scorer.state_dict()
+
+    policy, questions, backends = tiny_setup()
+    train(CpuPPOConfig(out=str(tmp_path / "killed"), **(cfg | {"episodes": 4})), policy, questions, backends)  # "killed" after 1
+    policy, questions, backends = tiny_setup()  # a new process: the BC weights again, then the checkpoint
+    train(CpuPPOConfig(out=str(tmp_path / "killed"), **cfg), policy, questions, backends)
+    for k, v in straight.items():
+        assert torch.equal(v, policy.scorer.state_dict()[k]), k
+    rows = [json.loads(x) for x in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]  # nothing lost, nothing run twice
+    straight_rows = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert [r["gold"] for r in rows] == [r["gold"] for r in straight_rows]
+
+
+def test_ppo_refuses_bad_configs_before_training(tmp_path):
+    with pytest.raises(ValueError, match="KL coefficient cannot be negative"):
+        CpuPPOConfig(kl_coef=-0.1)
+    with pytest.raises(ValueError, match="citeagent train cpu-bc"):
+        CpuPPOConfig(init=str(tmp_path / "none")).check_files()
+    (tmp_path / "bc").mkdir()
+    (tmp_path / "bc" / "policy.json").write_text("{}")
+    with pytest.raises(ValueError, match="citeagent train cpu-rm"):
+        CpuPPOConfig(init=str(tmp_path / "bc"), reward_model=str(tmp_path / "no_rm")).check_files()
+
+
+def test_ppo_stops_on_nan_and_keeps_the_last_good_checkpoint(tmp_path):
+    policy, questions, backends = tiny_setup()
+    cfg = CpuPPOConfig(out=str(tmp_path / "run"), episodes=4, episodes_per_iter=4, minibatch_episodes=2, max_actions=6)
+    train(cfg, policy, questions, backends)
+    good = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    nan_rm = types.SimpleNamespace(score_batch=lambda qs, ans: [float("nan")] * len(ans))
+    with pytest.raises(FloatingPointError, match="last good checkpoint"):
+        train(CpuPPOConfig(out=str(tmp_path / "run"), episodes=8, episodes_per_iter=4, minibatch_episodes=2,
+                           max_actions=6), policy, questions, backends, reward_model=nan_rm)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == good
+
+
+def test_comparisons_pair_untied_samples_and_round_trip(tmp_path):
+    from citeagent.train.cpu_rm import comparisons_from_episodes, read_comparisons, write_comparisons
+
+    q = {"id": "q1", "question": "Where is Alpha?"}
+
+    def ep(text, score):
+        a = Answer("Where is Alpha?", f"{text} [1]", [Quote(1, "Alpha", "https://example.org/Alpha", "Alpha is a city in Norway.")])
+        return types.SimpleNamespace(question=q, answer=a, gold={"score": score})
+
+    comps = comparisons_from_episodes([ep("Norway", 1.0), ep("Spain", 0.5), ep("Chile", 0.5)], n=3)
+    assert [(c.answer_0.text, c.answer_1.text, c.score_0) for c in comps] == [
+        ("Norway [1]", "Spain [1]", 0.5), ("Norway [1]", "Chile [1]", 0.5)]  # the tie is not a pair
+    write_comparisons(comps, tmp_path / "c.jsonl")
+    back = read_comparisons(tmp_path / "c.jsonl")
+    assert [(c.answer_0.text, c.score_0, c.group) for c in back] == [("Norway [1]", 0.5, "q1"), ("Norway [1]", 0.5, "q1")]
+    (tmp_path / "bad.jsonl").write_text('{"question": "x"}\n')
+    with pytest.raises(Exception, match="bad.jsonl, line 1"):
+        read_comparisons(tmp_path / "bad.jsonl")
