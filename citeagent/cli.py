@@ -148,6 +148,7 @@ TRAIN_PLUGINS = [
     ("citeagent.train.expert", "add_train_demos_parser"),  # citeagent train demos
     ("citeagent.train.bc", "add_train_bc_parser"),  # citeagent train bc
     ("citeagent.train.ppo_config", "add_train_ppo_parser"),  # citeagent train ppo
+    ("citeagent.train.reader", "add_train_reader_parser"),  # citeagent train reader
 ]
 
 
