@@ -4,6 +4,7 @@ save/load and its errors, training data labels, a real training run of a tiny BE
 config, and the shipped artifact on the real MiniLM."""
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -97,6 +98,16 @@ def test_accents_and_case_the_uncased_tokenizer_drops_come_back_verbatim(tokeniz
     text = "The play Café Müller was staged by Pina Bausch."
     spans = spans_for(tokenizer, "Which play?", text, "cafe", "muller")
     assert max(spans)[1] == "Café Müller"
+
+
+def test_spans_start_and_end_on_word_boundaries(tokenizer):
+    text = "It is served with knedlíky (bread dumplings) in Arthur's town."
+    assert max(spans_for(tokenizer, "How?", text, "bread", "##lings"))[1] == "bread dumplings"
+    inside_words = spans_for(tokenizer, "How?", text, "##lings", "s")  # "lings" of dumplings, "s" of Arthur's
+    texts = [t for _, t in inside_words]
+    assert texts and "lings" not in texts and "s" not in texts
+    for t in texts:  # some occurrence of each is a whole run of words
+        assert re.search(r"(?<![\w'])" + re.escape(t) + r"(?!\w)", text), t
 
 
 def test_spans_start_and_end_inside_the_quote_and_respect_the_length_limit(tokenizer):

@@ -204,10 +204,11 @@ def best_spans(start_lp: list[float], end_lp: list[float], offsets: list[tuple[i
     """(log p(start) + log p(end), exact substring of `text`) for the likeliest spans of one window.
 
     Only quote tokens start or end a span (position 0, [CLS], is the no-answer span and is
-    never an answer), a span is at most `max_span_tokens` long and never leaves the quote."""
+    never an answer), a span is at most `max_span_tokens` long and never leaves the quote, and
+    it starts and ends on word boundaries (not "lings" of "dumplings", nor "s" of "Arthur's")."""
     positions = [i for i, inside in enumerate(in_quote) if inside and i > 0]
-    starts = sorted(positions, key=lambda i: -start_lp[i])[:top_n]
-    ends = sorted(positions, key=lambda i: -end_lp[i])[:top_n]
+    starts = sorted((i for i in positions if _starts_word(text, offsets[i][0])), key=lambda i: -start_lp[i])[:top_n]
+    ends = sorted((i for i in positions if _ends_word(text, offsets[i][1])), key=lambda i: -end_lp[i])[:top_n]
     spans = []
     for s in starts:
         for e in ends:
@@ -216,6 +217,16 @@ def best_spans(start_lp: list[float], end_lp: list[float], offsets: list[tuple[i
                 if piece:
                     spans.append((start_lp[s] + end_lp[e], piece))
     return spans
+
+
+def _starts_word(text: str, at: int) -> bool:
+    if at == 0 or not text[at - 1].isalnum():
+        return not (at >= 2 and text[at - 1] in "'’" and text[at - 2].isalnum())
+    return False
+
+
+def _ends_word(text: str, at: int) -> bool:
+    return at >= len(text) or not text[at].isalnum()
 
 
 def _quote_number(quote, position: int) -> int:
