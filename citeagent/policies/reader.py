@@ -50,11 +50,11 @@ class ReaderSettings:
     max_windows: int = field(default=4, metadata={"help": "windows read per quote; the rest of a longer quote is not read"})
     max_span_tokens: int = field(default=12, metadata={"help": "the longest answer span, in tokens"})
     top_n: int = field(default=20, metadata={"help": "start and end positions considered per window"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator"})
     lora_targets: str = field(default="query,key,value,dense", metadata={
         "help": "comma-separated names of the encoder's linear layers that get a LoRA delta"})
-    lora_layers: int = field(default=2, metadata={
+    lora_layers: int = field(default=3, metadata={
         "help": "only the top N encoder layers get LoRA (0: all); training computes the frozen layers below "
                 "them once, not every epoch, so a small N is what makes CPU training affordable"})
 

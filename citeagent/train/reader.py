@@ -35,9 +35,9 @@ class ReaderConfig(ReaderSettings):
     limit: int | None = field(default=None, metadata={"help": "use only the first N training questions (smoke runs)"})
     distractors: int = field(default=2, metadata={
         "help": "non-supporting sentences of the gold paragraphs per question, as no-answer examples"})
-    epochs: int = field(default=3, metadata={"help": "passes over the training examples"})
+    epochs: int = field(default=4, metadata={"help": "passes over the training examples"})
     batch_size: int = field(default=16, metadata={"help": "examples per optimiser step"})
-    lr: float = field(default=5e-4, metadata={"help": "peak learning rate (LoRA and heads), linear warm-up and decay"})
+    lr: float = field(default=2e-3, metadata={"help": "peak learning rate (LoRA and heads), linear warm-up and decay"})
     warmup: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is several times faster than 2 on a busy shared machine: measured)"})
 
