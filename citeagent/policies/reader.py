@@ -242,12 +242,12 @@ def _quote_number(quote, position: int) -> int:
 
 class Reader:
     def __init__(self, model: ReaderModel, tokenizer, settings: ReaderSettings, meta: dict | None = None,
-                 batch_rows: int = 64):
+                 batch_rows: int = 16):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.settings = settings
         self.meta = meta or {}
-        self.batch_rows = batch_rows  # windows per forward pass: bounds memory on many long quotes
+        self.batch_rows = batch_rows  # quotes per forward pass (bounds memory; measured in scripts/bench_reader.py)
         # A question longer than this is cut before the quote's windows are made, so that a
         # window always holds some quote.
         self.max_question_tokens = settings.max_length // 2
@@ -301,6 +301,9 @@ class Reader:
         if not rows:
             return out
         s = self.settings
+        # Rows of similar length share a forward pass: padded to their longest, a mixed batch
+        # would compute mostly padding.
+        rows = sorted(rows, key=lambda r: len(r[2]) + len(r[3]))
         for lo in range(0, len(rows), self.batch_rows):
             chunk = rows[lo:lo + self.batch_rows]
             enc = encode_windows(self.tokenizer, [r[2] for r in chunk], [r[3] for r in chunk], s)
