@@ -65,6 +65,10 @@ TRAINERS = [
             "citeagent.train.pipeline:PipelineConfig", "citeagent.train.pipeline:run",
             "Runs every stage in WebGPT's order with progress bars, each into its own folder under --out, skipping "
             "stages already done; --ship STAGE makes that stage's policy the shipped default."),
+    Trainer("reader", "train the extractive answer reader (MiniLM + LoRA, span and answer-type heads)",
+            "citeagent.train.reader:ReaderConfig", "citeagent.train.reader:run_reader",
+            "Train the reader on HotpotQA training questions' gold supporting sentences and save it (the shipped one: "
+            "--out citeagent/artifacts/reader --seed 0)."),
     Trainer("demos", "write scripted expert demonstrations (gold evidence) for behaviour cloning",
             "citeagent.train.expert:DemosConfig", "citeagent.train.expert:run_demos",
             "Browse the first N HotpotQA training questions (never the held-out evaluation ones) with a scripted "
