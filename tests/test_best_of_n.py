@@ -291,7 +291,7 @@ def test_rerank_chooses_again_among_the_stored_candidates(dirs):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ([], "--best-of 2 needs a sampling policy"),  # the baseline
+    (["--policy", "baseline"], "--best-of 2 needs a sampling policy"),  # the baseline
     (["--policy", "LM", "--reward-model", "NONE"], "citeagent train rm"),
     (["--best-of", "0"], "--best-of must be at least 1"),
     (["--policy", "LM", "--device", "nowhere"], "--device 'nowhere' is not a device; use auto, cpu"),
