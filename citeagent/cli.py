@@ -16,8 +16,8 @@ def _add_ask(sub) -> None:
     p = sub.add_parser("ask", help="answer a question with verbatim, numbered citations")
     p.add_argument("question")
     add_backend_args(p)
-    p.add_argument("--policy", default="cpu", help="cpu (default: the trained CPU-scale agent), baseline (retrieval, no "
-                   "training), lm (SmolLM2-135M), a trained policy directory, or a model name/path")
+    p.add_argument("--policy", default="baseline", help="baseline (default: retrieval, no training), cpu (the trained "
+                   "CPU-scale agent), lm (SmolLM2-135M), a trained policy directory, or a model name/path")
     p.add_argument("--best-of", type=int, default=1, metavar="N",
                    help="sample N episodes and keep the answer the reward model scores highest (default 1)")
     p.add_argument("--reward-model", default=None, metavar="DIR",

@@ -50,8 +50,8 @@ def test_ask_baseline_answers_with_verbatim_citations(pydocs):
     assert any("json" in q["url"] for q in answer["quotes"])
 
 
-def test_ask_default_is_the_trained_cpu_agent_with_a_short_cited_answer(pydocs):
-    r = run("ask", QUESTION, "--json")
+def test_ask_cpu_agent_gives_a_short_cited_answer(pydocs):
+    r = run("ask", QUESTION, "--json", "--policy", "cpu")
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout)
     check_verbatim(answer, pydocs)

@@ -43,8 +43,8 @@ def _help(text: str, **kw) -> dict:
 class EvalConfig:
     dataset: str = field(default="hotpotqa", metadata=_help(
         f"{', '.join(DATASETS)}, or a JSONL path of {{question, answers[, supporting_facts | urls, id, corpus]}}"))
-    policy: str = field(default="cpu", metadata=_help("cpu (the trained CPU-scale agent), baseline, lm, a trained "
-                                                      "policy directory, or a model name/path"))
+    policy: str = field(default="baseline", metadata=_help("baseline, cpu (the trained CPU-scale agent), lm, a trained "
+                                                           "policy directory, or a model name/path"))
     predictions: str | None = field(default=None, metadata=_help(
         "score this JSONL of {question, answer, quotes[, id, score, declined]} instead of running a policy; an "
         "earlier run's records.jsonl scores that run again (e.g. with another --judge)", metavar="FILE"))

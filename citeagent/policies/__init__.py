@@ -1,10 +1,10 @@
-"""Policies behind one `make_policy` factory: the trained CPU-scale candidate policy (the default),
-the retrieval baseline and the LM policy."""
+"""Policies behind one `make_policy` factory: the retrieval baseline (the default), the trained
+CPU-scale candidate policy and the LM policy."""
 from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_POLICY = "cpu"
+DEFAULT_POLICY = "baseline"
 
 
 def make_policy(name: str = DEFAULT_POLICY, **kw):
