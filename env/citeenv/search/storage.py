@@ -39,7 +39,8 @@ def load_searcher(directory):
 
     kind = read_meta(Path(directory)).get("kind")
     if kind not in SEARCHER_CLASSES:
-        raise CorpusError(f"{directory} holds an index of unknown kind {kind!r} (known: {', '.join(SEARCHER_CLASSES)}).")
+        raise CorpusError(f"{directory} holds an index of unknown kind {kind!r} "
+                          f"(known: {', '.join(SEARCHER_CLASSES)}).")
     module, _, name = SEARCHER_CLASSES[kind].partition(":")
     return getattr(importlib.import_module(module), name).load(directory)
 
