@@ -186,6 +186,11 @@ NQ_FILES = {
 }
 
 
+def _skipped_lines(path: Path, skipped: list[tuple[int, str]], read: JsonlRead) -> list[str]:
+    """Why each left-out line went, in line order: the loader's reasons and the unreadable lines."""
+    return [f"{path.name} line {ln}: {why}" for ln, why in sorted(skipped + read.bad_lines)]
+
+
 def load_nq_open(name: str = "nq-open", limit: int | None = None) -> EvalDataset:
     path = _data_file("nq-open", NQ_FILES[name])
     examples, skipped, read = [], [], JsonlRead(str(path))
@@ -198,8 +203,8 @@ def load_nq_open(name: str = "nq-open", limit: int | None = None) -> EvalDataset
                 answers = [answers]
             examples.append(EvalExample(id=f"{name}-{ln}", question=rec["question"], answers=[str(a) for a in answers]))
         except (ValueError, KeyError, TypeError) as e:
-            skipped.append(f"{path.name} line {ln}: {e}")
-    skipped += [f"{path.name} line {ln}: {why}" for ln, why in read.bad_lines]
+            skipped.append((ln, str(e)))
+    skipped = _skipped_lines(path, skipped, read)
     return EvalDataset(name, examples, None, f"{name} ({path.name}): question and accepted short answers", skipped)
 
 
@@ -267,8 +272,8 @@ def load_fever(limit: int | None = None) -> EvalDataset:
                 )
             )
         except (ValueError, KeyError, TypeError) as e:
-            skipped.append(f"{path.name} line {ln}: {e!r}")
-    skipped += [f"{path.name} line {ln}: {why}" for ln, why in read.bad_lines]
+            skipped.append((ln, repr(e)))
+    skipped = _skipped_lines(path, skipped, read)
     return EvalDataset("fever", examples, None, "FEVER 1.0 paper_dev claims: label as answer, evidence sentences as gold", skipped)
 
 
@@ -319,14 +324,14 @@ def load_jsonl_dataset(path: str | Path, limit: int | None = None, default_corpu
         try:
             ex = example_from_dict(rec, f"{path.stem}-{ln}")
         except (ValueError, TypeError) as e:
-            skipped.append(f"{path.name} line {ln}: {e}")
+            skipped.append((ln, str(e)))
             continue
         if ex.id in seen:
-            skipped.append(f"{path.name} line {ln}: duplicate id {ex.id!r}")
+            skipped.append((ln, f"duplicate id {ex.id!r}"))
             continue
         seen.add(ex.id)
         examples.append(ex)
-    skipped += [f"{path.name} line {ln}: {why}" for ln, why in read.bad_lines]
+    skipped = _skipped_lines(path, skipped, read)
     if skipped:
         log.warning("%s: left out %d malformed line(s): %s", path, len(skipped), "; ".join(skipped[:5]))
     if not examples:

@@ -85,8 +85,8 @@ class _Episode:
             # the env moved to answering at the action limit (WebGPT's rule) before the expert was done
             raise Skip("action budget")
         obs, _, term, trunc, info = self.env.step(action)
-        self.steps.append({"observation": self.obs, "phase": self.info["phase"], "action": action, "error": info["error"]}
-                          | ({"noise": True} if noise else {}))
+        self.steps.append({"observation": self.obs, "phase": self.info["phase"], "action": action,
+                           "error": info["error"]} | ({"noise": True} if noise else {}))
         assert info["error"] is None, f"the env rejected the expert's {action!r}: {info['error']}"
         self.obs, self.info = obs, info
 

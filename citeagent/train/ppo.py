@@ -55,7 +55,8 @@ from pathlib import Path
 import torch
 
 from citeagent.train.ppo_checkpoint import (
-    checkpoint_iteration, load_checkpoint, plot_log, save_checkpoint, save_final, truncate_log, use_trainable_weights_only,
+    checkpoint_iteration, load_checkpoint, plot_log, save_checkpoint, save_final, truncate_log,
+    use_trainable_weights_only,
 )
 from citeagent.train.ppo_config import PPOConfig, find_checkpoint
 from citeagent.train.ppo_math import KLController, gae, kl_penalty_rewards, masked_whiten, ppo_losses

@@ -19,19 +19,24 @@ TRAINER_STATE = "trainer_state.json"
 
 @dataclass
 class PPOConfig:
-    policy: str = field(default="runs/bc", metadata={"help": "behaviour-cloned model dir PPO starts from; it is also the KL reference"})
-    reward_model: str = field(default="", metadata={"help": "reward model dir (default: the one `citeagent train rm` saves)"})
-    dataset: str = field(default="hotpotqa", metadata={"help": "training questions: hotpotqa = the non-held-out HotpotQA questions"})
+    policy: str = field(default="runs/bc", metadata={"help": (
+        "behaviour-cloned model dir PPO starts from; it is also the KL reference")})
+    reward_model: str = field(default="", metadata={"help": (
+        "reward model dir (default: the one `citeagent train rm` saves)")})
+    dataset: str = field(default="hotpotqa", metadata={"help": (
+        "training questions: hotpotqa = the non-held-out HotpotQA questions")})
     out: str = field(default="runs/ppo", metadata={"help": "run dir: log.jsonl, log.png, checkpoint/, final/"})
     resume: bool = field(default=False, metadata={"help": "continue the run in --out from its checkpoint"})
     iterations: int = 20
     episodes_per_iter: int = 16
-    rollout_batch_size: int = field(default=8, metadata={"help": "episodes stepped together, one batched model call per step"})
+    rollout_batch_size: int = field(default=8, metadata={"help": (
+        "episodes stepped together, one batched model call per step")})
     max_actions: int = 10
     temperature: float = 1.0
     no_answer_reward: float = field(default=-1.0, metadata={"help": "reward of a declined or truncated episode"})
     kl_coef: float = field(default=0.02, metadata={"help": "per-token KL penalty against the --policy model (>= 0)"})
-    adaptive_kl: bool = field(default=False, metadata={"help": "adapt --kl-coef towards --target-kl (Ziegler et al. 2019)"})
+    adaptive_kl: bool = field(default=False, metadata={"help": (
+        "adapt --kl-coef towards --target-kl (Ziegler et al. 2019)")})
     target_kl: float = field(default=6.0, metadata={"help": "KL per episode the adaptive controller aims at"})
     kl_horizon: int = 10000  # episodes, for the adaptive controller
     gamma: float = 1.0
@@ -41,25 +46,32 @@ class PPOConfig:
     vf_clip: float = 0.2
     ent_coef: float = 0.0
     ppo_epochs: int = 2
-    stop_approx_kl: float | None = field(default=None, metadata={"help": "skip an iteration's remaining PPO epochs once an epoch's mean approx KL exceeds this (CleanRL's target-kl; e.g. 0.02); none: always run --ppo-epochs"})
+    stop_approx_kl: float | None = field(default=None, metadata={"help": (
+        "skip an iteration's remaining PPO epochs once an epoch's mean approx KL exceeds this (CleanRL's "
+        "target-kl; e.g. 0.02); unset: always run --ppo-epochs")})
     minibatch_size: int = field(default=8, metadata={"help": "rows (steps) per optimizer step"})
     lr: float | None = field(default=None, metadata={"help": "learning rate (default 1e-4 with LoRA, 1e-5 without)"})
     value_lr: float = 1e-4  # the value head starts at zero and must catch up quickly
-    lora: bool = field(default=True, metadata={"help": "train LoRA adapters (the reference is the model with them off); --no-lora trains every weight"})
+    lora: bool = field(default=True, metadata={"help": (
+        "train LoRA adapters (the reference is the model with them off); --no-lora trains every weight")})
     lora_r: int = 16
     lora_alpha: int = 32
     # LoRA on the top N decoder layers only (0: all): the backward pass stops below them, which is
     # what makes an hour of PPO on 2 CPU cores worth running.
-    lora_layers: int = field(default=0, metadata={"help": "adapt only the top N decoder layers (0: all); the backward pass stops below them"})
+    lora_layers: int = field(default=0, metadata={"help": (
+        "adapt only the top N decoder layers (0: all); the backward pass stops below them")})
     # With --lora-layers N the layers below the top N are frozen: run them once a row an iteration
     # and keep their output, instead of in every forward (old and reference log-probs, each epoch).
-    cache_frozen_layers: bool = field(default=True, metadata={"help": "with --lora-layers N, run the frozen layers below the top N once a row an iteration and keep their output (memory: rows x tokens x hidden size)"})
+    cache_frozen_layers: bool = field(default=True, metadata={"help": (
+        "with --lora-layers N, run the frozen layers below the top N once a row an iteration and keep their "
+        "output (memory: rows x tokens x hidden size)")})
     max_grad_norm: float = 1.0
     whiten_advantages: bool = True
     seed: int = 0
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     checkpoint_every: int = 1
-    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16 weights (bfloat16 on GPUs)"})
+    dtype: str = field(default="float32", metadata={"help": (
+        "float32, bfloat16 or float16 weights (bfloat16 on GPUs)")})
 
     def __post_init__(self):
         def finite(name, value):

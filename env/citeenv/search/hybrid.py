@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from citeenv.search.base import Hit, Searcher
-from citeenv.search.storage import read_meta, write_meta
+from citeenv.search.storage import load_searcher, read_meta, write_meta
 
 
 class HybridSearcher:
@@ -55,8 +55,6 @@ class HybridSearcher:
 
     @classmethod
     def load(cls, directory) -> "HybridSearcher":
-        from citeenv.search import load_searcher
-
         directory = Path(directory)
         meta = read_meta(directory, cls.name)
         return cls(load_searcher(directory / "first"), load_searcher(directory / "second"),

@@ -27,6 +27,24 @@ def read_meta(directory: Path, kind: str | None = None) -> dict:
     return meta
 
 
+# The searcher class of each kind, by name: a hybrid searcher reopens its parts through
+# load_searcher, so naming the classes (not importing them) keeps the modules free of cycles.
+SEARCHER_CLASSES = {"bm25": "citeenv.search.bm25:BM25Searcher", "dense": "citeenv.search.dense:DenseSearcher",
+                    "hybrid": "citeenv.search.hybrid:HybridSearcher"}
+
+
+def load_searcher(directory):
+    """Reopen a searcher saved with .save(directory), whatever its kind."""
+    import importlib
+
+    kind = read_meta(Path(directory)).get("kind")
+    if kind not in SEARCHER_CLASSES:
+        raise CorpusError(f"{directory} holds an index of unknown kind {kind!r} "
+                          f"(known: {', '.join(SEARCHER_CLASSES)}).")
+    module, _, name = SEARCHER_CLASSES[kind].partition(":")
+    return getattr(importlib.import_module(module), name).load(directory)
+
+
 def save_rows(directory: Path, passage_ids: list[str], doc_ids: list[str]) -> None:
     with open(Path(directory) / "rows.jsonl", "w", encoding="utf-8") as f:
         for pid, did in zip(passage_ids, doc_ids):
