@@ -96,6 +96,9 @@ class AnswerRewardModel:
         with torch.inference_mode():
             return self.head(torch.from_numpy(rm_features(self.encoder, questions, answers))).tolist()
 
+    def score(self, question: str, answer: Answer) -> float:
+        return self.score_batch([question], [answer])[0]
+
     def save(self, directory: str | Path) -> None:
         from safetensors.torch import save_file
 
