@@ -55,7 +55,8 @@ def test_pad_masks_the_missing_candidates():
 
 
 def scorer_preferring(feature: int) -> Scorer:
-    """A scorer whose score is exactly the value of one feature."""
+    """A scorer whose score is exactly the value of one feature (a browsing candidate's feature
+    `feature`; an answer candidate's feature 0, through the answer head's ReLU)."""
     s = Scorer(hidden=8)
     with torch.no_grad():
         for p in s.parameters():
@@ -63,6 +64,8 @@ def scorer_preferring(feature: int) -> Scorer:
         s.net[0].weight[0, feature] = 1.0
         s.net[2].weight[0, 0] = 1.0
         s.net[4].weight[0, 0] = 1.0
+        s.answer_head[0].weight[0, 0] = 1.0
+        s.answer_head[2].weight[0, 0] = 1.0
     return s
 
 

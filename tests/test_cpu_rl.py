@@ -19,19 +19,7 @@ from citeenv.documents import Document
 from citeenv.index import in_memory_index
 from citeenv.local import LocalBackend
 from tests.test_cpu_policy import WordEncoder
-
-
-def scorer_on(feature: int) -> Scorer:
-    s = Scorer(hidden=8)
-    with torch.no_grad():
-        for p in s.parameters():
-            p.zero_()
-        s.net[0].weight[0, feature] = 1.0
-        s.net[2].weight[0, 0] = 1.0
-        s.net[4].weight[0, 0] = 1.0
-        s.answer_head[0].weight[0, 0] = 1.0
-        s.answer_head[2].weight[0, 0] = 1.0
-    return s
+from tests.test_cpu_policy import scorer_preferring as scorer_on
 
 
 def test_evaluate_gives_the_log_prob_of_the_chosen_candidate_by_hand():

@@ -169,14 +169,10 @@ def read_comparisons(path: str | Path) -> list:
     if not p.is_file():
         raise ValueError(f"--comparisons {p}: no such file. Make one with `citeagent train pipeline` "
                          "(the comparisons stage) or export the labelling app's judgements.")
+    from citeenv.jsonl import iter_jsonl
+
     out = []
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p}, line {lineno}: not JSON ({e.msg}). Each line is one webgpt_comparisons row.") from None
+    for lineno, row in iter_jsonl(p):  # a line that is not a JSON object stops with its file and line
         c = from_webgpt_row(row, f"{p}, line {lineno}", source="cpu")  # raises DataError naming the row
         c.group = str((row.get("meta") or {}).get("group") or c.question)
         out.append(c)
