@@ -95,7 +95,7 @@ def test_bad_input(records, tmp_path):
         (["--recipe", "a", ok, "--recipe", "a", ok], "two recipes share a name"),
         (["--recipe", "a", ok, "--folds", "4"], "--folds must be between 2 and the 3 questions"),
         (["--recipe", "a", ok, "--recipe", "b", ok + " --label-mode loud"], "recipe 'b': --label-mode must be one of"),
-        (["--recipe", "a", ok + " --epochz 3"], "recipe 'a': unrecognized arguments: --epochz 3"),
+        (["--recipe", "a", ok + " --epochz 3"], "recipe 'a': Some specified arguments are not used by the HfArgumentParser: ['--epochz', '3']"),
         (["--recipe", "a", ok, "--select-on", str(tmp_path / "missing.jsonl")], "no such answers file"),
     ]
     stranger = tmp_path / "stranger.jsonl"
