@@ -32,6 +32,7 @@ from citeagent.feedback.judgements import (MAX_REASON, SCALE, SCALE_LABELS, Faul
                                            parse_form, record_judgement, skip_assignment)
 from citeagent.feedback.queue import next_assignment, queue_stats
 from citeagent.reward.schema import to_webgpt_row
+from citeagent.safety.rules import load_rules
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -55,6 +56,7 @@ class LabelAppConfig:
     secure_cookies: bool = False  # set when the app is served over HTTPS
     session_days: int = 7
     fault: FaultInjection = field(default_factory=FaultInjection)
+    rules: str = ""  # the rule file annotators label against; default citeagent/safety/rules.toml
 
     def __post_init__(self):
         if self.labels_per_pair < 1:
@@ -112,6 +114,8 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     templates = Jinja2Templates(env=env)
+    rules = load_rules(cfg.rules or None)  # a bad rule file stops the server at start, not at a submit
+    env.globals["rules"] = rules.rules
 
     app = FastAPI(title="citeagent labelling", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
@@ -242,7 +246,7 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
             pair_id = int(form.get("pair_id", ""))
         except ValueError:
             raise SubmitError(400, "The form does not say which pair it is for. Reload the labelling page.") from None
-        judgement = parse_form(form)
+        judgement = parse_form(form, rules)
         outcome, _jid = await run_in_threadpool(record_judgement, engine, user, assignment_id, pair_id,
                                                 form.get("nonce", ""), judgement, version, cfg.fault)
         request.session["flash"] = ("Judgement saved." if outcome == "recorded"

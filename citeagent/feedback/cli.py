@@ -36,6 +36,8 @@ def add_label_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--no-shuffle-sides", dest="shuffle_sides", action="store_false",
                    help="always show answer A on the left (default: random side per assignment)")
     s.add_argument("--secure-cookies", action="store_true", help="mark the session cookie Secure (when served over HTTPS)")
+    s.add_argument("--rules", default=d.rules, metavar="FILE",
+                   help="the rule file annotators mark broken rules from (default: citeagent/safety/rules.toml)")
 
     u = cmd("add-user", cmd_add_user, "create an annotator account")
     u.add_argument("username")
@@ -99,7 +101,7 @@ def cmd_serve(args) -> int:
 
     cfg = LabelAppConfig(db=args.db, host=args.host, port=args.port, labels_per_pair=args.labels_per_pair,
                          assignment_ttl_minutes=args.assignment_ttl_minutes, shuffle_sides=args.shuffle_sides,
-                         secure_cookies=args.secure_cookies, fault=FaultInjection.from_env())
+                         secure_cookies=args.secure_cookies, fault=FaultInjection.from_env(), rules=args.rules)
     engine = _engine(args)
     with transaction(engine) as s:
         n_users = s.scalar(select(func.count(User.id)))
