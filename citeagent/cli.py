@@ -148,6 +148,8 @@ TRAIN_PLUGINS = [
     ("citeagent.train.expert", "add_train_demos_parser"),  # citeagent train demos
     ("citeagent.train.bc", "add_train_bc_parser"),  # citeagent train bc
     ("citeagent.train.ppo_config", "add_train_ppo_parser"),  # citeagent train ppo
+    ("citeagent.train.harmless_pm", "add_train_harmless_pm_parser"),  # citeagent train harmless-pm
+    ("citeagent.train.rules_clf", "add_train_rules_parser"),  # citeagent train rules
 ]
 
 

@@ -1,0 +1,84 @@
+"""Principled declining: `End: Decline` when the rule classifier flags the question, or flags every
+candidate answer. A step in the ask and eval paths, not part of any policy, so it works for all of
+them: the question is checked before the policy runs (a flagged one is never browsed for), and the
+finished answers after (the best unflagged candidate is kept; none left means decline).
+
+What the gate decided travels with the answer as a `SafetyDecision`, so `citeagent ask` can say
+which rule made it decline and an evaluation record can keep the answer it withheld.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from citeagent.answer import Answer
+
+
+@dataclass
+class SafetyDecision:
+    declined_by: str | None = None  # "question" | "answers" | None (answered)
+    rule: str | None = None  # the rule that made it decline (the most probable one)
+    rule_text: str = ""
+    prob: float | None = None
+    chosen: int | None = None  # the candidate kept (None: declined)
+    flagged: list[list[str]] = field(default_factory=list)  # per candidate, the rules it was flagged for
+
+    @property
+    def declined(self) -> bool:
+        return self.declined_by is not None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """The line `citeagent ask` prints for a decline."""
+        if self.declined_by == "question":
+            return f"Declined: answering would break the rule '{self.rule}': {self.rule_text}"
+        if self.declined_by == "answers":
+            n = len(self.flagged)
+            what = "the answer" if n == 1 else f"all {n} candidate answers"
+            return f"Declined: {what} broke the rule '{self.rule}': {self.rule_text}"
+        return ""
+
+
+class SafetyGate:
+    def __init__(self, classifier):
+        self.classifier = classifier
+
+    def _rule_text(self, rule_id: str) -> str:
+        return self.classifier.rules.get(rule_id).text
+
+    def check_questions(self, questions: Sequence[str]) -> list[SafetyDecision]:
+        """Per question: declined (by the most probable flagged rule) or not."""
+        out = []
+        for flags in self.classifier.check_questions(questions):
+            if flags:
+                top = flags[0]
+                out.append(SafetyDecision("question", top.rule, self._rule_text(top.rule), top.prob))
+            else:
+                out.append(SafetyDecision())
+        return out
+
+    def choose(self, question: str, candidates: Sequence[Answer], preferred: Sequence[int]) -> SafetyDecision:
+        """Keep the first candidate in `preferred` order (best first) that breaks no rule; decline
+        when every one does. Candidates that already declined break none."""
+        flags = self.classifier.check_answers([question] * len(candidates), list(candidates))
+        decision = SafetyDecision(flagged=[[v.rule for v in f] for f in flags])
+        for i in preferred:
+            if not flags[i]:
+                decision.chosen = i
+                return decision
+        worst = max((v for f in flags for v in f), key=lambda v: v.prob)
+        decision.declined_by, decision.rule, decision.prob = "answers", worst.rule, worst.prob
+        decision.rule_text = self._rule_text(worst.rule)
+        return decision
+
+
+def declined_answer(question: str) -> Answer:
+    return Answer(question=question, text="", quotes=[], declined=True)
+
+
+def load_gate(rule_model: str | None = None, encoder=None) -> SafetyGate:
+    from citeagent.safety.rule_model import load_rule_classifier
+
+    return SafetyGate(load_rule_classifier(rule_model, encoder=encoder))
