@@ -60,6 +60,15 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=_D.bootstrap, help="bootstrap resamples (default: %(default)s)")
     p.add_argument("--max-citations", type=int, default=_D.max_citations, help="ALCE: citations read per statement")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--safety", action="store_true",
+                   help="the safety gate: End: Decline when the rule classifier flags the question, or every candidate "
+                        "answer (the best unflagged candidate is kept); records say which rule")
+    p.add_argument("--combined-reward", nargs="?", const="default", default=_D.combined_reward, metavar="WEIGHTS",
+                   help="rank best-of-n's candidates, and score every answer, by the combined reward: support reward "
+                        "model + harmlessness PM - rule penalties; WEIGHTS e.g. support=1,harmless=1,rule=2 "
+                        "(default: citeagent.safety.combined.CombinedRewardConfig's)")
+    p.add_argument("--safety-metrics", action=argparse.BooleanOptionalAction, default=_D.safety_metrics,
+                   help="score rule violations, harmlessness and declining (default: on for --dataset redteam)")
     p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), default=None,
                    help="compare two finished runs: paired differences B-A with bootstrap intervals")
     p.set_defaults(func=cmd_eval)
@@ -85,6 +94,7 @@ def cmd_eval(args) -> int:
         search=args.search, web=args.web, search_url=args.search_url, max_actions=args.max_actions, best_of=args.best_of,
         temperature=args.temperature, sample=args.sample, batch_size=args.batch_size, device=args.device,
         dtype=args.dtype, seed=args.seed, bootstrap=args.bootstrap, max_citations=args.max_citations, progress=not args.no_progress,
+        safety=args.safety, combined_reward=args.combined_reward, safety_metrics=args.safety_metrics,
     )
     summary = run_eval(config)
     print(format_summary(summary))

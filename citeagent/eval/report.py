@@ -146,6 +146,33 @@ def worst_table(records: list[dict]) -> str:
             + "".join(rows) + "</table>")
 
 
+def redteam_worst(records: list[dict], k: int = 15) -> list[dict]:
+    """The worst red-team answers: rule violations first, then the least harmless by the preference model."""
+    scored = [r for r in records if "violation" in r.get("metrics", {})]
+    return sorted(scored, key=lambda r: (-r["metrics"]["violation"], r["metrics"].get("harmless_score", 0.0)))[:k]
+
+
+def redteam_table(records: list[dict]) -> str:
+    """Everything here (questions, answers, quotes, withheld answers) is hostile text: all escaped."""
+    rows = []
+    for r in redteam_worst(records):
+        ans = r.get("answer") or {}
+        m = r["metrics"]
+        answer = "(declined)" if ans.get("declined") else ans.get("text", "(no answer)")
+        quotes = "".join(f"<li>{_esc(q.get('title'))}: &ldquo;{_esc(str(q.get('text', ''))[:600])}&rdquo;</li>"
+                         for q in ans.get("quotes", []))
+        safety = r.get("safety") or {}
+        why = f"declined by the gate: {safety.get('declined_by')} broke {safety.get('rule')}" if safety.get("declined_by") else ""
+        top = sorted((r.get("rule_probs") or {}).items(), key=lambda kv: -kv[1])[:3]
+        rows.append(
+            f"<tr><td>{_esc(r['id'])}</td><td>{_esc(r['question'])}</td><td>{_esc(answer)}<ol class='q'>{quotes}</ol>"
+            f"{'<p><i>' + _esc(why) + '</i></p>' if why else ''}</td>"
+            f"<td>{_esc(', '.join(r.get('violations') or []) or '-')}</td>"
+            f"<td>{_esc(', '.join(f'{k} {v:.2f}' for k, v in top))}</td><td>{_fmt(m.get('harmless_score'))}</td></tr>")
+    return ("<table><tr><th>id</th><th>question</th><th>answer and quotes</th><th>rules broken</th>"
+            "<th>most probable rules</th><th>harmlessness</th></tr>" + "".join(rows) + "</table>")
+
+
 CSS = """body{font-family:sans-serif;margin:2em;max-width:1300px} table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px} th{background:#eee}
 ol.q{font-size:12px;color:#333} img{max-width:100%} .meta{color:#555}"""
@@ -176,6 +203,8 @@ def render_report(records: list[dict], summary: dict) -> str:
         parts += ["<h2>Why answers failed</h2><table><tr><th>reason</th><th>count</th></tr>"
                   + "".join(f"<tr><td>{_esc(k)}</td><td>{v}</td></tr>" for k, v in summary["failure_reasons"].items())
                   + "</table>"]
+    if any("violation" in r.get("metrics", {}) for r in records):
+        parts += ["<h2>Worst red-team cases</h2>", redteam_table(records)]
     parts += ["<h2>Worst answers</h2>", worst_table(records), "</body></html>"]
     return "\n".join(parts)
 

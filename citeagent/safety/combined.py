@@ -29,6 +29,27 @@ class CombinedRewardConfig:
             raise ValueError("the combined reward's weights must be 0 or more (a weight of 0 leaves that model out)")
 
 
+WEIGHT_NAMES = {"support": "support_weight", "harmless": "harmless_weight", "rule": "rule_weight"}
+
+
+def parse_weights(spec: str | None) -> CombinedRewardConfig:
+    """"default" (or empty) or "support=1,harmless=0.5,rule=4": the config with those weights."""
+    if not spec or spec.strip() == "default":
+        return CombinedRewardConfig()
+    kw = {}
+    for part in spec.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in WEIGHT_NAMES:
+            raise ValueError(f"--combined-reward: {part.strip()!r} is not NAME=WEIGHT with NAME one of "
+                             f"{', '.join(WEIGHT_NAMES)} (e.g. support=1,harmless=1,rule=2)")
+        try:
+            kw[WEIGHT_NAMES[name]] = float(value)
+        except ValueError:
+            raise ValueError(f"--combined-reward: the weight of {name} must be a number, got {value!r}") from None
+    return CombinedRewardConfig(**kw)
+
+
 class CombinedReward:
     """`support`, `harmless`, `rules`: a reward model, a HarmlessnessPM and a RuleClassifier (or
     anything with their methods); None where the weight is 0."""

@@ -37,7 +37,9 @@ def response_text(answer: Answer) -> str:
 
 class TextEncoder:
     """MiniLM sentence embeddings (unit length), memoised per text: the red-team evaluation and
-    best-of-n score many candidates that share their question."""
+    best-of-n score many candidates that share their question. A trainer can keep the memo on disk
+    (`load_cache` / `save_cache`): embedding HH-RLHF's 9,000 texts is most of its time on a CPU, and
+    the embeddings of a fixed model never change."""
 
     def __init__(self, name: str | None = None, device: str = "cpu", batch_size: int = 64, cache_size: int = 20000):
         from citeenv.search.embedder import load_embedder
@@ -46,6 +48,37 @@ class TextEncoder:
         self.batch_size = batch_size
         self.cache: dict[str, np.ndarray] = {}
         self.cache_size = cache_size
+
+    def load_cache(self, path) -> int:
+        """Add the embeddings saved in `path` (an .npz of texts and vectors) to the memo; returns how many."""
+        from pathlib import Path
+
+        path = Path(path)
+        if not path.is_file():
+            return 0
+        data = np.load(path, allow_pickle=False)
+        texts, vecs = data["texts"], data["vectors"]
+        if vecs.ndim != 2 or vecs.shape[1] != self.dim or len(texts) != len(vecs):
+            return 0  # another encoder's cache: ignore it rather than mix embeddings
+        self.cache.update(zip((str(t) for t in texts), vecs.astype(np.float32)))
+        return len(texts)
+
+    def save_cache(self, path) -> None:
+        import os
+        import tempfile
+        from pathlib import Path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            texts = list(self.cache)
+            np.savez(tmp, texts=np.array(texts, dtype=str), vectors=np.stack([self.cache[t] for t in texts]))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     @property
     def dim(self) -> int:

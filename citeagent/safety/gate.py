@@ -8,8 +8,8 @@ which rule made it decline and an evaluation record can keep the answer it withh
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Sequence
 
 from citeagent.answer import Answer
 
@@ -22,6 +22,7 @@ class SafetyDecision:
     prob: float | None = None
     chosen: int | None = None  # the candidate kept (None: declined)
     flagged: list[list[str]] = field(default_factory=list)  # per candidate, the rules it was flagged for
+    withheld: dict | None = None  # the answer the policy gave and the gate replaced by a decline
 
     @property
     def declined(self) -> bool:
@@ -72,6 +73,41 @@ class SafetyGate:
         decision.declined_by, decision.rule, decision.prob = "answers", worst.rule, worst.prob
         decision.rule_text = self._rule_text(worst.rule)
         return decision
+
+
+def gated(gate: SafetyGate | None, questions: Sequence[str], sample: Callable) -> list[tuple]:
+    """Run a policy behind the gate: (episode, best-of-n record or None, SafetyDecision or None)
+    per question. `sample(indices)` runs the policy on those questions only and returns (episode,
+    best-of-n record or None) for each; a flagged question is never run, a flagged answer is
+    replaced by the best unflagged candidate or by a decline. gate None: `sample` on everything."""
+    from citeagent.policies.best_of_n import rank_order
+    from citeagent.rollout import EpisodeResult
+
+    decisions = gate.check_questions(questions) if gate is not None else [None] * len(questions)
+    todo = [i for i, d in enumerate(decisions) if d is None or not d.declined]
+    ran = dict(zip(todo, sample(todo))) if todo else {}
+    out = []
+    for i, q in enumerate(questions):
+        d = decisions[i]
+        if d is not None and d.declined:
+            step = {"observation": "", "action": "End: Decline", "valid": True, "error": None, "safety": "question flagged"}
+            out.append((EpisodeResult(q, declined_answer(q), trace=[step], terminated=True), None, d))
+            continue
+        res, bon = ran[i]
+        if gate is not None:
+            if bon is not None:
+                cands, preferred = [c.answer for c in bon.candidates], rank_order(bon.scores, bon.answered)[::-1]
+            else:
+                cands, preferred = [res.answer], [0]
+            d = gate.choose(q, cands, preferred)
+            if d.declined:
+                d.withheld = res.answer.to_dict()
+                res = replace(res, answer=declined_answer(q))
+            elif bon is not None and d.chosen != bon.chosen:
+                bon.chosen, bon.result = d.chosen, bon.candidates[d.chosen]
+                res = bon.result
+        out.append((res, bon, d))
+    return out
 
 
 def declined_answer(question: str) -> Answer:

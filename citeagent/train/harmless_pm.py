@@ -34,6 +34,9 @@ class HarmlessPMConfig:
     epochs: int = field(default=200, metadata={"help": "full-batch steps per fit"})
     lr: float = 0.01
     encoder: str = field(default="minilm", metadata={"help": "sentence encoder: minilm (offline) or a HF name/path"})
+    embedding_cache: str = field(default="default", metadata={
+        "help": "an .npz the text embeddings are kept in between runs ('default': $CITEAGENT_HOME/safety/"
+                "embeddings-<encoder>.npz; 'none': no cache)"})
     max_pairs: int | None = field(default=None, metadata={"help": "use only this many pairs (tests; default all)"})
     seed: int = 0
     n_boot: int = 1000
@@ -74,6 +77,18 @@ def _split_kinds(text: str) -> list[str]:
             out.append(pieces[i])
             i += 1
     return out
+
+
+def embedding_cache_path(cfg: HarmlessPMConfig):
+    from pathlib import Path
+
+    if cfg.embedding_cache in ("", "none"):
+        return None
+    if cfg.embedding_cache != "default":
+        return Path(cfg.embedding_cache)
+    from citeenv.paths import citeagent_home
+
+    return citeagent_home() / "safety" / f"embeddings-{cfg.encoder.replace('/', '--')}.npz"
 
 
 def fit_bt_head(chosen, rejected, hidden: int, weight_decay: float, epochs: int, lr: float, seed: int):
@@ -122,6 +137,10 @@ def train_harmless_pm(cfg: HarmlessPMConfig, log=lambda m: print(m, file=sys.std
     if not fit_part or not val or not test:
         raise ValueError(f"Too few pairs ({len(comps)}) to split into fit, validation and test; use more data.")
     encoder = TextEncoder(cfg.encoder)
+    cache = embedding_cache_path(cfg)
+    cached = encoder.load_cache(cache) if cache is not None else 0
+    if cache is not None:
+        log(f"{cached} embeddings from the cache {cache}")
     space = cfg.search_space()
 
     def tensors(kind, cs):
@@ -136,7 +155,9 @@ def train_harmless_pm(cfg: HarmlessPMConfig, log=lambda m: print(m, file=sys.std
     data = {kind: {name: tensors(kind, cs) for name, cs in (("fit", fit_part), ("val", val), ("test", test))}
             for kind in dict.fromkeys(k for k, _, _ in space)}
     encode_s = time.perf_counter() - t_enc
-    log(f"embedded {len(encoder.cache)} texts in {encode_s:.0f} s")
+    log(f"embedded the texts in {encode_s:.0f} s")
+    if cache is not None:
+        encoder.save_cache(cache)
     results = []
     for kind, hidden, wd in space:
         head = fit_bt_head(*data[kind]["fit"], hidden, wd, cfg.epochs, cfg.lr, cfg.seed)
@@ -154,7 +175,7 @@ def train_harmless_pm(cfg: HarmlessPMConfig, log=lambda m: print(m, file=sys.std
             "dim": int(both[0].shape[1]), "outputs": 1, "data": f"hh-rlhf:{cfg.splits}",
             "pairs": {"total": len(comps), "fit": len(fit_part), "validation": len(val), "test": len(test)},
             "test_accuracy": test_ci, "search": results, "config": asdict(cfg), "seconds": round(seconds, 1),
-            "encode_seconds": round(encode_s, 1), "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "encode_seconds": round(encode_s, 1), "embeddings_from_cache": cached, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     save_head(cfg.out, head, meta)
     log(f"chose {kind} hidden={hidden} wd={wd:g} (validation {best['val_accuracy']:.3f}); test accuracy "
         f"{test_ci['mean']:.3f} [{test_ci['ci_low']:.3f}, {test_ci['ci_high']:.3f}] on {len(test)} pairs; "

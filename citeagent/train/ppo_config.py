@@ -22,6 +22,8 @@ TRAINER_STATE = "trainer_state.json"
 class PPOConfig:
     policy: str = "runs/bc"  # the behaviour-cloned model dir PPO starts from (and the KL reference)
     reward_model: str = ""  # "" = the default reward model dir (`citeagent train rm`)
+    combined_reward: str = ""  # "" = the reward model alone; "default" or "support=1,harmless=1,rule=2": Sparrow's
+    # combination with the harmlessness PM and rule penalties (citeagent.safety.combined)
     dataset: str = "hotpotqa"  # training questions = hotpotqa_split(records)[0]
     out: str = "runs/ppo"
     resume: bool = False
@@ -152,6 +154,8 @@ def find_checkpoint(out: Path) -> Path | None:
 HELP = {
     "policy": "behaviour-cloned model dir PPO starts from; it is also the KL reference",
     "reward_model": "reward model dir (default: the one `citeagent train rm` saves)",
+    "combined_reward": "reward with the combined reward instead: 'default' or weights such as "
+                       "support=1,harmless=1,rule=2 (the support model is --reward-model)",
     "dataset": "training questions: hotpotqa = the non-held-out HotpotQA questions",
     "out": "run dir: log.jsonl, log.png, checkpoint/, final/",
     "resume": "continue the run in --out from its checkpoint",
