@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -27,25 +25,15 @@ def save_head(path: str | Path, head: torch.nn.Module, meta: dict) -> Path:
     """Write the head into `path`, replacing an older one only once the new one is complete."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    from citeagent.reward.model import write_dir_atomically
+
+    def write(tmp: Path) -> None:
         save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, str(tmp / WEIGHTS))
         (tmp / META).write_text(json.dumps({**meta, "format": FORMAT_VERSION}, indent=2, ensure_ascii=False))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a saved model is for every user of the checkout
         os.chmod(tmp / WEIGHTS, 0o644)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / "head")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return write_dir_atomically(Path(path), write)
 
 
 def load_head(path: str | Path, what: str, train_command: str) -> tuple[torch.nn.Module, dict]:

@@ -27,11 +27,11 @@ class HarmlessPMConfig:
     test_frac: float = field(default=0.2, metadata={"help": "fraction of dialogues held out for the one test"})
     val_frac: float = field(default=0.25, metadata={"help": "fraction of the training dialogues the search is "
                                                             "measured on"})
-    features: str = field(default="response,exchange,response+exchange,response,turn*response,all",
+    features: str = field(default="exchange,response+exchange,response,turn*response,all",
                           metadata={"help": "feature kinds to search, comma-separated (see citeagent.safety.features)"})
-    hidden: str = field(default="0,64", metadata={"help": "hidden sizes to search (0: a linear head)"})
-    weight_decay: str = field(default="0,0.1,1", metadata={"help": "AdamW weight decays to search"})
-    epochs: int = field(default=200, metadata={"help": "full-batch steps per fit"})
+    hidden: str = field(default="0,32", metadata={"help": "hidden sizes to search (0: a linear head)"})
+    weight_decay: str = field(default="1,10", metadata={"help": "AdamW weight decays to search"})
+    epochs: int = field(default=300, metadata={"help": "full-batch steps per fit"})
     lr: float = 0.01
     encoder: str = field(default="minilm", metadata={"help": "sentence encoder: minilm (offline) or a HF name/path"})
     embedding_cache: str = field(default="default", metadata={
@@ -40,7 +40,9 @@ class HarmlessPMConfig:
     max_pairs: int | None = field(default=None, metadata={"help": "use only this many pairs (tests; default all)"})
     seed: int = 0
     n_boot: int = 1000
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads for embedding (0: torch's default)"})
+    fit_threads: int = field(default=1, metadata={"help": "torch CPU threads for fitting the heads: they are tiny, "
+                                                          "and more threads only wait on each other on a busy machine"})
 
     def __post_init__(self):
         if not 0 < self.test_frac < 1 or not 0 < self.val_frac < 1:
@@ -158,6 +160,8 @@ def train_harmless_pm(cfg: HarmlessPMConfig, log=lambda m: print(m, file=sys.std
     log(f"embedded the texts in {encode_s:.0f} s")
     if cache is not None:
         encoder.save_cache(cache)
+    if cfg.fit_threads:
+        torch.set_num_threads(cfg.fit_threads)
     results = []
     for kind, hidden, wd in space:
         head = fit_bt_head(*data[kind]["fit"], hidden, wd, cfg.epochs, cfg.lr, cfg.seed)
@@ -184,22 +188,20 @@ def train_harmless_pm(cfg: HarmlessPMConfig, log=lambda m: print(m, file=sys.std
 
 
 def add_train_harmless_pm_parser(train_sub) -> argparse.ArgumentParser:
-    from transformers import HfArgumentParser
+    from citeagent.train.hf_args import add_dataclass_parser
 
-    p = train_sub.add_parser(
-        "harmless-pm", parents=[HfArgumentParser(HarmlessPMConfig, add_help=False)],
+    return add_dataclass_parser(
+        train_sub, "harmless-pm", HarmlessPMConfig, cmd_train_harmless_pm,
         help="train the harmlessness preference model on HH-RLHF harmless-base",
         description="Fit Bradley-Terry heads on frozen MiniLM embeddings of HH-RLHF harmless-base responses, choose "
                     "one on a validation split of the training dialogues, and report its accuracy on held-out "
                     "dialogues with a bootstrap 95% interval.")
-    p.set_defaults(func=cmd_train_harmless_pm)
-    return p
 
 
 def cmd_train_harmless_pm(args) -> int:
-    from dataclasses import fields
+    from citeagent.train.hf_args import config_from_args
 
-    cfg = HarmlessPMConfig(**{f.name: getattr(args, f.name) for f in fields(HarmlessPMConfig)})
+    cfg = config_from_args(args, HarmlessPMConfig)
     meta = train_harmless_pm(cfg)
     print(json.dumps({k: meta[k] for k in ("features", "hidden", "weight_decay", "pairs", "test_accuracy", "seconds")},
                      indent=2))

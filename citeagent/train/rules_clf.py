@@ -221,21 +221,19 @@ def train_rule_classifier(cfg: RulesConfig, log=lambda m: print(m, file=sys.stde
 
 
 def add_train_rules_parser(train_sub) -> argparse.ArgumentParser:
-    from transformers import HfArgumentParser
+    from citeagent.train.hf_args import add_dataclass_parser
 
-    p = train_sub.add_parser(
-        "rules", parents=[HfArgumentParser(RulesConfig, add_help=False)],
+    return add_dataclass_parser(
+        train_sub, "rules", RulesConfig, cmd_train_rules,
         help="train the rule-violation classifier (one multi-label head) and report its held-out accuracy",
         description="Train the rule-violation classifier on the hand-built seed set, HotpotQA negatives and the "
                     "labelling app's per-rule labels (--labels), and report held-out accuracy.")
-    p.set_defaults(func=cmd_train_rules)
-    return p
 
 
 def cmd_train_rules(args) -> int:
-    from dataclasses import fields
+    from citeagent.train.hf_args import config_from_args
 
-    cfg = RulesConfig(**{f.name: getattr(args, f.name) for f in fields(RulesConfig)})
+    cfg = config_from_args(args, RulesConfig)
     meta = train_rule_classifier(cfg)
     print(json.dumps({"examples": meta["examples"], "test": {k: v for k, v in meta["test"].items() if k != "per_rule"},
                       "per_rule": meta["test"]["per_rule"]}, indent=2))
