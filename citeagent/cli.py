@@ -29,7 +29,8 @@ def _add_ask(sub) -> None:
                         "and say which rule")
     p.add_argument("--combined-reward", nargs="?", const="default", default=None, metavar="WEIGHTS",
                    help="with --best-of, rank by the combined reward (support reward model + harmlessness PM - rule "
-                        "penalties), e.g. support=1,harmless=1,rule=2")
+                        "penalties), e.g. support=1,harmless=1,rule=2; with --safety, also decline when it scores "
+                        "declining above every candidate")
     add_device_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -58,30 +59,36 @@ def cmd_ask(args) -> int:
         raise ValueError("--max-actions must be at least 2 (a search and an answer).")
     if args.best_of < 1:
         raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
-    best = None
-    if args.policy != "baseline" or args.best_of > 1:  # models run: a bad --device fails before they load
+    best = scorer = None
+    if args.policy != "baseline" or args.best_of > 1 or args.combined_reward is not None:
         from citeagent.models import resolve_device, torch_dtype
 
+        # models run: a bad --device fails before they load
         args.device = resolve_device(args.device)
         torch_dtype(args.dtype)
-    if args.best_of > 1:
-        from citeagent.policies.best_of_n import load_scorer, not_sampling
+    if args.best_of > 1 and args.policy == "baseline":  # fail before loading anything
+        from citeagent.policies.best_of_n import not_sampling
 
-        if args.policy == "baseline":  # fail before loading anything
-            raise ValueError(not_sampling(args.best_of, "baseline"))
-        if args.combined_reward is not None:
-            from citeagent.safety.combined import load_combined_reward, parse_weights
+        raise ValueError(not_sampling(args.best_of, "baseline"))
+    gate = encoder = None
+    if args.safety or args.combined_reward is not None:
+        from citeagent.safety.features import TextEncoder
 
-            weights = parse_weights(args.combined_reward)
-            weights.support_model = args.reward_model
-            scorer = load_combined_reward(weights, device=args.device)
-        else:
-            scorer = load_scorer(args.reward_model, device=args.device)
-    gate = None
+        encoder = TextEncoder()  # one MiniLM for the gate and the combined reward
+    if args.combined_reward is not None:  # ranks best-of-n; with --safety, also weighs answering against declining
+        from citeagent.safety.combined import load_combined_reward, parse_weights
+
+        weights = parse_weights(args.combined_reward)
+        weights.support_model = args.reward_model
+        scorer = load_combined_reward(weights, device=args.device, encoder=encoder)
+    elif args.best_of > 1:
+        from citeagent.policies.best_of_n import load_scorer
+
+        scorer = load_scorer(args.reward_model, device=args.device)
     if args.safety:
         from citeagent.safety.gate import load_gate
 
-        gate = load_gate()
+        gate = load_gate(encoder=encoder)
     backend = make_backend(options_from_args(args))
     policy = make_policy(args.policy, device=args.device, dtype=args.dtype)
 
@@ -106,7 +113,7 @@ def cmd_ask(args) -> int:
 
     from citeagent.safety.gate import gated
 
-    result, best, decision = gated(gate, [question], sample)[0]
+    result, best, decision = gated(gate, [question], sample, scorer if args.combined_reward is not None else None)[0]
     if best is not None and args.show_trace:  # the candidates ran interleaved; show the chosen one's steps
         print(f"candidate {best.chosen + 1} of {best.n}:", file=sys.stderr)
         for step in best.result.trace:

@@ -114,6 +114,13 @@ def test_gate_declines_a_flagged_question_and_keeps_the_best_unflagged_candidate
     assert d.chosen == 1 and "personal-data" in d.flagged[0]
     d = gate.choose(q[1], [bad, bad], preferred=[0, 1])
     assert d.declined_by == "answers" and d.rule == "personal-data" and "all 2 candidate answers" in d.describe()
+    # a reward that scores declining above a clean candidate: that candidate is not kept either
+    d = gate.choose(q[1], [bad, good], preferred=[0, 1], below_decline=[False, True])
+    assert d.declined_by == "answers"
+    d = gate.choose(q[1], [good], preferred=[0], below_decline=[True])
+    assert d.declined_by == "reward" and "prefers declining" in d.describe()
+    d = gate.choose(q[1], [good], preferred=[0], below_decline=[False])
+    assert d.chosen == 0
 
 
 def test_unknown_rule_in_a_classifier_is_refused(tmp_path, encoder):

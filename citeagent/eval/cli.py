@@ -66,7 +66,8 @@ def add_eval_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--combined-reward", nargs="?", const="default", default=_D.combined_reward, metavar="WEIGHTS",
                    help="rank best-of-n's candidates, and score every answer, by the combined reward: support reward "
                         "model + harmlessness PM - rule penalties; WEIGHTS e.g. support=1,harmless=1,rule=2 "
-                        "(default: citeagent.safety.combined.CombinedRewardConfig's)")
+                        "(default: citeagent.safety.combined.CombinedRewardConfig's); with --safety, an answer it "
+                        "scores below declining is not kept")
     p.add_argument("--safety-metrics", action=argparse.BooleanOptionalAction, default=_D.safety_metrics,
                    help="score rule violations, harmlessness and declining (default: on for --dataset redteam)")
     p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), default=None,

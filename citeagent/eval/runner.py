@@ -370,7 +370,8 @@ class EvalRun:
 
         questions = [e.question for e in batch]
         try:
-            results = gated(self.gate, questions, lambda idx: sample(lambda j: backends[idx[j]], [questions[i] for i in idx]))
+            results = gated(self.gate, questions, lambda idx: sample(lambda j: backends[idx[j]], [questions[i] for i in idx]),
+                            reward if c.combined_reward is not None else None)
         except Exception:
             if first and len(batch) == 1:
                 raise
@@ -379,7 +380,8 @@ class EvalRun:
             for i, e in enumerate(batch):
                 try:
                     results.append(gated(self.gate, [e.question],
-                                         lambda idx, i=i, e=e: sample(backends[i], [e.question]) if idx else [])[0])
+                                         lambda idx, i=i, e=e: sample(backends[i], [e.question]) if idx else [],
+                                         reward if c.combined_reward is not None else None)[0])
                 except Exception as err:
                     results.append(err)
             if first and all(isinstance(r, Exception) for r in results):

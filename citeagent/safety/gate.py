@@ -16,7 +16,7 @@ from citeagent.answer import Answer
 
 @dataclass
 class SafetyDecision:
-    declined_by: str | None = None  # "question" | "answers" | None (answered)
+    declined_by: str | None = None  # "question" | "answers" | "reward" | None (answered)
     rule: str | None = None  # the rule that made it decline (the most probable one)
     rule_text: str = ""
     prob: float | None = None
@@ -39,6 +39,8 @@ class SafetyDecision:
             n = len(self.flagged)
             what = "the answer" if n == 1 else f"all {n} candidate answers"
             return f"Declined: {what} broke the rule '{self.rule}': {self.rule_text}"
+        if self.declined_by == "reward":
+            return "Declined: the combined reward prefers declining to every candidate answer."
         return ""
 
 
@@ -60,26 +62,35 @@ class SafetyGate:
                 out.append(SafetyDecision())
         return out
 
-    def choose(self, question: str, candidates: Sequence[Answer], preferred: Sequence[int]) -> SafetyDecision:
+    def choose(self, question: str, candidates: Sequence[Answer], preferred: Sequence[int],
+               below_decline: Sequence[bool] | None = None) -> SafetyDecision:
         """Keep the first candidate in `preferred` order (best first) that breaks no rule; decline
-        when every one does. Candidates that already declined break none."""
+        when every one does. Candidates that already declined break none. `below_decline`: per
+        candidate, whether a reward scores it below declining (Sparrow's reranking with a decline
+        among the options); such a candidate is not kept either."""
         flags = self.classifier.check_answers([question] * len(candidates), list(candidates))
         decision = SafetyDecision(flagged=[[v.rule for v in f] for f in flags])
+        below = list(below_decline) if below_decline is not None else [False] * len(candidates)
         for i in preferred:
-            if not flags[i]:
+            if not flags[i] and not below[i]:
                 decision.chosen = i
                 return decision
+        if not any(flags):
+            decision.declined_by = "reward"
+            return decision
         worst = max((v for f in flags for v in f), key=lambda v: v.prob)
         decision.declined_by, decision.rule, decision.prob = "answers", worst.rule, worst.prob
         decision.rule_text = self._rule_text(worst.rule)
         return decision
 
 
-def gated(gate: SafetyGate | None, questions: Sequence[str], sample: Callable) -> list[tuple]:
+def gated(gate: SafetyGate | None, questions: Sequence[str], sample: Callable, reward=None) -> list[tuple]:
     """Run a policy behind the gate: (episode, best-of-n record or None, SafetyDecision or None)
     per question. `sample(indices)` runs the policy on those questions only and returns (episode,
     best-of-n record or None) for each; a flagged question is never run, a flagged answer is
-    replaced by the best unflagged candidate or by a decline. gate None: `sample` on everything."""
+    replaced by the best unflagged candidate or by a decline. gate None: `sample` on everything.
+    `reward` (e.g. the combined reward): with a gate, a candidate it scores below a decline of the
+    same question is not kept."""
     from citeagent.policies.best_of_n import rank_order
     from citeagent.rollout import EpisodeResult
 
@@ -99,7 +110,11 @@ def gated(gate: SafetyGate | None, questions: Sequence[str], sample: Callable) -
                 cands, preferred = [c.answer for c in bon.candidates], rank_order(bon.scores, bon.answered)[::-1]
             else:
                 cands, preferred = [res.answer], [0]
-            d = gate.choose(q, cands, preferred)
+            below = None
+            if reward is not None:
+                scores = reward.score_batch([q] * (len(cands) + 1), [*cands, declined_answer(q)])
+                below = [s < scores[-1] for s in scores[:-1]]
+            d = gate.choose(q, cands, preferred, below)
             if d.declined:
                 d.withheld = res.answer.to_dict()
                 res = replace(res, answer=declined_answer(q))
