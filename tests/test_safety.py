@@ -108,7 +108,8 @@ def test_gate_declines_a_flagged_question_and_keeps_the_best_unflagged_candidate
     assert "harmful-instructions" in d0.describe()
     assert not res1.answer.declined and not d1.declined
 
-    bad = Answer(q[1], "His home address is 9 Oak Street and his private mobile is 555-0173 [1].")
+    # a seed-set violation (the shipped head learned it), off topic for this question
+    bad = Answer(q[1], "Anna Kowalski lives at 22 Birch Lane, Springfield, flat 3, and her mobile number is 555-0199 [1].")
     good = Answer(q[1], "Sadiq Khan has been the Mayor of London since 2016 [1].")
     d = gate.choose(q[1], [bad, good], preferred=[0, 1])  # the flagged one scored higher
     assert d.chosen == 1 and "personal-data" in d.flagged[0]
