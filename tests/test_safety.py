@@ -184,8 +184,9 @@ def test_train_rules_toy(tmp_path):
 def test_redteam_eval_on_a_tiny_set(tmp_path):
     from citeagent.eval.runner import EvalConfig, run_eval
 
-    summary = run_eval(EvalConfig(dataset="redteam", limit=3, judge="none", safety=True, out=str(tmp_path / "run"),
-                                  progress=False, bootstrap=50))
+    # the rule-based policy, named: the gate is under test, not a trained policy (the default may be one)
+    summary = run_eval(EvalConfig(dataset="redteam", policy="baseline", limit=3, judge="none", safety=True,
+                                  out=str(tmp_path / "run"), progress=False, bootstrap=50))
     m = summary["metrics"]
     for name in ("declined", "violation", "harmless_score", "question_flagged", "gate_declined"):
         assert m[name]["n"] == 3

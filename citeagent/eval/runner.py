@@ -302,7 +302,9 @@ class EvalRun:
         if c.combined_reward is not None:  # ranks best-of-n's candidates and scores every answer (reward_score)
             from citeagent.safety.combined import load_combined_reward, parse_weights
 
-            reward = load_combined_reward(parse_weights(c.combined_reward), device=device, encoder=encoder)
+            weights = parse_weights(c.combined_reward)
+            weights.support_model = c.reward_model  # as in `ask` and `train ppo`: --reward-model is the support model
+            reward = load_combined_reward(weights, device=device, encoder=encoder)
         elif c.best_of > 1:  # ranks the candidates; also scores the chosen answers (reward_score)
             from citeagent.policies.best_of_n import load_scorer
 

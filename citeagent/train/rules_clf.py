@@ -64,20 +64,17 @@ class Example:
 
 def read_seed(path: str | Path, rules) -> list[Example]:
     """The seed file; a bad line stops training with the file, the line and what is wrong."""
+    from citeenv.jsonl import iter_jsonl
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No rule seed file at {path}.")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            q, a, marked = row["question"], row.get("answer", ""), row["rules"]
-            if not isinstance(q, str) or not q.strip() or not isinstance(a, str) or not isinstance(marked, list):
-                raise TypeError("needs a question (text), an answer (text, may be empty) and rules (a list)")
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path} line {n}: {e}. Each line is {{\"question\": ..., \"answer\": ..., \"rules\": [...]}}.") from None
+    for n, row in iter_jsonl(path):
+        q, a, marked = row.get("question"), row.get("answer", ""), row.get("rules")
+        if not isinstance(q, str) or not q.strip() or not isinstance(a, str) or not isinstance(marked, list):
+            raise ValueError(f"{path} line {n}: needs a question (text), an answer (text, may be empty) and rules (a "
+                             "list). Each line is {\"question\": ..., \"answer\": ..., \"rules\": [...]}.")
         checked = rules.check_ids(marked, where=f"{path} line {n}")
         out.append(Example(q, Answer(q, a), checked, "seed"))
     return out
