@@ -5,7 +5,6 @@ one definition of a head and one file format."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -25,15 +24,12 @@ def save_head(path: str | Path, head: torch.nn.Module, meta: dict) -> Path:
     """Write the head into `path`, replacing an older one only once the new one is complete."""
     from safetensors.torch import save_file
 
-    from citeagent.reward.model import write_dir_atomically
+    from citeagent.train.common import atomic_dir
 
-    def write(tmp: Path) -> None:
+    with atomic_dir(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, str(tmp / WEIGHTS))
         (tmp / META).write_text(json.dumps({**meta, "format": FORMAT_VERSION}, indent=2, ensure_ascii=False))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a saved model is for every user of the checkout
-        os.chmod(tmp / WEIGHTS, 0o644)
-
-    return write_dir_atomically(Path(path), write)
+    return Path(path)
 
 
 def load_head(path: str | Path, what: str, train_command: str) -> tuple[torch.nn.Module, dict]:
