@@ -25,6 +25,13 @@ def _add_ask(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0,
                    help="with --best-of N > 1, the sampling temperature of a greedy LM policy (default %(default)s)")
     p.add_argument("--max-actions", type=int, default=20)
+    p.add_argument("--safety", action="store_true",
+                   help="decline (End: Decline) when the rule classifier flags the question or every candidate answer, "
+                        "and say which rule")
+    p.add_argument("--combined-reward", nargs="?", const="default", default=None, metavar="WEIGHTS",
+                   help="with --best-of, rank by the combined reward (support reward model + harmlessness PM - rule "
+                        "penalties), e.g. support=1,harmless=1,rule=2; with --safety, also decline when it scores "
+                        "declining above every candidate")
     add_device_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -53,18 +60,36 @@ def cmd_ask(args) -> int:
         raise ValueError("--max-actions must be at least 2 (a search and an answer).")
     if args.best_of < 1:
         raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
-    best = None
-    if args.policy != "baseline" or args.best_of > 1:  # models run: a bad --device fails before they load
+    best = scorer = None
+    if args.policy != "baseline" or args.best_of > 1 or args.combined_reward is not None:
         from citeagent.models import resolve_device, torch_dtype
 
+        # models run: a bad --device fails before they load
         args.device = resolve_device(args.device)
         torch_dtype(args.dtype)
-    if args.best_of > 1:
-        from citeagent.policies.best_of_n import load_scorer, not_sampling
+    if args.best_of > 1 and args.policy == "baseline":  # fail before loading anything
+        from citeagent.policies.best_of_n import not_sampling
 
-        if args.policy == "baseline":  # fail before loading anything
-            raise ValueError(not_sampling(args.best_of, "baseline"))
+        raise ValueError(not_sampling(args.best_of, "baseline"))
+    gate = encoder = None
+    if args.safety or args.combined_reward is not None:
+        from citeagent.safety.features import TextEncoder
+
+        encoder = TextEncoder()  # one MiniLM for the gate and the combined reward
+    if args.combined_reward is not None:  # ranks best-of-n; with --safety, also weighs answering against declining
+        from citeagent.safety.combined import load_combined_reward, parse_weights
+
+        weights = parse_weights(args.combined_reward)
+        weights.support_model = args.reward_model
+        scorer = load_combined_reward(weights, device=args.device, encoder=encoder)
+    elif args.best_of > 1:
+        from citeagent.policies.best_of_n import load_scorer
+
         scorer = load_scorer(args.reward_model, device=args.device)
+    if args.safety:
+        from citeagent.safety.gate import load_gate
+
+        gate = load_gate(encoder=encoder)
     backend = make_backend(options_from_args(args))
     policy = make_policy(args.policy, device=args.device, dtype=args.dtype)
 
@@ -74,32 +99,44 @@ def cmd_ask(args) -> int:
         print(f">>> {action}" + (f"    [rejected: {info['error']}]" if info["error"] else ""), file=sys.stderr)
 
     config = browser_config(policy, max_actions=args.max_actions)
-    if args.best_of > 1:
-        from citeagent.policies.best_of_n import best_of_n
 
-        best = best_of_n(backend, policy, [question], args.best_of, scorer, seed=args.seed, batch_size=args.best_of,
-                         config=config, temperature=args.temperature)[0]
-        result = best.result
-        if args.show_trace:  # the candidates ran interleaved; show the chosen one's steps
-            print(f"candidate {best.chosen + 1} of {best.n}:", file=sys.stderr)
-            for step in result.trace:
-                show(0, step["observation"], step["action"], step)
-    else:
-        result = run_episode(backend, policy, question, seed=args.seed, config=config,
-                             on_step=show if args.show_trace else None)
+    def sample(todo):
+        if not todo:  # the gate declined the question: the policy never runs
+            return []
+        if args.best_of > 1:
+            from citeagent.policies.best_of_n import best_of_n
+
+            b = best_of_n(backend, policy, [question], args.best_of, scorer, seed=args.seed, batch_size=args.best_of,
+                          config=config, temperature=args.temperature)[0]
+            return [(b.result, b)]
+        return [(run_episode(backend, policy, question, seed=args.seed, config=config,
+                             on_step=show if args.show_trace else None), None)]
+
+    from citeagent.safety.gate import gated
+
+    result, best, decision = gated(gate, [question], sample, scorer if args.combined_reward is not None else None)[0]
+    if best is not None and args.show_trace:  # the candidates ran interleaved; show the chosen one's steps
+        print(f"candidate {best.chosen + 1} of {best.n}:", file=sys.stderr)
+        for step in best.result.trace:
+            show(0, step["observation"], step["action"], step)
     ans = result.answer
     if args.json:
         out = ans.to_dict() | {"actions": result.n_actions, "invalid_actions": result.n_invalid,
                                "truncated": result.truncated, "seconds": round(result.seconds, 3)}
         if best is not None:
             out["best_of"] = best.to_dict() | {"score": round(best.score, 6)}
+        if decision is not None:
+            out["safety"] = decision.to_dict()
         print(json.dumps(out, ensure_ascii=False, indent=2))
     elif args.gophercite:
         print(ans.to_gophercite())
     else:
         if result.truncated:
             print(f"(no answer: the agent used all {args.max_actions} actions without ending)")
-        print(ans.render())
+        if decision is not None and decision.declined:
+            print(decision.describe())
+        else:
+            print(ans.render())
     if best is not None and not args.json:
         from citeagent.policies.best_of_n import describe
 

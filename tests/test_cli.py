@@ -131,7 +131,7 @@ def test_help_imports_no_heavy_library():
     assert r.stdout.strip().endswith("HEAVY []")
 
 
-@pytest.mark.parametrize("name", ["demos", "bc", "judge", "rm", "ppo"])
+@pytest.mark.parametrize("name", ["demos", "bc", "judge", "rm", "ppo", "harmless-pm", "rules"])
 def test_every_trainer_gets_its_flags_from_its_config(name, capsys):
     from citeagent.cli import main
     from citeagent.train.cli import TRAINERS, load
@@ -144,3 +144,22 @@ def test_every_trainer_gets_its_flags_from_its_config(name, capsys):
     for f in dataclasses.fields(load(trainer.config)):
         if f.init:
             assert f"--{f.name.replace('_', '-')}" in text, f.name
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], {"safety": False, "combined_reward": None, "safety_metrics": None}),
+    (["--safety", "--combined-reward"], {"safety": True, "combined_reward": "default", "safety_metrics": None}),
+    (["--combined-reward", "support=1,rule=3", "--safety-metrics"],
+     {"safety": False, "combined_reward": "support=1,rule=3", "safety_metrics": True}),
+    (["--safety-metrics", "false"], {"safety": False, "combined_reward": None, "safety_metrics": False}),
+])
+def test_eval_safety_flags_reach_the_config(flags, expected):
+    """The safety flags are EvalConfig fields: a bare --combined-reward means the default weights and
+    --safety-metrics left out means "on for the redteam data set only"."""
+    from citeagent.cli import build_parser
+    from citeagent.config_flags import config_from_args
+    from citeagent.eval.runner import EvalConfig
+
+    argv = ["eval", "--dataset", "redteam", *flags]
+    config = config_from_args(build_parser(argv).parse_args(argv), EvalConfig)
+    assert {k: getattr(config, k) for k in expected} == expected

@@ -170,6 +170,17 @@ def test_the_default_judge_is_built_on_first_use_when_none_is_there(files, tmp_p
     assert "training it once" in capsys.readouterr().err
 
 
+def test_combined_reward_ranks_with_the_reward_model_named(files, tmp_path):
+    """--reward-model is the combined reward's support model, as in `ask` and `train ppo`: a missing
+    one stops the run naming that directory, not the default one."""
+    corpus, qs, preds = files
+    with pytest.raises(FileNotFoundError, match="my-support-rm"):
+        run_eval(EvalConfig(dataset=str(qs), predictions=str(preds), corpus=str(corpus), judge="none",
+                            combined_reward="support=1,harmless=0,rule=0", reward_model=str(tmp_path / "my-support-rm"),
+                            safety_metrics=False, out=str(tmp_path / "r"), progress=False))
+    assert not (tmp_path / "r" / "records.jsonl").exists()
+
+
 def test_dataset_without_corpus_is_refused(tmp_path):
     with pytest.raises(EvalError, match="--corpus"):
         run_eval(EvalConfig(dataset="nq-open", limit=1, judge="none", out=str(tmp_path / "r"), progress=False))

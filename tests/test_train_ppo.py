@@ -275,7 +275,7 @@ def test_invalid_configs_fail_before_anything_loads(tmp_path, monkeypatch, capsy
         PPOConfig(kl_coef=-0.01)
     for bad, flag in [({"lam": 1.5}, "--lam"), ({"lr": float("nan")}, "--lr"),
                       ({"episodes_per_iter": 0}, "--episodes-per-iter"), ({"dataset": "squad"}, "--dataset"),
-                      ({"stop_approx_kl": -0.1}, "--stop-approx-kl")]:
+                      ({"stop_approx_kl": -0.1}, "--stop-approx-kl"), ({"combined_reward": "vibes=1"}, "--combined-reward")]:
         with pytest.raises(ValueError, match=flag):
             PPOConfig(**bad)
 

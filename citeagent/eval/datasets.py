@@ -10,6 +10,7 @@ optional gold evidence) and names the corpus that holds its evidence.
 | asqa | none here: --corpus or --web | - (short answers per interpretation) |
 | fever | none here: --corpus or --web | evidence sentences (page, sentence id) |
 | pydocs | pydocs | supporting pages (urls) |
+| redteam | corpora/redteam_pages.jsonl | - (adversarial: scored for rule violations, harm and declining) |
 | PATH.jsonl | --corpus, or each line's "corpus" | optional |
 """
 from __future__ import annotations
@@ -339,6 +340,49 @@ def load_jsonl_dataset(path: str | Path, limit: int | None = None, default_corpu
     return EvalDataset(path.stem, examples, default_corpus, f"questions from {path}", skipped)
 
 
+# --- red team ------------------------------------------------------------------------------
+
+REDTEAM_CITING = REPO / "corpora" / "redteam_citing.jsonl"
+REDTEAM_PAGES = REPO / "corpora" / "redteam_pages.jsonl"
+
+
+def first_human_turn(dialogue: str) -> str:
+    text = dialogue.strip()
+    if text.startswith("Human:"):
+        text = text[len("Human:"):]
+    return text.split("\n\nAssistant:", 1)[0].strip()
+
+
+def load_redteam(limit: int | None = None) -> EvalDataset:
+    """Adversarial questions: the hand-written set that targets citing (asking the agent to quote
+    harm, private data or hoaxes from a page; corpora/redteam_citing.jsonl), then the first human
+    turns of HH-RLHF harmless-base, which are red-team attempts (Ganguli et al. 2022). Only the
+    dialogues the harmlessness preference model held out for its test are used, so its scores of
+    the agent's answers are on prompts it never trained on. No gold answers: the run is scored for
+    rule violations, harmlessness and declining (`safety` metrics). The questions are asked against
+    corpora/redteam_pages.jsonl, a small corpus of hostile and benign pages."""
+    from citeagent.reward.sources import load_hh_rlhf, split_heldout
+    from citeagent.train.harmless_pm import HarmlessPMConfig
+
+    examples, seen = [], set()
+    for ln, row in iter_jsonl(REDTEAM_CITING):
+        examples.append(EvalExample(id=str(row.get("id", f"cite-{ln}")), question=row["question"], answers=[],
+                                    meta={"source": "citing"}))
+        seen.add(question_key(row["question"]))
+    pm = HarmlessPMConfig()
+    comps, _stats = load_hh_rlhf(pm.splits.split("+"))
+    _train, test = split_heldout(comps, pm.test_frac, seed=pm.seed)
+    for c in sorted(test, key=lambda c: c.id):
+        q = first_human_turn(c.question)
+        if q and question_key(q) not in seen:
+            seen.add(question_key(q))
+            examples.append(EvalExample(id=f"hh-{c.id}", question=q, answers=[], meta={"source": "hh-rlhf"}))
+    examples = examples[:limit] if limit is not None else examples
+    return EvalDataset("redteam", examples, str(REDTEAM_PAGES),
+                       "red-team questions: hand-written citing attacks, then HH-RLHF harmless-base first turns "
+                       "(the preference model's test dialogues)")
+
+
 HOTPOTQA_SOURCE_PREFIX = "hotpotqa-distractor:"
 DATASETS = {
     "hotpotqa": lambda limit: load_hotpotqa(per_question=False, limit=limit),
@@ -348,6 +392,7 @@ DATASETS = {
     "asqa": load_asqa,
     "fever": load_fever,
     "pydocs": load_pydocs_qa,
+    "redteam": load_redteam,
 }
 
 

@@ -123,6 +123,12 @@ def _source(quote: dict) -> str:
     return f"{title} <span class='url'>{_esc(url)}</span>" if url else title
 
 
+def _quote_items(answer: dict) -> str:
+    """An answer's quotes as <li> items: number, source and the first 600 characters, escaped."""
+    return "".join(f"<li>[{_esc(q.get('n'))}] {_source(q)}: &ldquo;{_esc(str(q.get('text', ''))[:600])}&rdquo;</li>"
+                   for q in answer.get("quotes", []) if isinstance(q, dict))
+
+
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -143,8 +149,7 @@ def worst_table(records: list[dict]) -> str:
     rows = []
     for r in worst_records(records):
         ans = r.get("answer") or {}
-        quotes = "".join(f"<li>[{_esc(q.get('n'))}] {_source(q)}: &ldquo;{_esc(q.get('text', ''))[:600]}&rdquo;</li>"
-                         for q in ans.get("quotes", []) if isinstance(q, dict))
+        quotes = _quote_items(ans)
         m = r.get("metrics", {})
         shown = ", ".join(f"{k}={_fmt(m.get(k))}" for k in ("correct", "f1", "supported", "citation_recall",
                                                              "citation_precision", "sp_f1") if k in m)
@@ -155,6 +160,32 @@ def worst_table(records: list[dict]) -> str:
             f"<td><ul>{''.join(f'<li>{_esc(x)}</li>' for x in r.get('reasons', []))}</ul></td></tr>")
     return ("<table><tr><th>id</th><th>question</th><th>answer and quotes</th><th>metrics</th><th>what went wrong</th></tr>"
             + "".join(rows) + "</table>")
+
+
+def redteam_worst(records: list[dict], k: int = 15) -> list[dict]:
+    """The worst red-team answers: rule violations first, then the least harmless by the preference model."""
+    scored = [r for r in records if "violation" in r.get("metrics", {})]
+    return sorted(scored, key=lambda r: (-r["metrics"]["violation"], r["metrics"].get("harmless_score", 0.0)))[:k]
+
+
+def redteam_table(records: list[dict]) -> str:
+    """Everything here (questions, answers, quotes, withheld answers) is hostile text: all escaped."""
+    rows = []
+    for r in redteam_worst(records):
+        ans = r.get("answer") or {}
+        m = r["metrics"]
+        answer = "(declined)" if ans.get("declined") else ans.get("text", "(no answer)")
+        quotes = _quote_items(ans)
+        safety = r.get("safety") or {}
+        why = f"declined by the gate: {safety.get('declined_by')} broke {safety.get('rule')}" if safety.get("declined_by") else ""
+        top = sorted((r.get("rule_probs") or {}).items(), key=lambda kv: -kv[1])[:3]
+        rows.append(
+            f"<tr><td>{_esc(r['id'])}</td><td>{_esc(r['question'])}</td><td>{_esc(answer)}<ol class='q'>{quotes}</ol>"
+            f"{'<p><i>' + _esc(why) + '</i></p>' if why else ''}</td>"
+            f"<td>{_esc(', '.join(r.get('violations') or []) or '-')}</td>"
+            f"<td>{_esc(', '.join(f'{k} {v:.2f}' for k, v in top))}</td><td>{_fmt(m.get('harmless_score'))}</td></tr>")
+    return ("<table><tr><th>id</th><th>question</th><th>answer and quotes</th><th>rules broken</th>"
+            "<th>most probable rules</th><th>harmlessness</th></tr>" + "".join(rows) + "</table>")
 
 
 # The report shows text from web pages and prediction files: no script may run in it, whatever
@@ -191,6 +222,8 @@ def render_report(records: list[dict], summary: dict) -> str:
         parts += ["<h2>Why answers failed</h2><table><tr><th>reason</th><th>count</th></tr>"
                   + "".join(f"<tr><td>{_esc(k)}</td><td>{v}</td></tr>" for k, v in summary["failure_reasons"].items())
                   + "</table>"]
+    if any("violation" in r.get("metrics", {}) for r in records):
+        parts += ["<h2>Worst red-team cases</h2>", redteam_table(records)]
     parts += ["<h2>Worst answers</h2>", worst_table(records), "</body></html>"]
     return "\n".join(parts)
 

@@ -32,7 +32,7 @@ CONFIG = "config.json"
 REPORT = "report.html"
 # Changing any of these between an interrupted run and its resumption would mix two runs.
 IDENTITY = ("dataset", "policy", "predictions", "corpus", "search", "web", "judge", "reward_model", "max_actions", "seed",
-            "best_of", "temperature", "sample")
+            "best_of", "temperature", "sample", "safety", "combined_reward")
 
 
 def _help(text: str, **kw) -> dict:
@@ -91,11 +91,23 @@ class EvalConfig:
     bootstrap: int = field(default=1000, metadata=_help("bootstrap resamples"))
     max_citations: int = field(default=3, metadata=_help("ALCE: citations read per statement"))
     progress: bool = field(default=True, metadata=_help("show progress bars (--no-progress: none)"))
+    safety: bool = field(default=False, metadata=_help(
+        "the safety gate: End: Decline when the rule classifier flags the question, or every candidate answer (the "
+        "best unflagged candidate is kept); records say which rule"))
+    combined_reward: str | None = field(default=None, metadata=_help(
+        "rank best-of-n's candidates, and score every answer, by the combined reward: support reward model + "
+        "harmlessness PM - rule penalties; WEIGHTS e.g. support=1,harmless=1,rule=2 (alone: "
+        "citeagent.safety.combined.CombinedRewardConfig's defaults); with --safety, an answer it scores below "
+        "declining is not kept", nargs="?", const="default", metavar="WEIGHTS"))
+    safety_metrics: bool | None = field(default=None, metadata=_help(
+        "score rule violations, harmlessness and declining: --safety-metrics [true|false] (default: on for "
+        "--dataset redteam)", nargs="?", const=True))
 
     def run_name(self) -> str:
         ds = Path(self.dataset).stem if self.dataset.endswith((".jsonl", ".gz")) else self.dataset
         who = f"predictions-{Path(self.predictions).stem}" if self.predictions else Path(self.policy).name
         bon = f"__best-of-{self.best_of}" if self.best_of > 1 else "__sampled" if self.sample else ""
+        bon += ("__combined" if self.combined_reward is not None else "") + ("__safe" if self.safety else "")
         return f"{ds}__{who}{bon}".replace(":", "-").replace("/", "-")
 
 
@@ -274,7 +286,27 @@ class EvalRun:
             build_default_judge(progress=c.progress)
             judge = load_judge(c.judge, device=device)
         reward = None
-        if c.best_of > 1:  # ranks the candidates; also scores the chosen answers (reward_score)
+        self.gate, self.safety_scorer, encoder = None, None, None
+        wants_metrics = c.safety_metrics if c.safety_metrics is not None else dataset.name == "redteam"
+        if c.safety or wants_metrics or c.combined_reward is not None:
+            from citeagent.safety.features import TextEncoder
+
+            encoder = TextEncoder()  # one MiniLM for the gate, the metrics and the combined reward
+        if c.safety:
+            from citeagent.safety.gate import load_gate
+
+            self.gate = load_gate(encoder=encoder)
+        if wants_metrics:
+            from citeagent.eval.safety_metrics import load_safety_scorer
+
+            self.safety_scorer = load_safety_scorer(encoder)
+        if c.combined_reward is not None:  # ranks best-of-n's candidates and scores every answer (reward_score)
+            from citeagent.safety.combined import load_combined_reward, parse_weights
+
+            weights = parse_weights(c.combined_reward)
+            weights.support_model = c.reward_model  # as in `ask` and `train ppo`: --reward-model is the support model
+            reward = load_combined_reward(weights, device=device, encoder=encoder)
+        elif c.best_of > 1:  # ranks the candidates; also scores the chosen answers (reward_score)
             from citeagent.policies.best_of_n import load_scorer
 
             reward = load_scorer(c.reward_model, device=device)
@@ -380,8 +412,12 @@ class EvalRun:
             return [(b.result, b) for b in best_of_n(backend_for, policy, questions, c.best_of, reward, seed=c.seed,
                                                      batch_size=c.batch_size, config=browser, temperature=c.temperature)]
 
+        from citeagent.safety.gate import gated
+
+        questions = [e.question for e in batch]
         try:
-            results = sample(lambda i: backends[i], [e.question for e in batch])
+            results = gated(self.gate, questions, lambda idx: sample(lambda j: backends[idx[j]], [questions[i] for i in idx]),
+                            reward if c.combined_reward is not None else None)
         except Exception:
             if first and len(batch) == 1:
                 raise
@@ -389,7 +425,9 @@ class EvalRun:
             results = []
             for i, e in enumerate(batch):
                 try:
-                    results.append(sample(backends[i], [e.question])[0])
+                    results.append(gated(self.gate, [e.question],
+                                         lambda idx, i=i, e=e: sample(backends[i], [e.question]) if idx else [],
+                                         reward if c.combined_reward is not None else None)[0])
                 except Exception as err:
                     results.append(err)
             if first and all(isinstance(r, Exception) for r in results):
@@ -401,8 +439,8 @@ class EvalRun:
                 log.warning("%s: %s\n%s", e.id, why, "".join(traceback.format_exception(res))[-2000:])
                 recs.append(_record(e, None, None, error=why, reasons=[why], metrics=failure_metrics(e, judge is not None)))
                 continue
-            res, bon = res
-            rec = self._score(e, res.answer, corpora.lookup(e, b), judge, reward, scoring)
+            res, bon, decision = res
+            rec = self._score(e, res.answer, corpora.lookup(e, b), judge, reward, scoring, decision)
             rec["metrics"].update(n_actions=res.n_actions, n_invalid=res.n_invalid,
                                   tokens_generated=res.tokens_generated, seconds=res.seconds)
             if bon is not None:
@@ -416,7 +454,7 @@ class EvalRun:
             recs.append(rec)
         return recs
 
-    def _score(self, example, answer, lookup, judge, reward, scoring) -> dict:
+    def _score(self, example, answer, lookup, judge, reward, scoring, decision=None) -> dict:
         try:
             scored = score_answer(example, answer, lookup, judge, scoring)
         except Exception as err:  # a scoring bug must not lose the run; the record says what broke
@@ -428,6 +466,12 @@ class EvalRun:
             rec["reward_score"] = float(reward.score(example.question, answer))
         if self.judge_trained_ids:
             rec["judge_trained_on_question"] = example.id in self.judge_trained_ids
+        if decision is not None:
+            rec["safety"] = decision.to_dict()
+        if getattr(self, "safety_scorer", None) is not None:
+            safety = self.safety_scorer.score(example.question, answer, decision)
+            rec["metrics"].update(safety["metrics"])
+            rec.update(rule_probs=safety["rule_probs"], violations=safety["violations"])
         return rec
 
     # --- summary and report ---------------------------------------------------------------

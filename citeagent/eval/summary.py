@@ -6,6 +6,7 @@ from collections import Counter
 
 from citeagent.eval.bootstrap import bootstrap_ci
 from citeagent.eval.decline import decline_curve
+from citeagent.eval.safety_metrics import SAFETY_METRICS
 
 # Display groups, in report order. Metrics absent from every record are left out.
 METRIC_GROUPS = {
@@ -15,6 +16,7 @@ METRIC_GROUPS = {
                       "evidence_page_precision", "evidence_page_recall"],
     "judged support": ["citation_recall", "citation_precision", "supported", "supported_and_plausible"],
     "cost": ["n_actions", "n_invalid", "tokens_generated", "seconds"],
+    "safety": SAFETY_METRICS,
 }
 ALL_METRICS = [m for group in METRIC_GROUPS.values() for m in group]
 

@@ -33,6 +33,7 @@ from citeagent.feedback.judgements import (MAX_REASON, SCALE, SCALE_LABELS, Faul
                                            parse_form, record_judgement, skip_assignment)
 from citeagent.feedback.queue import next_assignment, queue_stats
 from citeagent.reward.schema import to_webgpt_row
+from citeagent.safety.rules import load_rules
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -57,6 +58,7 @@ class LabelAppConfig:
     session_days: int = 7
     login: LoginLimits = field(default_factory=LoginLimits)
     fault: FaultInjection = field(default_factory=FaultInjection)
+    rules: str = ""  # the rule file annotators label against; default citeagent/safety/rules.toml
 
     def __post_init__(self):
         if self.labels_per_pair < 1:
@@ -116,6 +118,8 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
                              undefined=jinja2.StrictUndefined)
     templates = Jinja2Templates(env=env)
     limiter = LoginLimiter(cfg.login)
+    rules = load_rules(cfg.rules or None)  # a bad rule file stops the server at start, not at a submit
+    env.globals["rules"] = rules.rules
 
     app = FastAPI(title="citeagent labelling", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
@@ -258,7 +262,7 @@ def create_app(cfg: LabelAppConfig | None = None, engine: Engine | None = None) 
             pair_id = 0
         if not 1 <= pair_id <= MAX_ID:
             raise SubmitError(400, "The form does not say which pair it is for. Reload the labelling page.")
-        judgement = parse_form(form)
+        judgement = parse_form(form, rules)
         outcome, _jid = await run_in_threadpool(record_judgement, engine, user, assignment_id, pair_id,
                                                 form.get("nonce", ""), judgement, version, cfg.fault)
         request.session["flash"] = ("Judgement saved." if outcome == "recorded"

@@ -44,6 +44,8 @@ def add_label_parser(subparsers) -> argparse.ArgumentParser:
                         f"(default {d.login.max_failures}; one client address may fail {d.login.per_address_factor}x as often)")
     s.add_argument("--login-lockout-seconds", type=float, default=d.login.lockout_seconds,
                    help=f"how long logins stay refused after too many failures (default {d.login.lockout_seconds:g})")
+    s.add_argument("--rules", default=d.rules, metavar="FILE",
+                   help="the rule file annotators mark broken rules from (default: citeagent/safety/rules.toml)")
 
     u = cmd("add-user", cmd_add_user, "create an annotator account")
     u.add_argument("username")
@@ -121,7 +123,8 @@ def cmd_serve(args) -> int:
     cfg = LabelAppConfig(db=args.db, host=args.host, port=args.port, labels_per_pair=args.labels_per_pair,
                          assignment_ttl_minutes=args.assignment_ttl_minutes, shuffle_sides=args.shuffle_sides,
                          secure_cookies=args.secure_cookies, fault=FaultInjection.from_env(),
-                         login=LoginLimits(max_failures=args.login_max_failures, lockout_seconds=args.login_lockout_seconds))
+                         login=LoginLimits(max_failures=args.login_max_failures, lockout_seconds=args.login_lockout_seconds),
+                         rules=args.rules)
     engine = _engine(args)
     with transaction(engine) as s:
         n_users = s.scalar(select(func.count(User.id)))

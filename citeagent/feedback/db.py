@@ -108,6 +108,18 @@ class Judgement(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
 
 
+class RuleLabel(Base):
+    """One rule an annotator said an answer breaks (Sparrow's per-rule labels), stored in the same
+    transaction as its judgement. `side` is "a" or "b", the pair's answer, not the display side."""
+
+    __tablename__ = "rule_labels"
+    __table_args__ = (UniqueConstraint("judgement_id", "side", "rule_id", name="one_label_per_rule"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    judgement_id: Mapped[int] = mapped_column(ForeignKey("judgements.id"), nullable=False, index=True)
+    side: Mapped[str] = mapped_column(String(1), nullable=False)
+    rule_id: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
 class Setting(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from citeagent.answer import Answer
-from citeagent.feedback.db import Judgement, Pair, transaction
+from citeagent.feedback.db import Judgement, Pair, RuleLabel, transaction
 from citeagent.reward.schema import Comparison, to_webgpt_row
 
 SOURCE = "citeagent-label"
@@ -29,6 +29,9 @@ def judgement_comparisons(engine: Engine) -> list[Comparison]:
     texts the annotator was shown."""
     out = []
     with transaction(engine) as s:
+        broken: dict[tuple[int, str], list[str]] = {}
+        for label in s.scalars(select(RuleLabel).order_by(RuleLabel.id)):
+            broken.setdefault((label.judgement_id, label.side), []).append(label.rule_id)
         rows = s.execute(select(Judgement, Pair.source).join(Pair, Pair.id == Judgement.pair_id).order_by(Judgement.id))
         for j, pair_source in rows:
             left, right = Answer.from_dict(json.loads(j.shown_left)), Answer.from_dict(json.loads(j.shown_right))
@@ -44,6 +47,8 @@ def judgement_comparisons(engine: Engine) -> list[Comparison]:
                     "supported_0": j.a_supported, "plausible_0": j.a_plausible, "harmful_0": j.a_harmful,
                     "supported_1": j.b_supported, "plausible_1": j.b_plausible, "harmful_1": j.b_harmful,
                     "reason": j.reason,
+                    # Sparrow's per-rule labels: the ids of the rules each answer breaks (citeagent/safety/rules.toml)
+                    "rules_0": broken.get((j.id, "a"), []), "rules_1": broken.get((j.id, "b"), []),
                 },
             ))
     return out

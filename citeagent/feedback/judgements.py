@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from citeagent.feedback.auth import tokens_match
-from citeagent.feedback.db import Assignment, Judgement, Pair, User, transaction, utcnow
+from citeagent.feedback.db import Assignment, Judgement, Pair, RuleLabel, User, transaction, utcnow
+from citeagent.safety.rules import RuleError, RuleSet, load_rules
 
 SCALE = (-3, -2, -1, 0, 1, 2, 3)
 SCALE_LABELS = {-3: "Left much better", -2: "Left better", -1: "Left slightly better", 0: "Tie",
@@ -36,7 +37,7 @@ class SubmitError(Exception):
 @dataclass
 class JudgementForm:
     preference: int  # -3 (left much better) .. 3 (right much better)
-    left: dict  # supported, plausible, harmful
+    left: dict  # supported, plausible, harmful, rules (the ids of the rules it breaks)
     right: dict
     reason: str
 
@@ -48,7 +49,18 @@ def _yes_no(form, name: str, label: str) -> bool:
     return value == "yes"
 
 
-def parse_form(form) -> JudgementForm:
+def _rules_marked(form, side: str, rules: RuleSet) -> list[str]:
+    """The rules whose checkbox `<side>_rule_<id>` is ticked. A box for a rule the rule set does not
+    have (an old form, a forged one) refuses the whole judgement: nothing is stored half-way."""
+    prefix = f"{side}_rule_"
+    marked = [k[len(prefix):] for k, v in form.items() if k.startswith(prefix) and v in ("on", "yes", "true", "1")]
+    try:
+        return rules.check_ids(marked, where=f"The {side} answer's rule label")
+    except RuleError as e:
+        raise SubmitError(400, f"{e} Reload the labelling page to get the current rules.") from None
+
+
+def parse_form(form, rules: RuleSet | None = None) -> JudgementForm:
     raw = form.get("preference")
     try:
         pref = int(raw)
@@ -62,7 +74,10 @@ def parse_form(form) -> JudgementForm:
             "supported": _yes_no(form, f"{side}_supported", f"{side} answer supported by its quotes"),
             "plausible": _yes_no(form, f"{side}_plausible", f"{side} answer plausible"),
             "harmful": form.get(f"{side}_harmful") in ("on", "yes", "true", "1"),
+            "rules": _rules_marked(form, side, rules or load_rules()),
         }
+        # a rule broken is harm flagged: the single flag stays true to what the rules say
+        sides[side]["harmful"] = sides[side]["harmful"] or bool(sides[side]["rules"])
     reason = (form.get("reason") or "").strip()
     if len(reason) > MAX_REASON:
         raise SubmitError(400, f"The reason is too long ({len(reason)} characters; at most {MAX_REASON}).")
@@ -130,6 +145,9 @@ def record_judgement(engine: Engine, user: User, assignment_id: int, pair_id: in
             s.add(j)
             a.status = "done"
             a.closed_at = utcnow()
+            s.flush()
+            for side, marked in (("a", side_a.get("rules", [])), ("b", side_b.get("rules", []))):
+                s.add_all(RuleLabel(judgement_id=j.id, side=side, rule_id=r) for r in marked)
             s.flush()
             if fault is not None:
                 fault.hit(a.id)

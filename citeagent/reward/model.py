@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -136,26 +134,17 @@ class RewardModel:
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
         """Write the model into `path`, replacing what was there only once it is complete, so that
         a reader never loads half a model and an interrupted save leaves the old one in place."""
+        from citeagent.train.common import atomic_dir
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {**self.meta, **(extra or {}), "format": FORMAT_VERSION, "max_length": self.max_length,
                 "max_question_tokens": self.max_question_tokens, "rendering": "citeagent.answer.render_for_model",
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+
+        with atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-                os.replace(path, old / "model")
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.meta = meta
         return path
 

@@ -91,6 +91,15 @@ TRAINERS = [
             "Episode-level PPO: rollouts in the batched browser, the reward model's score at the end of each "
             "episode, a per-token KL penalty against the behaviour-cloned policy, GAE and a clipped objective. "
             "Writes log.jsonl/log.png, checkpoints (--resume) and a final model dir."),
+    Trainer("harmless-pm", "train the harmlessness preference model on HH-RLHF harmless-base",
+            "citeagent.train.harmless_pm:HarmlessPMConfig", "citeagent.train.harmless_pm:run_harmless_pm",
+            "Fit Bradley-Terry heads on frozen MiniLM embeddings of HH-RLHF harmless-base responses, choose one on a "
+            "validation split of the training dialogues, and report its accuracy on held-out dialogues with a "
+            "bootstrap 95% interval."),
+    Trainer("rules", "train the rule-violation classifier (one multi-label head) and report its held-out accuracy",
+            "citeagent.train.rules_clf:RulesConfig", "citeagent.train.rules_clf:run_rules",
+            "Train the rule-violation classifier on the hand-built seed set, HotpotQA negatives and the labelling "
+            "app's per-rule labels (--labels), and report held-out accuracy."),
 ]
 
 

@@ -119,6 +119,12 @@ def train(cfg: PPOConfig, *, records: list[dict] | None = None, backend=None, re
         from citeagent.backend import BackendOptions, make_backend
 
         backend = make_backend(BackendOptions(corpus="hotpotqa"))
+    if reward_model is None and cfg.combined_reward:
+        from citeagent.safety.combined import load_combined_reward, parse_weights
+
+        weights = parse_weights(cfg.combined_reward)
+        weights.support_model = str(cfg.reward_model_dir())
+        reward_model = load_combined_reward(weights, device=str(accelerator.device))
     if reward_model is None:
         from citeagent.reward.model import load_reward_model
 

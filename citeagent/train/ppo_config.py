@@ -23,6 +23,10 @@ class PPOConfig:
         "behaviour-cloned model dir PPO starts from; it is also the KL reference")})
     reward_model: str = field(default="", metadata={"help": (
         "reward model dir (default: the one `citeagent train rm` saves)")})
+    combined_reward: str = field(default="", metadata={"help": (
+        "reward episodes with the combined reward instead of the reward model alone: 'default' or weights such "
+        "as support=1,harmless=1,rule=2 (Sparrow's combination with the harmlessness PM and rule penalties; the "
+        "support model is --reward-model)"), "nargs": "?", "const": "default", "metavar": "WEIGHTS"})
     dataset: str = field(default="hotpotqa", metadata={"help": (
         "training questions: hotpotqa = the non-held-out HotpotQA questions")})
     out: str = field(default="runs/ppo", metadata={"help": "run dir: log.jsonl, log.png, checkpoint/, final/"})
@@ -113,6 +117,10 @@ class PPOConfig:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
         if not self.out:
             raise ValueError("--out must name a directory")
+        if self.combined_reward:
+            from citeagent.safety.combined import parse_weights
+
+            parse_weights(self.combined_reward)  # bad weights fail here, before any model loads
 
     @property
     def learning_rate(self) -> float:
