@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 from citeenv import command_spec
+from citeenv.candidates import CandidateConfig
 from citeenv.browser import Browser, BrowserConfig
 from citeenv.commands import parse_command
 from citeenv.corpus import Corpus
@@ -40,7 +41,8 @@ def test_the_spec_lists_every_command_and_only_those():
 def _infos() -> list[dict]:
     text = "The json module encodes JSON. " + "Filler sentence about nothing. " * 80
     corpus = Corpus([Document("json", "json", "https://docs.python.org/3/library/json.html", text)], name="tiny")
-    browser = Browser(LocalBackend(corpus, in_memory_index(corpus, "bm25")), BrowserConfig(window_chars=300))
+    browser = Browser(LocalBackend(corpus, in_memory_index(corpus, "bm25")),
+                      BrowserConfig(window_chars=300, candidates=CandidateConfig()))
     browser.reset("What does json do?")
     out = [browser.info()]
     for action in ("Search json", "Clicked on link 0", "Scrolled down 1", "Quote: The json module encodes JSON.",
