@@ -42,9 +42,11 @@ class TextEncoder:
     the embeddings of a fixed model never change."""
 
     def __init__(self, name: str | None = None, device: str = "cpu", batch_size: int = 64, cache_size: int = 20000):
-        from citeenv.search.embedder import load_embedder
+        # The project's encoder (citeenv.search.encoder): sentence-transformers' vectors, computed
+        # without its call overhead; `device` is kept for callers, the encoder runs on the CPU.
+        from citeenv.search.encoder import load_encoder
 
-        self.model = load_embedder(name, device=device)
+        self.model = load_encoder(name or "minilm")
         self.batch_size = batch_size
         self.cache: dict[str, np.ndarray] = {}
         self.cache_size = cache_size
@@ -82,14 +84,17 @@ class TextEncoder:
 
     @property
     def dim(self) -> int:
-        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        return int(get())
+        return int(self.model.dim)
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         todo = list(dict.fromkeys(t for t in texts if t not in self.cache))
         if todo:
-            vecs = self.model.encode(todo, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                                     show_progress_bar=progress)
+            chunks = range(0, len(todo), 1024)
+            if progress:
+                from tqdm import tqdm
+
+                chunks = tqdm(chunks, desc="embedding", unit="1024 texts")
+            vecs = np.concatenate([self.model.encode(todo[i:i + 1024], batch_size=self.batch_size) for i in chunks])
             if len(self.cache) + len(todo) > self.cache_size:
                 self.cache.clear()
             self.cache.update(zip(todo, vecs.astype(np.float32)))
