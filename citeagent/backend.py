@@ -3,37 +3,40 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+
+# citeenv.index.SEARCH_KINDS, written out: importing citeenv.index loads the search libraries
+# just to build a parser.
+SEARCH_KINDS = ("bm25", "dense", "hybrid")
+
+
+def _search_url_from_env() -> str | None:
+    return os.environ.get("CITEAGENT_SEARCH_URL") or None
 
 
 @dataclass
 class BackendOptions:
-    corpus: str = "pydocs"
-    search: str = "bm25"  # bm25 | dense | hybrid
-    web: bool = False
-    search_url: str | None = None  # SearxNG-compatible endpoint for --web
-    allow_private: bool = False  # let --web reach loopback/private addresses (local servers)
-    build_if_missing: bool = True
-    connect_timeout: float = 5.0  # for checking, before any episode, that the search endpoint answers
+    """What the browser talks to; the flags of the commands that browse (ask, browse)."""
+
+    _argument_group_name = "where the browser looks"  # HfArgumentParser's heading for these flags
+
+    corpus: str = field(default="pydocs", metadata={"help": (
+        "corpus name (pydocs, hotpotqa, hotpotqa:<id>, hf:<name>) or a JSONL path")})
+    search: str = field(default="bm25", metadata={"help": "retrieval over the local corpus", "choices": SEARCH_KINDS})
+    web: bool = field(default=False, metadata={"action": "store_true",
+                                               "help": "browse the live web instead of a local corpus"})
+    search_url: str | None = field(default_factory=_search_url_from_env, metadata={"help": (
+        "SearxNG-compatible search endpoint for --web (or $CITEAGENT_SEARCH_URL)")})
+    allow_private: bool = field(default=False, metadata={"action": "store_true", "help": (
+        "with --web, let pages link to loopback/private addresses (the search endpoint's own host is always "
+        "allowed)")})
 
 
-def add_backend_args(p) -> None:
-    p.add_argument("--corpus", default="pydocs", help="corpus name (pydocs, hotpotqa, hotpotqa:<id>, hf:<name>) or a JSONL path; default pydocs")
-    p.add_argument("--search", default="bm25", choices=["bm25", "dense", "hybrid"], help="retrieval over the local corpus")
-    p.add_argument("--web", action="store_true", help="browse the live web instead of a local corpus")
-    p.add_argument("--search-url", default=None, help="SearxNG-compatible search endpoint for --web (or $CITEAGENT_SEARCH_URL)")
-    p.add_argument("--allow-private", action="store_true", help="with --web, let pages link to loopback/private addresses (the search endpoint's own host is always allowed)")
-
-
-def options_from_args(args) -> BackendOptions:
-    return BackendOptions(
-        corpus=args.corpus, search=args.search, web=args.web,
-        search_url=args.search_url or os.environ.get("CITEAGENT_SEARCH_URL"), allow_private=args.allow_private,
-    )
-
-
-def make_backend(opts: BackendOptions):
+def make_backend(opts: BackendOptions, *, build_if_missing: bool = True, connect_timeout: float = 5.0):
+    """The backend opts describe. A local index is built on first use unless build_if_missing is
+    False; a search endpoint must accept a connection within connect_timeout seconds."""
     if opts.web:
         from citeenv.web.backend import make_web_backend
 
@@ -43,12 +46,12 @@ def make_backend(opts: BackendOptions):
                 "endpoint, or `citeagent serve --corpus pydocs` for a local one) or set CITEAGENT_SEARCH_URL."
             )
         backend = make_web_backend(opts.search_url, allow_private=opts.allow_private)
-        check_reachable(opts.search_url, opts.connect_timeout)
+        check_reachable(opts.search_url, connect_timeout)
         return backend
     from citeenv.index import open_index
     from citeenv.local import LocalBackend
 
-    corpus, searcher = open_index(opts.corpus, kind=opts.search, build_if_missing=opts.build_if_missing)
+    corpus, searcher = open_index(opts.corpus, kind=opts.search, build_if_missing=build_if_missing)
     return LocalBackend(corpus, searcher)
 
 

@@ -6,121 +6,134 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 
 EXIT_USAGE = 2
 
 
-def _add_ask(sub) -> None:
-    from citeagent.backend import add_backend_args
+@dataclass
+class AskConfig:
+    """`citeagent ask`'s own flags; the question is a positional argument, and the backend and
+    device flags are their own groups (BackendOptions, DeviceOptions)."""
 
-    p = sub.add_parser("ask", help="answer a question with verbatim, numbered citations")
-    p.add_argument("question")
-    add_backend_args(p)
-    p.add_argument("--policy", default="baseline", help="baseline (default: retrieval, no training), cpu (the trained "
-                   "CPU-scale agent), lm (SmolLM2-135M), a trained policy directory, or a model name/path")
-    p.add_argument("--best-of", type=int, default=1, metavar="N",
-                   help="sample N episodes and keep the answer the reward model scores highest (default 1)")
-    p.add_argument("--reward-model", default=None, metavar="DIR",
-                   help="the reward model --best-of ranks by (default: the one `citeagent train rm` saves)")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="with --best-of N > 1, the sampling temperature of a greedy LM policy (default %(default)s)")
-    p.add_argument("--max-actions", type=int, default=20)
-    p.add_argument("--safety", action="store_true",
-                   help="decline (End: Decline) when the rule classifier flags the question or every candidate answer, "
-                        "and say which rule")
-    p.add_argument("--combined-reward", nargs="?", const="default", default=None, metavar="WEIGHTS",
-                   help="with --best-of, rank by the combined reward (support reward model + harmlessness PM - rule "
-                        "penalties), e.g. support=1,harmless=1,rule=2; with --safety, also decline when it scores "
-                        "declining above every candidate")
-    add_device_args(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print the answer as JSON")
-    p.add_argument("--gophercite", action="store_true", help="print the answer in GopherCite's %%<claim>%%(title)%%[quote]%% syntax")
-    p.add_argument("--show-trace", action="store_true", help="print every browser step")
+    policy: str = field(default="baseline", metadata={"help": (
+        "baseline (retrieval, no training), cpu (the trained CPU-scale agent), lm (SmolLM2-135M), a trained policy "
+        "directory, or a model name/path")})
+    best_of: int = field(default=1, metadata={"metavar": "N", "help": (
+        "sample N episodes and keep the answer the reward model scores highest")})
+    reward_model: str | None = field(default=None, metadata={"metavar": "DIR", "help": (
+        "the reward model --best-of ranks by (default: the one `citeagent train rm` saves)")})
+    temperature: float = field(default=1.0, metadata={"help": (
+        "with --best-of N > 1, the sampling temperature of a greedy LM policy")})
+    max_actions: int = field(default=20, metadata={"help": "browser commands per episode, the answer included"})
+    safety: bool = field(default=False, metadata={"action": "store_true", "help": (
+        "decline (End: Decline) when the rule classifier flags the question or every candidate answer, and say "
+        "which rule")})
+    combined_reward: str | None = field(default=None, metadata={"nargs": "?", "const": "default", "metavar": "WEIGHTS",
+                                                                "help": (
+        "with --best-of, rank by the combined reward (support reward model + harmlessness PM - rule penalties), "
+        "e.g. support=1,harmless=1,rule=2; with --safety, also decline when it scores declining above every "
+        "candidate")})
+    seed: int = field(default=0, metadata={"help": "random seed of the episode (and of best-of-n's samples)"})
+    json: bool = field(default=False, metadata={"action": "store_true", "help": "print the answer as JSON"})
+    gophercite: bool = field(default=False, metadata={"action": "store_true", "help": (
+        "print the answer in GopherCite's %%<claim>%%(title)%%[quote]%% syntax")})
+    show_trace: bool = field(default=False, metadata={"action": "store_true", "help": "print every browser step"})
+
+    def __post_init__(self):
+        if self.max_actions < 2:
+            raise ValueError("--max-actions must be at least 2 (a search and an answer).")
+        if self.best_of < 1:
+            raise ValueError(f"--best-of must be at least 1, got {self.best_of}")
+
+    def runs_models(self) -> bool:
+        return self.policy != "baseline" or self.best_of > 1 or self.combined_reward is not None
+
+
+def _add_ask(sub) -> None:
+    from citeagent.backend import BackendOptions
+    from citeagent.config_flags import DeviceOptions
+
+    p = sub.add_parser("ask", dataclass_types=[AskConfig, BackendOptions, DeviceOptions],
+                       help="answer a question with verbatim, numbered citations")
+    # A dataclass field is always a --flag; the question is the command's one positional argument.
+    p.add_argument("question", help="the question to answer")
     p.set_defaults(func=cmd_ask)
 
 
-def add_device_args(p) -> None:
-    """--device and --dtype for the commands that run models (ask, eval)."""
-    p.add_argument("--device", default="auto", help="where the policy and the scoring models run: auto (the first "
-                   "CUDA GPU if there is one, else the CPU), cpu, cuda, cuda:N or mps (default: %(default)s)")
-    p.add_argument("--dtype", default="float32", help="the LM policy's weights: float32, bfloat16 or float16 "
-                   "(bfloat16 on GPUs; default: %(default)s)")
-
-
 def cmd_ask(args) -> int:
-    from citeagent.backend import make_backend, options_from_args
+    from citeagent.backend import BackendOptions, make_backend
+    from citeagent.config_flags import DeviceOptions, config_from_args
     from citeagent.policies import make_policy
     from citeagent.rollout import browser_config, run_episode
 
     question = (args.question or "").strip()
     if not question:
         raise ValueError("The question is empty. Usage: citeagent ask \"How do I sort a dict by value?\"")
-    if args.max_actions < 2:
-        raise ValueError("--max-actions must be at least 2 (a search and an answer).")
-    if args.best_of < 1:
-        raise ValueError(f"--best-of must be at least 1, got {args.best_of}")
+    config = config_from_args(args, AskConfig)
+    where = config_from_args(args, BackendOptions)
+    dev = config_from_args(args, DeviceOptions)
     best = scorer = None
-    if args.policy != "baseline" or args.best_of > 1 or args.combined_reward is not None:
+    if config.runs_models():
         from citeagent.models import resolve_device, torch_dtype
 
         # models run: a bad --device fails before they load
-        args.device = resolve_device(args.device)
-        torch_dtype(args.dtype)
-    if args.best_of > 1 and args.policy == "baseline":  # fail before loading anything
+        dev.device = resolve_device(dev.device)
+        torch_dtype(dev.dtype)
+    if config.best_of > 1 and config.policy == "baseline":  # fail before loading anything
         from citeagent.policies.best_of_n import not_sampling
 
-        raise ValueError(not_sampling(args.best_of, "baseline"))
+        raise ValueError(not_sampling(config.best_of, "baseline"))
     gate = encoder = None
-    if args.safety or args.combined_reward is not None:
+    if config.safety or config.combined_reward is not None:
         from citeagent.safety.features import TextEncoder
 
         encoder = TextEncoder()  # one MiniLM for the gate and the combined reward
-    if args.combined_reward is not None:  # ranks best-of-n; with --safety, also weighs answering against declining
+    if config.combined_reward is not None:  # ranks best-of-n; with --safety, also weighs answering against declining
         from citeagent.safety.combined import load_combined_reward, parse_weights
 
-        weights = parse_weights(args.combined_reward)
-        weights.support_model = args.reward_model
-        scorer = load_combined_reward(weights, device=args.device, encoder=encoder)
-    elif args.best_of > 1:
+        weights = parse_weights(config.combined_reward)
+        weights.support_model = config.reward_model
+        scorer = load_combined_reward(weights, device=dev.device, encoder=encoder)
+    elif config.best_of > 1:
         from citeagent.policies.best_of_n import load_scorer
 
-        scorer = load_scorer(args.reward_model, device=args.device)
-    if args.safety:
+        scorer = load_scorer(config.reward_model, device=dev.device)
+    if config.safety:
         from citeagent.safety.gate import load_gate
 
         gate = load_gate(encoder=encoder)
-    backend = make_backend(options_from_args(args))
-    policy = make_policy(args.policy, device=args.device, dtype=args.dtype)
+    backend = make_backend(where)
+    policy = make_policy(config.policy, device=dev.device, dtype=dev.dtype)
 
     def show(i, obs, action, info):
         print("-" * 80, file=sys.stderr)
         print(obs, file=sys.stderr)
         print(f">>> {action}" + (f"    [rejected: {info['error']}]" if info["error"] else ""), file=sys.stderr)
 
-    config = browser_config(policy, max_actions=args.max_actions)
+    browser = browser_config(policy, max_actions=config.max_actions)
 
     def sample(todo):
         if not todo:  # the gate declined the question: the policy never runs
             return []
-        if args.best_of > 1:
+        if config.best_of > 1:
             from citeagent.policies.best_of_n import best_of_n
 
-            b = best_of_n(backend, policy, [question], args.best_of, scorer, seed=args.seed, batch_size=args.best_of,
-                          config=config, temperature=args.temperature)[0]
+            b = best_of_n(backend, policy, [question], config.best_of, scorer, seed=config.seed, batch_size=config.best_of,
+                          config=browser, temperature=config.temperature)[0]
             return [(b.result, b)]
-        return [(run_episode(backend, policy, question, seed=args.seed, config=config,
-                             on_step=show if args.show_trace else None), None)]
+        return [(run_episode(backend, policy, question, seed=config.seed, config=browser,
+                             on_step=show if config.show_trace else None), None)]
 
     from citeagent.safety.gate import gated
 
-    result, best, decision = gated(gate, [question], sample, scorer if args.combined_reward is not None else None)[0]
-    if best is not None and args.show_trace:  # the candidates ran interleaved; show the chosen one's steps
+    result, best, decision = gated(gate, [question], sample, scorer if config.combined_reward is not None else None)[0]
+    if best is not None and config.show_trace:  # the candidates ran interleaved; show the chosen one's steps
         print(f"candidate {best.chosen + 1} of {best.n}:", file=sys.stderr)
         for step in best.result.trace:
             show(0, step["observation"], step["action"], step)
     ans = result.answer
-    if args.json:
+    if config.json:
         out = ans.to_dict() | {"actions": result.n_actions, "invalid_actions": result.n_invalid,
                                "truncated": result.truncated, "seconds": round(result.seconds, 3)}
         if best is not None:
@@ -128,49 +141,56 @@ def cmd_ask(args) -> int:
         if decision is not None:
             out["safety"] = decision.to_dict()
         print(json.dumps(out, ensure_ascii=False, indent=2))
-    elif args.gophercite:
+    elif config.gophercite:
         print(ans.to_gophercite())
     else:
         if result.truncated:
-            print(f"(no answer: the agent used all {args.max_actions} actions without ending)")
+            print(f"(no answer: the agent used all {config.max_actions} actions without ending)")
         if decision is not None and decision.declined:
             print(decision.describe())
         else:
             print(ans.render())
-    if best is not None and not args.json:
+    if best is not None and not config.json:
         from citeagent.policies.best_of_n import describe
 
         # GopherCite syntax is for machines: the note goes to stderr there
-        print(describe(best), file=sys.stderr if args.gophercite else sys.stdout)
+        print(describe(best), file=sys.stderr if config.gophercite else sys.stdout)
     return 0
 
 
-def _add_browse(sub) -> None:
-    from citeagent.backend import add_backend_args
+@dataclass
+class BrowseConfig:
+    question: str | None = field(default=None, metadata={"help": "the question (asked for if omitted)"})
+    out: str = field(default="demonstrations.jsonl", metadata={"help": "JSONL file the episodes are appended to"})
+    max_actions: int = field(default=30, metadata={"help": "browser commands per episode, the answer included"})
+    layout: str = field(default="default", metadata={"choices": ("default", "cpu"), "help": (
+        "page layout: cpu = the compact window and result list that `citeagent train bc` models are trained with; "
+        "use it when recording demonstrations for them")})
 
-    p = sub.add_parser("browse", help="drive the text browser yourself; episodes are saved as demonstrations")
-    add_backend_args(p)
-    p.add_argument("--question", default=None, help="the question (asked for if omitted)")
-    p.add_argument("--out", default="demonstrations.jsonl", help="JSONL file the episodes are appended to")
-    p.add_argument("--max-actions", type=int, default=30)
-    p.add_argument("--layout", choices=("default", "cpu"), default="default",
-                   help="page layout: cpu = the compact window and result list that `citeagent train bc` "
-                        "models are trained with; use it when recording demonstrations for them")
+
+def _add_browse(sub) -> None:
+    from citeagent.backend import BackendOptions
+
+    p = sub.add_parser("browse", dataclass_types=[BrowseConfig, BackendOptions],
+                       help="drive the text browser yourself; episodes are saved as demonstrations")
     p.set_defaults(func=cmd_browse)
 
 
 def cmd_browse(args) -> int:
-    from citeagent.backend import make_backend, options_from_args
+    from citeagent.backend import BackendOptions, make_backend
     from citeagent.browse import browse_loop
+    from citeagent.config_flags import config_from_args
 
-    backend = make_backend(options_from_args(args))
+    config = config_from_args(args, BrowseConfig)
+    where = config_from_args(args, BackendOptions)
+    backend = make_backend(where)
     layout = None
-    if args.layout == "cpu":
+    if config.layout == "cpu":
         from citeagent.train import CPU_BROWSER
 
         layout = CPU_BROWSER
-    return browse_loop(backend, question=args.question, out=args.out, max_actions=args.max_actions, corpus=args.corpus,
-                       layout=layout)
+    return browse_loop(backend, question=config.question, out=config.out, max_actions=config.max_actions,
+                       corpus=where.corpus, layout=layout)
 
 
 # Each capability owns its sub-command: (name, help line, module, function adding its parser). Only
