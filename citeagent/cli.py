@@ -119,8 +119,8 @@ def cmd_ask(args) -> int:
         if config.best_of > 1:
             from citeagent.policies.best_of_n import best_of_n
 
-            b = best_of_n(backend, policy, [question], config.best_of, scorer, seed=config.seed, batch_size=config.best_of,
-                          config=browser, temperature=config.temperature)[0]
+            b = best_of_n(backend, policy, [question], config.best_of, scorer, seed=config.seed,
+                          batch_size=config.best_of, config=browser, temperature=config.temperature)[0]
             return [(b.result, b)]
         return [(run_episode(backend, policy, question, seed=config.seed, config=browser,
                              on_step=show if config.show_trace else None), None)]

@@ -14,8 +14,8 @@ optional value (`--json true`), so `citeagent ask --json "question"` would read 
 --json's value; commands with a positional argument want switches.
 
 A command may take several dataclasses, each a group of flags: `citeagent ask` is AskConfig plus
-the backend options (citeagent.backend.BackendOptions) and DeviceOptions below, which other
-commands reuse.
+the backend options (citeagent.backend.BackendOptions, which `browse` takes too) and
+DeviceOptions below, for any command that runs models.
 
 transformers is imported only when a command with a config is built, so `citeagent --help`
 stays fast: sub-parsers come from `parser_class`, which makes a plain ArgumentParser unless the

@@ -7,7 +7,6 @@ import getpass
 import json
 import secrets
 import sys
-
 from dataclasses import dataclass, field
 
 from citeenv.web.cli import Port
@@ -25,7 +24,7 @@ class LabelDb:
         "e.g. postgresql+psycopg://user@host/labels for a team)")})
 
 
-_APP = LabelAppConfig()
+_APP = LabelAppConfig()  # the app's own defaults, which `label serve`'s flags start from
 
 
 @dataclass
