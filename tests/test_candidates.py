@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from citeenv.browser import Browser, BrowserConfig
-from citeenv.candidates import CandidateConfig, names_in, split_sentences
+from citeenv.candidates import CandidateConfig, find_terms, names_in, split_sentences
 from citeenv.corpus import Corpus
 from citeenv.documents import Document, Link
 from citeenv.index import in_memory_index
@@ -53,6 +53,19 @@ def test_split_sentences_by_hand():
     text = "One sentence here. Two: e.g. this one stays whole!  Three?"
     assert [text[a:b] for a, b in split_sentences(text)] == ["One sentence here.", "Two: e.g. this one stays whole!", "Three?"]
     assert split_sentences("   ") == []
+
+
+def test_split_sentences_at_paragraphs_and_signature_lines():
+    text = "json.dumps(obj, *, indent=None)\nSerialize obj. e.g. the\nwrapped line ends here.\n\nnext paragraph"
+    assert [text[a:b] for a, b in split_sentences(text)] == [
+        "json.dumps(obj, *, indent=None)", "Serialize obj. e.g. the\nwrapped line ends here.", "next paragraph"]
+
+
+def test_find_terms_by_hand():
+    assert find_terms("What does time.clock_gettime_ns return?") == ["time.clock_gettime_ns", "clock_gettime_ns"]
+    assert find_terms("Default of max_workers in ThreadPoolExecutor?") == ["ThreadPoolExecutor", "max_workers", "Default"]
+    assert find_terms("Where is Philadelphia mentioned?") == ["Philadelphia"]
+    assert find_terms("what is it?") == []
 
 
 def test_names_by_hand():
@@ -109,6 +122,27 @@ def test_long_page_scrolls_and_cut_sentences(backend):
     b.step("Scrolled down 1")
     assert "Scrolled up 1" in commands(b)
     assert_all_valid(b)
+
+
+def test_find_jumps_to_the_question_name_and_moves_back_are_marked_visited(backend):
+    b = browser(backend, "Where is Philadelphia mentioned?", window_chars=300)
+    b.step(commands(b)[0])
+    k = next(i for i, r in enumerate(b.state.view.results) if r.title == "Philadelphia")
+    b.step(f"Clicked on link {k}")
+    b.step("Top")  # window 0; the window the click opened stays "seen"
+    last = b.state.view.view.n_windows - 1
+    finds = [c for c in b.candidates() if c.kind == "Find in page:"]
+    assert [(f.command, f.rank, f.visited) for f in finds] == [("Find in page: Philadelphia", last, last in b.state.view.seen)]
+    assert finds[0].text.startswith("Philadelphia again.")  # what is found where it lands
+    assert_all_valid(b)
+    down = next(c for c in b.candidates() if c.kind == "Scrolled down")
+    assert (down.rank, down.visited) == (1, False)
+    b.step("Scrolled down 1")
+    up = next(c for c in b.candidates() if c.kind == "Scrolled up")
+    assert (up.rank, up.visited) == (0, True)  # window 0 was read: going back is marked
+    b.step(finds[0].command)
+    assert b.state.view.window == last
+    assert not [c for c in b.candidates() if c.kind == "Find in page:"]  # it would not move
 
 
 def test_question_without_content_words_still_has_choices(backend):

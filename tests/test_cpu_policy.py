@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from citeagent.policies.candidate import (EMBED_DIM, KINDS, N_FEATURES, N_SCALAR, CandidatePolicy,
-                                          PolicyArtifactError, Scorer, masked_log_softmax, pad)
+                                          PolicyArtifactError, Scorer, allowed_candidates, masked_log_softmax, pad)
 from citeagent.train.cpu_bc import expert_choice
 
 
@@ -123,6 +123,31 @@ def test_expert_follows_the_gold_evidence():
     # A gold title offered as a query (a bridge entity) is searched when no result holds it.
     bridge = [cand("Search First for Women", "Search", "First for Women"), cand("End: Decline", "End: Decline")]
     assert expert_choice(info(bridge, quotes=quoted[:1], view="none"), support) == 0
+
+
+def test_expert_jumps_to_the_gold_sentence_on_a_long_page():
+    support = [{"url": "https://docs.python.org/3/library/json.html", "text": "Serialize obj to a JSON formatted str."}]
+    page = {"title": "json", "url": "https://docs.python.org/3/library/json.html", "n_windows": 9}
+    doc = [cand("Quote: Other.", "Quote:", "Other sentence here."), cand("Find in page: json.dumps", "Find in page:", "json.dumps(obj) ...", rank=4),
+           cand("Scrolled down 1", "Scrolled down", rank=3), cand("Back", "Back"), cand("End: Decline", "End: Decline")]
+    assert expert_choice(info(doc, view="document", page=page), support) == 1  # a find before reading on
+    assert expert_choice(info([c for c in doc if c["kind"] != "Find in page:"], view="document", page=page), support) == 1
+    elsewhere = {"title": "pickle", "url": "https://docs.python.org/3/library/pickle.html", "n_windows": 9}
+    assert expert_choice(info(doc, view="document", page=elsewhere), support) == 3  # not the gold page: Back
+
+
+def test_allowed_candidates_drop_moves_back_to_read_windows_and_quotes_past_the_limit():
+    cands = [cand("Quote: a b c", "Quote:", "a b c"), cand("Find in page: x", "Find in page:", "x", rank=2, visited=True),
+             cand("Find in page: y", "Find in page:", "y", rank=5), cand("Scrolled down 1", "Scrolled down", rank=4),
+             cand("Scrolled up 1", "Scrolled up", rank=2, visited=True), cand("Back", "Back"),
+             cand("End: Answer", "End: Answer"), cand("End: Decline", "End: Decline")]
+    state = info([dict(c) for c in cands], view="document")
+    allowed_candidates(state, max_quotes=4)
+    assert [c["command"] for c in state["candidates"]] == [
+        "Quote: a b c", "Find in page: y", "Scrolled down 1", "Back", "End: Answer", "End: Decline"]
+    full = info([dict(c) for c in cands], quotes=[{"text": "q", "url": "u"}] * 4, view="document")
+    allowed_candidates(full, max_quotes=4)
+    assert [c["command"] for c in full["candidates"]] == ["End: Answer", "End: Decline"]
 
 
 def test_artifacts_round_trip_and_refuse_corruption(tmp_path):

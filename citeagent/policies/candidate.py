@@ -30,7 +30,9 @@ from torch import nn
 from citeagent.policies.spans import N_SPAN_FEATURES, answer_candidates, format_answer, span_features
 from citeenv.candidates import CandidateConfig
 
-KINDS = ("Search", "Clicked on link", "Quote:", "Scrolled down", "Scrolled up", "Back", "End: Answer", "End: Decline")
+KINDS = ("Search", "Clicked on link", "Quote:", "Find in page:", "Scrolled down", "Scrolled up", "Back", "End: Answer",
+         "End: Decline")
+MOVES = ("Find in page:", "Scrolled down", "Scrolled up")
 VIEWS = ("none", "results", "document")
 MAX_QUOTES_FEATURE = 4
 N_PER_CANDIDATE = 16  # see Featurizer._one
@@ -212,7 +214,8 @@ class Featurizer:
             title = (c.get("title") or "").lower()
             f[o + 6] = float(bool(title) and title in question)
             f[o + 7] = float(bool(title) and title in quote_text)
-            f[o + 8] = (c["rank"] + 1) / 10 if c["rank"] >= 0 else 0.0
+            # a result's, link's or sentence's position (a move's rank is the window it lands on)
+            f[o + 8] = (c["rank"] + 1) / 10 if c["rank"] >= 0 and c["kind"] not in MOVES else 0.0
             f[o + 9] = float(c.get("visited", False))
             f[o + 10] = float(c["kind"] == "Search" and c["text"] == info["question"])
             f[o + 12] = sum(1 for u in quoted_urls if u and u == (c.get("url") or page_url)) / 3
@@ -224,6 +227,16 @@ class Featurizer:
                 f[N_SCALAR:N_SCALAR + EMBED_DIM] = qv * cand_v[j]
                 f[N_SCALAR + EMBED_DIM:] = last_v * cand_v[j]
         return out
+
+
+def allowed_candidates(info: dict, max_quotes: int) -> None:
+    """The candidates this policy may take, in place (behaviour cloning labels the same list):
+    past `max_quotes` quotes only End: Answer and Decline remain (more evidence dilutes the answer),
+    and no move returns to a window already read (a greedy policy could oscillate between two)."""
+    cs = info["candidates"]
+    if len(info["quotes"]) >= max_quotes:
+        cs = [c for c in cs if c["kind"] in ("End: Answer", "End: Decline")]
+    info["candidates"] = [c for c in cs if not (c["kind"] in MOVES and c.get("visited"))]
 
 
 def pad(feats: list[np.ndarray], width_features: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,7 +319,7 @@ class CandidatePolicy:
             if "candidates" not in info:
                 raise ValueError("The browser did not enumerate candidates: run this policy with "
                                  "BrowserConfig(candidates=CandidateConfig()) (rollout.browser_config does).")
-            self._limit_quotes(info)
+            allowed_candidates(info, self.config.max_quotes)
         feats = self.featurize(infos)
         x, mask = pad(feats)
         with torch.inference_mode():
@@ -317,11 +330,6 @@ class CandidatePolicy:
             j = self._choose(logp[i, :n])
             out.append(Decision(info["candidates"][j]["command"], j, float(logp[i, j]), feats[i]))
         return out
-
-    def _limit_quotes(self, info: dict) -> None:
-        """Past max_quotes, only End: Answer remains (and Decline): more evidence dilutes the answer."""
-        if len(info["quotes"]) >= self.config.max_quotes:
-            info["candidates"] = [c for c in info["candidates"] if c["kind"] in ("End: Answer", "End: Decline")]
 
     def answer_options(self, infos: list[dict]) -> list[tuple[list, np.ndarray]]:
         """Each answering state's candidate answers and their features; one encoder call for all."""

@@ -39,7 +39,7 @@ class CpuBCConfig:
     settings: str = "distractor,pooled"  # HotpotQA settings the roll-ins browse
     hotpot_limit: int = 0  # training questions used (0: all)
     pydocs_questions: str = ""  # a JSONL of generated pydocs questions (`citeagent train pydocs-questions`)
-    pydocs_limit: int = 300
+    pydocs_limit: int = 800
     demos: list[str] = field(default_factory=list)  # people's `citeagent browse` demonstrations
     rollins: int = 2  # roll-ins per question: the first follows the expert, the others explore
     explore: float = 0.3  # probability of a random candidate in an exploring roll-in
@@ -120,8 +120,10 @@ def expert_choice(info: dict, support: list[dict]) -> int:
             if any(_same(g["text"], cands[i]["text"]) for g in remaining):
                 return i
         if any(_gold_page(g, page.get("title", ""), page.get("url", "")) for g in remaining):
-            for kind in ("Scrolled down", "Scrolled up"):  # the sentence is in another window
-                if first(kind) is not None and page.get("n_windows", 1) > 1:
+            # the sentence is in another window: jump to where the question's names occur, else
+            # read on (moves back to windows already read are not candidates)
+            for kind in ("Find in page:", "Scrolled down", "Scrolled up"):
+                if first(kind) is not None:
                     return first(kind)
         if first("Back") is not None:
             return first("Back")
@@ -180,7 +182,10 @@ def collect_states(cfg: CpuBCConfig, questions: list[dict], backend_for, rng: ra
     from citeenv.candidates import CandidateConfig
     from citeenv.gym_env import BatchedTextBrowserEnv
 
+    from citeagent.policies.candidate import CandidatePolicyConfig, allowed_candidates
+
     browser = BrowserConfig(max_actions=cfg.max_actions, candidates=CandidateConfig())
+    max_quotes = CandidatePolicyConfig().max_quotes
     states = []
     for lo in range(0, len(questions), 32):
         idx = list(range(lo, min(lo + 32, len(questions))))
@@ -193,6 +198,7 @@ def collect_states(cfg: CpuBCConfig, questions: list[dict], backend_for, rng: ra
                 if info["phase"] != "browse":
                     actions[r] = "answer [1]" if info["quotes"] else "answer"
                     continue
+                allowed_candidates(info, max_quotes)
                 label = expert_choice(info, questions[idx[r]]["support"])
                 states.append(({k: info[k] for k in KEEP_INFO if k in info}, label))
                 j = label

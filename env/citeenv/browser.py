@@ -63,6 +63,7 @@ class _Doc:
     view: PageView
     window: int = 0
     find_cursor: int = -1  # normalised offset of the last Find match
+    seen: set = field(default_factory=set)  # windows shown so far (candidates mark moves back to them)
 
 
 @dataclass
@@ -166,10 +167,12 @@ class Browser:
             # valid_commands() already refused scrolling past an edge; a long jump stops at it
             doc.window = min(max(doc.window + step, 0), doc.view.n_windows - 1)
             doc.find_cursor = -1
+            doc.seen.add(doc.window)
             return None
         if cmd.kind == "Top":
             s.view.window = 0
             s.view.find_cursor = -1
+            s.view.seen.add(0)
             return None
         if cmd.kind == "Back":
             s.view = s.history.pop()
@@ -204,16 +207,18 @@ class Browser:
             return f"Could not open {url}: {e}"
         view = PageView(page, self.config.window_chars)
         offset = offset if offset >= 0 else page.offset  # a search hit, else the url's #fragment
-        self._go(_Doc(view, view.window_of(offset) if offset >= 0 else 0))
+        window = view.window_of(offset) if offset >= 0 else 0
+        self._go(_Doc(view, window, seen={window}))
         s.visited.append(page.url or url)
         return None
 
-    def _find(self, text: str) -> str | None:
+    def find_target(self, text: str) -> tuple[int, int] | None:
+        """(normalised offset, window) a `Find in page: text` would move to, or None when the text
+        does not occur on the page. Search after the last match (so repeating a Find moves on),
+        else from the window's start; wrap around once, as a browser's find bar does."""
         doc = self.state.view
         needle = _WS.sub(" ", text).strip()
         norm = doc.view.normalized
-        # Search after the last match (so repeating a Find moves on), else from the window's start;
-        # wrap around once, as a browser's find bar does.
         if doc.find_cursor >= 0:
             start = doc.find_cursor + 1
         else:
@@ -221,10 +226,15 @@ class Browser:
         pos = norm.find_ignoring_case(needle, start)
         if pos < 0:
             pos = norm.find_ignoring_case(needle)
-        if pos < 0:
+        return None if pos < 0 else (pos, doc.view.window_of(norm.offsets[pos]))
+
+    def _find(self, text: str) -> str | None:
+        target = self.find_target(text)
+        if target is None:
             return f'"{text[:80]}" does not occur on this page.'
-        doc.find_cursor = pos
-        doc.window = doc.view.window_of(norm.offsets[pos])
+        doc = self.state.view
+        doc.find_cursor, doc.window = target
+        doc.seen.add(doc.window)
         return None
 
     def _quote(self, arg: str) -> str | None:

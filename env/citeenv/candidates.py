@@ -12,7 +12,12 @@ What is enumerated, per state:
 - Clicked on link: each search result, or each link of the page's window;
 - Quote: each sentence of the page's window (the corpus's own sentence boundaries when it has
   them, e.g. HotpotQA, else a sentence splitter), verbatim, not yet quoted, within the limits;
-- Scrolled down 1 / Scrolled up 1 / Back, when possible;
+- Find in page: the question's identifiers and names (`json.dumps`, `dumps`, `max_workers`,
+  "Arthur's Magazine") that occur on the open page outside the window, the text around where the
+  find lands as the candidate's text: the long pages of documentation are read by jumping, not by
+  scrolling through dozens of windows;
+- Scrolled down 1 / Scrolled up 1 / Back, when possible. A scroll or a find that returns to a window
+  already shown on this page is marked `visited` (a policy that re-reads windows can loop forever);
 - End: Answer (once there is a quote) and End: Decline (always: a state is never without a choice).
 
 The answering phase has no command candidates: the answer text is the policy's to write.
@@ -39,6 +44,8 @@ class CandidateConfig:
     max_queries: int = 6  # Search candidates per state, the question first
     min_quote_chars: int = 12
     max_links: int = 20
+    max_finds: int = 3  # Find in page candidates per state
+    find_context_chars: int = 160  # the text after a find's landing point, the candidate's text
 
 
 @dataclass(frozen=True)
@@ -46,10 +53,10 @@ class Candidate:
     command: str  # the exact command text, valid in this state
     kind: str  # the command keyword: one of citeenv.commands.KEYWORDS
     text: str = ""  # what the command is about: the query, the result's title and snippet, the sentence
-    rank: int = -1  # a result's or link's position, a sentence's index in the window
+    rank: int = -1  # a result's or link's position, a sentence's index in the window, the window a move lands on
     url: str = ""  # the page a click opens, or the page a quote is from
     title: str = ""  # that page's title
-    visited: bool = False  # the click's page was opened before in this episode
+    visited: bool = False  # the click's page was opened before in this episode; a move's window was shown
 
     def to_dict(self) -> dict:
         # dataclasses.asdict deep-copies field by field: a fifth of a step's time on a 10-paragraph corpus
@@ -57,13 +64,27 @@ class Candidate:
                 "title": self.title, "visited": self.visited}
 
 
+# Blocks end at a blank line (a paragraph break), and at a line break after a line ending in ")"
+# before a capital: the signature line of a documented function, followed by its description.
+_BLOCK_END = re.compile(r"\n[ \t]*\n\s*|(?<=\))[ \t]*\n(?=[ \t]*[A-Z])")
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """[start, end) spans of the sentences of `text`, whitespace around them excluded."""
     spans, pos = [], 0
-    for m in _SENT_END.finditer(text):
+    for block in _BLOCK_END.finditer(text):
+        spans.extend(_sentences(text, pos, block.start()))
+        pos = block.end()
+    spans.extend(_sentences(text, pos, len(text)))
+    return spans
+
+
+def _sentences(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
+    spans, pos = [], lo
+    for m in _SENT_END.finditer(text, lo, hi):
         spans.append((pos, m.start()))
         pos = m.end()
-    spans.append((pos, len(text)))
+    spans.append((pos, hi))
     out = []
     for a, b in spans:
         while a < b and text[a].isspace():
@@ -118,11 +139,55 @@ def enumerate_candidates(browser, config: CandidateConfig | None = None) -> list
                                      rank=k, url=lk.url, title=lk.text, visited=lk.url in visited))
     if "Quote:" in valid and isinstance(view, _Doc):
         out.extend(_quotes(browser, view, c))
-    for kind, command in (("Scrolled down", "Scrolled down 1"), ("Scrolled up", "Scrolled up 1"), ("Back", "Back"),
-                          ("End: Answer", "End: Answer")):
+    if "Find in page:" in valid and isinstance(view, _Doc):
+        out.extend(_finds(browser, view, c))
+    for kind, command, step in (("Scrolled down", "Scrolled down 1", 1), ("Scrolled up", "Scrolled up 1", -1)):
+        if kind in valid:
+            target = view.window + step
+            out.append(Candidate(command, kind, rank=target, visited=target in view.seen))
+    for kind, command in (("Back", "Back"), ("End: Answer", "End: Answer")):
         if kind in valid and (kind != "End: Answer" or s.quotes):
             out.append(Candidate(command, kind))
     out.append(Candidate("End: Decline", "End: Decline"))
+    return out
+
+
+# Identifiers as questions about code write them: dotted (json.dumps), snake_case (max_workers),
+# camelCase / CapWords with an inner capital (JSONDecoder, getLogger).
+_IDENT = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z]\w*_\w+|_\w+|[A-Za-z]+[a-z0-9][A-Z]\w*")
+
+
+def find_terms(question: str) -> list[str]:
+    """What a reader would type into the find bar for this question: its identifiers (a dotted
+    name, then its last part), then its names; longest first within each kind, no repeats."""
+    terms = []
+    for m in sorted(_IDENT.findall(question), key=len, reverse=True):
+        terms.append(m.strip("."))
+        if "." in m:
+            terms.append(m.rsplit(".", 1)[1])
+    terms.extend(names_in(question))
+    seen, out = set(), []
+    for x in terms:
+        if len(x) >= 3 and x.lower() not in seen:
+            seen.add(x.lower())
+            out.append(x)
+    return out
+
+
+def _finds(browser, view, c: CandidateConfig) -> list[Candidate]:
+    out = []
+    page = view.view.page
+    norm = view.view.normalized
+    for term in find_terms(browser.state.question):
+        target = browser.find_target(term)
+        if target is None or target[1] == view.window:
+            continue
+        pos, window = target
+        context = norm.text[pos: pos + c.find_context_chars]
+        out.append(Candidate(f"Find in page: {term}", "Find in page:", _WS.sub(" ", context).strip(), rank=window,
+                             url=page.url, title=page.title, visited=window in view.seen))
+        if len(out) >= c.max_finds:
+            break
     return out
 
 
