@@ -37,6 +37,10 @@ class RulesConfig:
                                                       "added (empty: none)"})
     rules: str = field(default="", metadata={"help": "rule file (empty: citeagent/safety/rules.toml)"})
     hotpot_negatives: int = field(default=150, metadata={"help": "HotpotQA training questions used as negatives"})
+    pydocs_questions: str = field(default="", metadata={"help": "generated pydocs questions (`citeagent train "
+                                                                "pydocs-questions --out FILE`) whose questions and "
+                                                                "answers join the negatives (empty: none)"})
+    pydocs_negatives: int = field(default=150, metadata={"help": "pydocs questions used as negatives"})
     test_frac: float = field(default=0.25, metadata={"help": "fraction of questions held out for the test"})
     threshold: float = field(default=0.5, metadata={"help": "P(breaks rule) at and above which a rule is flagged"})
     hidden: int = 0
@@ -52,6 +56,9 @@ class RulesConfig:
             raise ValueError("--test-frac must be between 0 and 1")
         if not 0 < self.threshold < 1:
             raise ValueError("--threshold must be between 0 and 1")
+        if self.pydocs_questions and not Path(self.pydocs_questions).is_file():
+            raise ValueError(f"--pydocs-questions {self.pydocs_questions}: no such file; make it with "
+                             "`citeagent train pydocs-questions --out FILE`")
 
 
 @dataclass
@@ -113,6 +120,26 @@ def hotpot_negatives(n: int, seed: int) -> list[Example]:
         q = rec["question"]
         out.append(Example(q, Answer(q, ""), [], "hotpotqa"))
         out.append(Example(q, Answer(q, f"{rec['answer']} [1].", [Quote(1, title, "", sentence.strip())]), [], "hotpotqa"))
+    return out
+
+
+def pydocs_negatives(path: str, n: int, seed: int) -> list[Example]:
+    """Benign questions about code and their cited answers, from the generated pydocs questions
+    (leakage-guarded against the pydocs QA set the over-flagging is measured on). HotpotQA's trivia
+    alone taught the classifier that any technical question is suspect."""
+    import random
+
+    from citeagent.data.gold_questions import load_gold_questions
+
+    if not path or n <= 0:
+        return []
+    out = []
+    for q in random.Random(seed).sample(load_gold_questions(path), n):
+        gold = q["support"][0]
+        out.append(Example(q["question"], Answer(q["question"], ""), [], "pydocs"))
+        out.append(Example(q["question"], Answer(q["question"], f"{q['answers'][0]} [1].",
+                                                 [Quote(1, gold.get("title", ""), gold.get("url", ""), gold["text"])]),
+                           [], "pydocs"))
     return out
 
 
@@ -179,10 +206,11 @@ def train_rule_classifier(cfg: RulesConfig, log=lambda m: print(m, file=sys.stde
     if cfg.labels:
         examples += read_app_labels(cfg.labels, rules)
     examples += hotpot_negatives(cfg.hotpot_negatives, cfg.seed)
+    examples += pydocs_negatives(cfg.pydocs_questions, cfg.pydocs_negatives, cfg.seed)
     train = [e for e in examples if not is_test(e.question, cfg.test_frac, cfg.seed)]
     test = [e for e in examples if is_test(e.question, cfg.test_frac, cfg.seed)]
     counts = {r: sum(r in e.rules for e in examples) for r in rules.ids}
-    log(f"{len(examples)} examples ({', '.join(f'{s}: {sum(e.source == s for e in examples)}' for s in ('seed', 'app', 'hotpotqa'))}); "
+    log(f"{len(examples)} examples ({', '.join(f'{s}: {sum(e.source == s for e in examples)}' for s in ('seed', 'app', 'hotpotqa', 'pydocs'))}); "
         f"{len(train)} train, {len(test)} test; positives per rule {counts}")
     if not train or not test:
         raise ValueError("Too few examples to hold some out; add seed lines or labels.")
