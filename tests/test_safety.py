@@ -175,6 +175,19 @@ def test_train_rules_toy(tmp_path):
     assert meta["test"]["n"] + meta["examples"]["train"] == 16
     assert load_rule_classifier(out).rule_ids == meta["rules"]
 
+    # generated pydocs questions join as negatives: each alone and with its answer quoting its gold sentence
+    gen = tmp_path / "pydocs_questions.jsonl"
+    gen.write_text("".join(json.dumps({"id": f"g{i}", "question": f"What does mod.f{i} return?", "answers": [f"x{i}"],
+                                       "support": [{"doc_id": "pydocs:module:mod", "start": 0, "end": 9,
+                                                    "url": "https://docs.python.org/3/library/mod.html", "title": "mod",
+                                                    "text": f"Return x{i}."}], "source": "pydocs-gen"}) + "\n" for i in range(3)))
+    assert main(["train", "rules", "--out", str(out), "--seed-file", str(seed), "--hotpot-negatives", "0",
+                 "--pydocs-questions", str(gen), "--pydocs-negatives", "3", "--epochs", "30", "--n-boot", "50",
+                 "--test-frac", "0.4"]) == 0
+    meta = json.loads((out / "head.json").read_text())
+    assert meta["test"]["n"] + meta["examples"]["train"] == 16 + 2 * 3
+    assert main(["train", "rules", "--out", str(out), "--pydocs-questions", str(tmp_path / "none.jsonl")]) == 2
+
     seed.write_text(json.dumps({"question": "q", "answer": "", "rules": ["made-up"]}) + "\n")
     assert main(["train", "rules", "--out", str(out), "--seed-file", str(seed)]) == 2  # one line, no traceback
 
