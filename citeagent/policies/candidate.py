@@ -400,7 +400,9 @@ class CandidatePolicy:
         if path not in _CACHES:  # every policy of a process shares one cache, loaded and saved once
             from citeenv.search.encoder import load_encoder
 
-            _CACHES[path] = Featurizer(load_encoder())
+            # as many threads as torch uses (OMP_NUM_THREADS, a trainer's set_num_threads): on an
+            # idle 2-core machine two threads halve a cold decision's encoding
+            _CACHES[path] = Featurizer(load_encoder(threads=torch.get_num_threads()))
             _CACHES[path].persist(path)  # the cache holds this encoder's vectors only
         shared = _CACHES[path]
         policy = cls(scorer, shared.encoder, config, seed)
