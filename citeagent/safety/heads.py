@@ -21,14 +21,18 @@ def make_head(dim: int, outputs: int = 1, hidden: int = 0) -> torch.nn.Module:
 
 
 def save_head(path: str | Path, head: torch.nn.Module, meta: dict) -> Path:
-    """Write the head into `path`, replacing an older one only once the new one is complete."""
+    """Write the head into `path`, replacing an older one only once the new one is complete; the
+    meta gains the file format and when it was trained."""
+    import time
+
     from safetensors.torch import save_file
 
     from citeagent.train.common import atomic_dir
 
     with atomic_dir(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}, str(tmp / WEIGHTS))
-        (tmp / META).write_text(json.dumps({**meta, "format": FORMAT_VERSION}, indent=2, ensure_ascii=False))
+        (tmp / META).write_text(json.dumps({**meta, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                               "format": FORMAT_VERSION}, indent=2, ensure_ascii=False))
     return Path(path)
 
 

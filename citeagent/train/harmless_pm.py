@@ -178,7 +178,7 @@ def train_harmless_pm(cfg: HarmlessPMConfig, log=lambda m: print(m, file=sys.std
             "dim": int(both[0].shape[1]), "outputs": 1, "data": f"hh-rlhf:{cfg.splits}",
             "pairs": {"total": len(comps), "fit": len(fit_part), "validation": len(val), "test": len(test)},
             "test_accuracy": test_ci, "search": results, "config": asdict(cfg), "seconds": round(seconds, 1),
-            "encode_seconds": round(encode_s, 1), "embeddings_from_cache": cached, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "encode_seconds": round(encode_s, 1), "embeddings_from_cache": cached}
     save_head(cfg.out, head, meta)
     log(f"chose {kind} hidden={hidden} wd={wd:g} (validation {best['val_accuracy']:.3f}); test accuracy "
         f"{test_ci['mean']:.3f} [{test_ci['ci_low']:.3f}, {test_ci['ci_high']:.3f}] on {len(test)} pairs; "

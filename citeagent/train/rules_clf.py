@@ -234,7 +234,6 @@ def train_rule_classifier(cfg: RulesConfig, log=lambda m: print(m, file=sys.stde
             "outputs": len(rules.ids), "hidden": cfg.hidden, "rules": rules.ids,
             "thresholds": {r: cfg.threshold for r in rules.ids}, "examples": {"train": len(train), "test": len(test),
             "positives_per_rule": counts}, "test": result, "config": asdict(cfg), "seconds": round(seconds, 1),
-            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "note": "test = a head fitted on the train questions only; the saved head is refitted on all examples"}
     save_head(cfg.out, final, meta)
     a = result["any_violation_accuracy"]
