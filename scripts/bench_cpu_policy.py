@@ -1,6 +1,7 @@
 """Speed of the CPU candidate policy, printed as JSON (ratios against baselines run in the same
 process): episodes/s at batch 1 and batched against the LM policy on the same questions, and the
-encoder call of one decision against the bare sentence-transformers call on the same texts.
+encoder call of one decision against the bare sentence-transformers call on the same texts, and
+what the answer reader costs (the same cold batched run without it).
 
     python scripts/bench_cpu_policy.py [--policy DIR] [--questions 64] [--lm-questions 2]
 
@@ -46,12 +47,25 @@ def main() -> None:
     policy = CandidatePolicy.load(args.policy)
     out: dict = {"questions": len(questions), "threads": args.threads}
 
-    policy.featurize.cache.clear()
+    from citeagent.policies import candidate
+
+    def forget() -> None:  # a cold run: no text embedded before, no quotes read by the answer reader
+        policy.featurize.cache.clear()
+        candidate._READ_MEMO.clear()
+
+    out["answer_reader"] = policy.config.reader or "none"
+    forget()
     out["cpu_batch1_cold_eps"] = episodes_per_second(policy, questions, backend_for, 1)
     out["cpu_batch1_warm_eps"] = episodes_per_second(policy, questions, backend_for, 1)
-    policy.featurize.cache.clear()
+    forget()
     out["cpu_batch32_cold_eps"] = episodes_per_second(policy, questions, backend_for, 32)
     out["cpu_batch32_warm_eps"] = episodes_per_second(policy, questions, backend_for, 32)
+    if policy.config.reader:  # what the reader costs: the same cold batched run without it
+        reader, policy.config.reader = policy.config.reader, ""
+        forget()
+        out["cpu_batch32_cold_no_reader_eps"] = episodes_per_second(policy, questions, backend_for, 32)
+        policy.config.reader = reader
+        out["reader_cost_ratio_cold"] = out["cpu_batch32_cold_no_reader_eps"] / out["cpu_batch32_cold_eps"]
 
     # One decision's encoder call: the new texts of a results page (8 snippets) and a question.
     from citeenv.search.embedder import load_embedder

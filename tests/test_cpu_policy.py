@@ -1,6 +1,7 @@
 """The CPU-scale candidate policy: exact log-probs over valid candidates, masking, the features,
 the expert BC imitates, and its artifacts. A tiny deterministic encoder stands in for MiniLM: the
 encoder is not what these tests test (tests/test_encoder.py does)."""
+import json
 import math
 
 import numpy as np
@@ -156,6 +157,11 @@ def test_artifacts_round_trip_and_refuse_corruption(tmp_path):
     again = CandidatePolicy.load(tmp_path / "p", encoder=WordEncoder())
     for a, b in zip(policy.scorer.state_dict().values(), again.scorer.state_dict().values()):
         assert torch.equal(a, b)
+    meta = json.loads((tmp_path / "p" / "policy.json").read_text())
+    (tmp_path / "p" / "policy.json").write_text(json.dumps(meta | {"n_answer_features": 5}))
+    with pytest.raises(PolicyArtifactError, match="answer head reads 5 features.*--init"):
+        CandidatePolicy.load(tmp_path / "p", encoder=WordEncoder())
+    (tmp_path / "p" / "policy.json").write_text(json.dumps(meta))
     (tmp_path / "p" / "scorer.safetensors").write_bytes(b"not weights")
     with pytest.raises(PolicyArtifactError, match="corrupt.*citeagent train cpu-bc"):
         CandidatePolicy.load(tmp_path / "p", encoder=WordEncoder())

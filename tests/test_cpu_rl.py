@@ -85,19 +85,19 @@ def tiny_setup():
                  for t, text in DOCS]
     torch.manual_seed(0)
     policy = CandidatePolicy(Scorer(16), WordEncoder(), CandidatePolicyConfig(temperature=1.0))
-    return policy, questions, {"tiny": lambda i: backend}
+    return policy, questions, {"tiny": (questions, lambda i: backend)}
 
 
 def test_ppo_resumes_exactly_after_a_kill(tmp_path):
     cfg = dict(episodes=8, episodes_per_iter=4, minibatch_episodes=2, update_epochs=2, max_actions=6, seed=3)
     policy, questions, backends = tiny_setup()
-    train(CpuPPOConfig(out=str(tmp_path / "straight"), **cfg), policy, questions, backends)
+    train(CpuPPOConfig(out=str(tmp_path / "straight"), **cfg), policy, backends)
     straight = policy.scorer.state_dict()
 
     policy, questions, backends = tiny_setup()
-    train(CpuPPOConfig(out=str(tmp_path / "killed"), **(cfg | {"episodes": 4})), policy, questions, backends)  # "killed" after 1
+    train(CpuPPOConfig(out=str(tmp_path / "killed"), **(cfg | {"episodes": 4})), policy, backends)  # "killed" after 1
     policy, questions, backends = tiny_setup()  # a new process: the BC weights again, then the checkpoint
-    train(CpuPPOConfig(out=str(tmp_path / "killed"), **cfg), policy, questions, backends)
+    train(CpuPPOConfig(out=str(tmp_path / "killed"), **cfg), policy, backends)
     for k, v in straight.items():
         assert torch.equal(v, policy.scorer.state_dict()[k]), k
     rows = [json.loads(x) for x in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
@@ -120,12 +120,12 @@ def test_ppo_refuses_bad_configs_before_training(tmp_path):
 def test_ppo_stops_on_nan_and_keeps_the_last_good_checkpoint(tmp_path):
     policy, questions, backends = tiny_setup()
     cfg = CpuPPOConfig(out=str(tmp_path / "run"), episodes=4, episodes_per_iter=4, minibatch_episodes=2, max_actions=6)
-    train(cfg, policy, questions, backends)
+    train(cfg, policy, backends)
     good = (tmp_path / "run" / "checkpoint.pt").read_bytes()
     nan_rm = types.SimpleNamespace(score_batch=lambda qs, ans: [float("nan")] * len(ans))
     with pytest.raises(FloatingPointError, match="last good checkpoint"):
         train(CpuPPOConfig(out=str(tmp_path / "run"), episodes=8, episodes_per_iter=4, minibatch_episodes=2,
-                           max_actions=6), policy, questions, backends, reward_model=nan_rm)
+                           max_actions=6), policy, backends, reward_model=nan_rm)
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == good
 
 
@@ -147,3 +147,12 @@ def test_comparisons_pair_untied_samples_and_round_trip(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"question": "x"}\n')
     with pytest.raises(Exception, match="bad.jsonl, line 1"):
         read_comparisons(tmp_path / "bad.jsonl")
+
+
+def test_rl_question_pools_refuse_unknown_settings_and_pydocs_without_questions(tmp_path):
+    from citeagent.train.cpu_bc import question_pools
+
+    with pytest.raises(ValueError, match="--settings 'web'.*distractor, pooled and/or pydocs"):
+        question_pools("web")
+    with pytest.raises(ValueError, match="--settings pydocs needs --pydocs-questions"):
+        question_pools("pydocs", pydocs_questions=str(tmp_path / "none.jsonl"))

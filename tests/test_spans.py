@@ -65,3 +65,50 @@ def test_features_by_hand():
     assert f[j, o] == np.float32(qv @ cv) and abs(f[j, o + 1] - float(qv @ sv)) < 1e-6
     assert f[j, o + 2] == 0  # no word of "Philadelphia" is in the question
     assert f[j, o + 9] == 1 / 3  # "published" right before it is a question word
+
+
+DOC = [{"n": 1, "text": "Return a list of the words in the string, using sep as the delimiter string."},
+       {"n": 2, "text": "The else clause runs if the expression is false, and __len__() is called; "
+                        "pow(2,n) binds more tightly than unary operators."}]
+
+
+def test_code_names_phrases_and_clauses_by_hand():
+    cands = answer_candidates("What does str.split() return?", DOC)
+    kinds = {c.text: c.kind for c in cands}
+    for c in cands:  # still verbatim from the quote they cite
+        assert DOC[c.quote - 1]["text"][c.start:c.start + len(c.text)] == c.text and c.cites == [c.quote]
+    assert kinds["__len__"] == "code" and kinds["pow(2,n)"] == "code"
+    assert kinds["a list of the words in the string"] == "clause"  # what "Return" returns
+    assert kinds["if the expression is false"] == "clause"  # a condition, to its piece's end
+    assert kinds["The else clause runs if the expression is false"] == "clause"
+    assert kinds["more tightly"] == "phrase"  # a comparative may open a short phrase
+    assert "more" not in kinds and "the" not in kinds
+    assert "using sep as the delimiter string" in kinds
+
+
+def test_a_long_or_clause_is_not_a_pair_of_options():
+    assert question_options("Which base64 function decodes the base32 encoded bytes-like object or ASCII string s?") == []
+
+
+def test_reader_proposals_join_the_candidates_and_are_scored_by_hand():
+    import math
+
+    from citeagent.policies.reader import AnswerCandidate as Proposal
+
+    q = "Where was the magazine published?"
+    proposed = [Proposal("Philadelphia", math.log(0.5), [1], "span"),
+                Proposal("woman's magazine published by Bauer", math.log(0.25), [2], "span"),  # not enumerated
+                Proposal("Bauer Media", math.log(0.125), [1], "span"),  # not in the quote it cites: refused
+                Proposal("yes", math.log(0.0625), [1, 2], "yes")]
+    plain = answer_candidates(q, QUOTES)
+    cands = answer_candidates(q, QUOTES, proposed=proposed)
+    assert [c.text for c in cands[:len(plain)]] == [c.text for c in plain]
+    added = cands[len(plain):]
+    assert [(c.text, c.cites, c.start) for c in added] == [
+        ("woman's magazine published by Bauer", [2], QUOTES[1]["text"].index("woman's"))]
+    f = span_features(q, QUOTES, cands, WordEncoder().encode, proposed)
+    o = len(QTYPES) * len(STYPES)
+    texts = [c.text for c in cands]
+    assert abs(f[texts.index("Philadelphia"), o + 12] - 0.5) < 1e-6 and f[texts.index("Philadelphia"), o + 13] == 1
+    assert abs(f[-1, o + 12] - 0.25) < 1e-6 and f[-1, o + 13] == 0.5
+    assert f[texts.index("1844"), o + 12] == 0 and f[texts.index("1844"), o + 13] == 0

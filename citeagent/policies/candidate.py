@@ -75,6 +75,11 @@ class CandidatePolicyConfig:
     temperature: float = 0.0
     max_quotes: int = 4  # End: Answer is the only way on once this many quotes are taken
     candidates: dict = field(default_factory=lambda: asdict(CandidateConfig()))
+    # the extractive answer reader (citeagent/artifacts/reader) proposes answers and scores them
+    # for the answer head: "shipped", a reader directory, or "" for none. Part of what the
+    # answer head was trained on, so it is saved with the policy.
+    reader: str = ""
+    reader_k: int = 8
 
 
 class Scorer(nn.Module):
@@ -263,6 +268,33 @@ class Decision:
     phase: str = "browse"
 
 
+_READERS: dict[str, object] = {}
+_READ_MEMO: dict[tuple, dict] = {}
+
+
+def propose_answers(config: CandidatePolicyConfig, episodes: list[tuple[str, list[dict]]]) -> list[list | None]:
+    """The reader's best answers for each (question, quotes) with quotes, or None per episode when
+    the policy has no reader. One reader per process and directory."""
+    if not config.reader:
+        return [None] * len(episodes)
+    if config.reader not in _READERS:
+        from citeagent.policies.reader import Reader
+
+        _READERS[config.reader] = Reader.load(None if config.reader == "shipped" else config.reader)
+    # RL samples a question many times and often ends with the same quotes: their reading is kept
+    memo = _READ_MEMO.setdefault((config.reader, config.reader_k), {})
+    keys = [(q, tuple((x.get("n"), x["text"]) for x in quotes)) for q, quotes in episodes]
+    todo = [i for i, (_, quotes) in enumerate(episodes)
+            if keys[i] not in memo and any(x["text"].strip() for x in quotes)]
+    if todo:
+        got = _READERS[config.reader].candidates_batch([episodes[i] for i in todo], k=config.reader_k)
+        if len(memo) > 50_000:
+            memo.clear()
+        for i, cs in zip(todo, got):
+            memo[keys[i]] = cs
+    return [list(memo.get(k, [])) for k in keys]
+
+
 class CandidatePolicy:
     """Scores the enumerated candidates, and the candidate answers (citeagent.policies.spans)."""
 
@@ -332,12 +364,14 @@ class CandidatePolicy:
         return out
 
     def answer_options(self, infos: list[dict]) -> list[tuple[list, np.ndarray]]:
-        """Each answering state's candidate answers and their features; one encoder call for all."""
-        cands = [answer_candidates(info["question"], info["quotes"]) for info in infos]
+        """Each answering state's candidate answers and their features; one encoder call (and one
+        reader call) for all."""
+        proposed = propose_answers(self.config, [(info["question"], info["quotes"]) for info in infos])
+        cands = [answer_candidates(info["question"], info["quotes"], proposed=p) for info, p in zip(infos, proposed)]
         self.featurize.embed([t for info, cs in zip(infos, cands)
                               for t in [info["question"], *(c.text for c in cs), *(q["text"] for q in info["quotes"])]])
-        return [(cs, span_features(info["question"], info["quotes"], cs, self.featurize.embed))
-                for info, cs in zip(infos, cands)]
+        return [(cs, span_features(info["question"], info["quotes"], cs, self.featurize.embed, p))
+                for info, cs, p in zip(infos, cands, proposed)]
 
     def _answer(self, infos: list[dict]) -> list[Decision]:
         options = self.answer_options(infos)
@@ -371,7 +405,8 @@ class CandidatePolicy:
         d.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.scorer.state_dict().items()}, str(d / "scorer.safetensors"))
         config = asdict(self.config) | {"hidden": self.scorer.net[0].out_features}
-        meta = {"format": "citeagent-cpu-policy/1", "n_features": N_FEATURES, "config": config}
+        meta = {"format": "citeagent-cpu-policy/1", "n_features": N_FEATURES, "n_answer_features": N_ANSWER_FEATURES,
+                "config": config}
         (d / "policy.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -387,6 +422,10 @@ class CandidatePolicy:
             if meta.get("format") != "citeagent-cpu-policy/1" or meta.get("n_features") != N_FEATURES:
                 raise ValueError(f"format {meta.get('format')!r} with {meta.get('n_features')} features; "
                                  f"this code reads citeagent-cpu-policy/1 with {N_FEATURES}")
+            if meta.get("n_answer_features", N_ANSWER_FEATURES) != N_ANSWER_FEATURES:
+                raise ValueError(f"its answer head reads {meta['n_answer_features']} features per candidate answer and "
+                                 f"this code makes {N_ANSWER_FEATURES} (the answer candidates changed); retrain the "
+                                 "answer head alone with `citeagent train cpu-bc --init DIR --out DIR`")
             config = CandidatePolicyConfig(**(meta["config"] | overrides))
             from safetensors.torch import load_file
 

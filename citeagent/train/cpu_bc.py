@@ -52,6 +52,12 @@ class CpuBCConfig:
     weight_decay: float = 1e-4
     hidden: int = 256
     threads: int = 2
+    # a trained policy directory: keep its browsing scorer and train only the answer head (no
+    # roll-ins; minutes), for when the answer candidates or their features change
+    init: str = ""
+    # the answer reader whose proposals and scores the answer head reads ("shipped": the one in
+    # citeagent/artifacts/reader; "" for none)
+    reader: str = "shipped"
 
     def __post_init__(self) -> None:
         if isinstance(self.demos, str):
@@ -71,6 +77,8 @@ class CpuBCConfig:
         if self.pydocs_questions and not Path(self.pydocs_questions).is_file():
             problems.append(f"--pydocs-questions {self.pydocs_questions}: no such file; make it with "
                             "`citeagent train pydocs-questions --out FILE`")
+        if self.init and not Path(self.init, "scorer.safetensors").is_file():
+            problems.append(f"--init {self.init}: no trained policy there (scorer.safetensors is missing)")
         for d in self.demos:
             if not Path(d).is_file():
                 problems.append(f"--demos {d}: no such file")
@@ -161,6 +169,28 @@ def hotpot_training_questions(limit: int = 0) -> list[dict]:
     for q in out:
         q["record"] = by_id[q["id"]]
     return out
+
+
+def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str = "", pydocs_limit: int = 800,
+                   seed: int = 0) -> dict[str, tuple[list[dict], object]]:
+    """The RL trainers' training questions: setting -> (questions, question index -> Backend).
+    Settings: distractor and pooled (HotpotQA's training questions), pydocs (the generated pydocs
+    questions BC used: the same seeded shuffle and limit)."""
+    names = [s.strip() for s in settings.split(",") if s.strip()]
+    unknown = [n for n in names if n not in ("distractor", "pooled", "pydocs")]
+    if unknown or not names:
+        raise ValueError(f"--settings {settings!r}: use distractor, pooled and/or pydocs, comma-separated")
+    if "pydocs" in names and not (pydocs_questions and Path(pydocs_questions).is_file()):
+        raise ValueError("--settings pydocs needs --pydocs-questions FILE (`citeagent train pydocs-questions --out FILE`)")
+    pools = {}
+    hot = hotpot_training_questions(hotpot_limit) if set(names) - {"pydocs"} else []
+    for name in names:
+        if name == "pydocs":
+            pools[name] = _pydocs_group(CpuBCConfig(pydocs_questions=pydocs_questions, pydocs_limit=pydocs_limit,
+                                                    seed=seed))
+        else:
+            pools[name] = (hot, _backends(None, hot, name))
+    return pools
 
 
 def _backends(cfg: CpuBCConfig, questions: list[dict], setting: str):
@@ -255,12 +285,13 @@ def train_scorer(cfg: CpuBCConfig, train_x: list[np.ndarray], train_y: list[int]
     return scorer.eval(), history
 
 
-def answer_examples(questions: list[dict], featurize, rng: random.Random) -> list[tuple]:
+def answer_examples(questions: list[dict], featurize, rng: random.Random, policy_config=None) -> list[tuple]:
     """(features of the candidate answers, the index of the best one, the question, the candidates'
     texts) for every
     question whose gold sentences hold a candidate with answer F1 >= 0.5. The quotes are the gold
     sentences and, half the time, one more sentence of a gold paragraph, as a policy's quotes often are."""
     from citeagent.eval.answer_metrics import best_token_f1
+    from citeagent.policies.candidate import CandidatePolicyConfig, propose_answers
     from citeagent.policies.spans import answer_candidates, span_features
 
     plans = []
@@ -274,13 +305,17 @@ def answer_examples(questions: list[dict], featurize, rng: random.Random) -> lis
             if extra:
                 texts.insert(rng.randrange(len(texts) + 1), rng.choice(extra))
         quotes = [{"n": i + 1, "text": t, "title": "", "url": ""} for i, t in enumerate(texts)]
-        cands = answer_candidates(q["question"], quotes)
+        plans.append((q, quotes))
+    proposed = propose_answers(policy_config or CandidatePolicyConfig(), [(q["question"], quotes) for q, quotes in plans])
+    kept = []
+    for (q, quotes), p in zip(plans, proposed):
+        cands = answer_candidates(q["question"], quotes, proposed=p)
         f1 = [best_token_f1(c.text, q["answers"]) for c in cands]
         if cands and max(f1) >= 0.5:
-            plans.append((q, quotes, cands, int(np.argmax(f1))))
-    featurize.embed([t for q, quotes, cands, _ in plans for t in [q["question"], *(c.text for c in cands), *(x["text"] for x in quotes)]])
-    return [(span_features(q["question"], quotes, cands, featurize.embed), label, q, [c.text for c in cands])
-            for q, quotes, cands, label in plans]
+            kept.append((q, quotes, cands, int(np.argmax(f1)), p))
+    featurize.embed([t for q, quotes, cands, _, _ in kept for t in [q["question"], *(c.text for c in cands), *(x["text"] for x in quotes)]])
+    return [(span_features(q["question"], quotes, cands, featurize.embed, p), label, q, [c.text for c in cands])
+            for q, quotes, cands, label, p in kept]
 
 
 def train_answer_head(cfg: CpuBCConfig, scorer, train: list, valid: list, log=print) -> list[dict]:
@@ -328,6 +363,8 @@ def run(cfg: CpuBCConfig) -> dict:
     torch.set_num_threads(cfg.threads)
     t0 = time.time()
     rng = random.Random(cfg.seed)
+    if cfg.init:
+        return _answer_only(cfg, t0)
     groups: list[tuple[str, list[dict], object]] = []
     hot = hotpot_training_questions(cfg.hotpot_limit)
     for setting in cfg.setting_list:
@@ -358,26 +395,79 @@ def run(cfg: CpuBCConfig) -> dict:
         for lo in tqdm(range(0, len(part), 256), desc="features", file=sys.stderr):
             xs.extend(featurize([s for s, _ in part[lo: lo + 256]]))
         feats.append(xs)
-    answers = {"train": [], "valid": []}
-    for name, questions, _ in groups:
-        if name == "hotpotqa-pooled":
-            continue  # the same questions as the distractor setting
-        n_valid = max(1, int(len(questions) * cfg.valid_fraction))
-        answers["train"] += answer_examples(questions[:len(questions) - n_valid], featurize, rng)
-        answers["valid"] += answer_examples(questions[len(questions) - n_valid:], featurize, rng)
+    # the answer examples draw from their own generator, so --init reproduces this answer head
+    answers = _answer_data(cfg, [(name, qs) for name, qs, _ in groups if name != "hotpotqa-pooled"], featurize,
+                           random.Random(cfg.seed))
     featurize.save_cache(cache)
     t_data = time.time() - t0
     # A small MLP trains fastest on one thread; two threads stall each other on a busy machine.
     torch.set_num_threads(1)
     scorer, history = train_scorer(cfg, feats[0], [y for _, y in train_states], feats[1], [y for _, y in valid_states])
     answer_history = train_answer_head(cfg, scorer, answers["train"], answers["valid"])
-    policy = CandidatePolicy(scorer, featurize.encoder, CandidatePolicyConfig(hidden=cfg.hidden))
+    policy = CandidatePolicy(scorer, featurize.encoder, _policy_config(cfg))
     policy.save(cfg.out)
     report = {"config": asdict(cfg), "data": counts, "train_states": len(train_states), "valid_states": len(valid_states),
               "history": history, "best_valid_accuracy": max(h["valid_accuracy"] for h in history),
               "answer_examples": {k: len(v) for k, v in answers.items()}, "answer_history": answer_history,
               "best_valid_answer_f1": max(h["valid_answer_f1"] for h in answer_history),
               "seconds_data": round(t_data, 1), "seconds_total": round(time.time() - t0, 1)}
+    Path(cfg.out, "cpu_bc_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _answer_groups(cfg: CpuBCConfig) -> list[tuple[str, list[dict]]]:
+    """The questions whose gold sentences teach the answer head (HotpotQA once, whatever the settings)."""
+    groups = [("hotpotqa", hotpot_training_questions(cfg.hotpot_limit))]
+    if cfg.pydocs_questions:
+        groups.append(("pydocs", _pydocs_group(cfg)[0]))
+    return groups
+
+
+def _answer_data(cfg: CpuBCConfig, groups, featurize, rng: random.Random) -> dict:
+    answers = {"train": [], "valid": []}
+    for _, questions in groups:
+        n_valid = max(1, int(len(questions) * cfg.valid_fraction))
+        answers["train"] += answer_examples(questions[:len(questions) - n_valid], featurize, rng, _policy_config(cfg))
+        answers["valid"] += answer_examples(questions[len(questions) - n_valid:], featurize, rng, _policy_config(cfg))
+    return answers
+
+
+def _policy_config(cfg: CpuBCConfig, base: dict | None = None):
+    from citeagent.policies.candidate import CandidatePolicyConfig
+
+    known = CandidatePolicyConfig.__dataclass_fields__
+    return CandidatePolicyConfig(**({k: v for k, v in (base or {}).items() if k in known}
+                                    | {"hidden": (base or {}).get("hidden", cfg.hidden), "reader": cfg.reader}))
+
+
+def _answer_only(cfg: CpuBCConfig, t0: float) -> dict:
+    """--init: the browsing scorer of a trained policy, a new answer head trained on this code's
+    answer candidates."""
+    import torch
+    from safetensors.torch import load_file
+
+    from citeagent.policies.candidate import CandidatePolicy, Featurizer, Scorer, embedding_cache_path
+    from citeenv.search.encoder import load_encoder
+
+    meta = json.loads(Path(cfg.init, "policy.json").read_text(encoding="utf-8"))
+    torch.manual_seed(cfg.seed)  # as train_scorer does: the same initial answer head as a whole run
+    scorer = Scorer(meta["config"]["hidden"])
+    weights = {k: v for k, v in load_file(str(Path(cfg.init, "scorer.safetensors"))).items()
+               if not k.startswith(("answer_head.", "answer_value."))}
+    missing = scorer.load_state_dict(weights, strict=False).missing_keys
+    assert all(k.startswith(("answer_head.", "answer_value.")) for k in missing), missing
+    featurize = Featurizer(load_encoder())
+    cache = embedding_cache_path()
+    featurize.load_cache(cache)
+    answers = _answer_data(cfg, _answer_groups(cfg), featurize, random.Random(cfg.seed))
+    featurize.save_cache(cache)
+    torch.set_num_threads(1)
+    answer_history = train_answer_head(cfg, scorer, answers["train"], answers["valid"])
+    CandidatePolicy(scorer.eval(), featurize.encoder, _policy_config(cfg, meta["config"])).save(cfg.out)
+    report = {"config": asdict(cfg), "init": cfg.init, "answer_examples": {k: len(v) for k, v in answers.items()},
+              "answer_history": answer_history,
+              "best_valid_answer_f1": max(h["valid_answer_f1"] for h in answer_history),
+              "seconds_total": round(time.time() - t0, 1)}
     Path(cfg.out, "cpu_bc_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 

@@ -35,7 +35,8 @@ class CpuPPOConfig:
     reward: str = "rm"  # rm: the learned reward model; gold: the gold judge (the upper bound)
     reward_model: str = "runs/cpu_pipeline/rm"
     out: str = "runs/cpu_pipeline/ppo"
-    settings: str = "distractor"
+    settings: str = "distractor"  # distractor, pooled, pydocs: each iteration draws one
+    pydocs_questions: str = ""  # the generated pydocs questions (needed by --settings pydocs)
     episodes: int = 2048  # in all
     episodes_per_iter: int = 128
     temperature: float = 1.0
@@ -118,7 +119,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def run(cfg: CpuPPOConfig, log=print) -> dict:
     """Load the BC policy, the reward and the training questions, then `train`."""
     cfg.check_files()
-    from citeagent.train.cpu_bc import _backends, hotpot_training_questions
+    from citeagent.train.cpu_bc import question_pools
 
     torch.set_num_threads(2)
     policy = CandidatePolicy.load(cfg.init, temperature=cfg.temperature)
@@ -127,15 +128,13 @@ def run(cfg: CpuPPOConfig, log=print) -> dict:
         from citeagent.train.cpu_rm import AnswerRewardModel
 
         reward_model = AnswerRewardModel.load(cfg.reward_model, encoder=policy.featurize.encoder)
-    questions = hotpot_training_questions(cfg.hotpot_limit)
-    backends = {s: _backends(None, questions, s) for s in cfg.settings.split(",")}
-    return train(cfg, policy, questions, backends, reward_model, log)
+    pools = question_pools(cfg.settings, cfg.hotpot_limit, cfg.pydocs_questions, seed=cfg.seed)
+    return train(cfg, policy, pools, reward_model, log)
 
 
-def train(cfg: CpuPPOConfig, policy: CandidatePolicy, questions: list[dict], backends: dict, reward_model=None,
-          log=print) -> dict:
-    """The PPO loop. backends: setting name -> (question index -> Backend); reward_model: None
-    for the gold judge, else anything with score_batch(questions, answers)."""
+def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=None, log=print) -> dict:
+    """The PPO loop. pools: setting name -> (questions, question index -> Backend); reward_model:
+    None for the gold judge, else anything with score_batch(questions, answers)."""
     from tqdm import tqdm
 
     from citeagent.train.cpu_rollout import collect_episodes
@@ -165,11 +164,12 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, questions: list[dict], bac
     for it in tqdm(range(start, n_iters), desc="ppo", file=sys.stderr, initial=start, total=n_iters):
         t0 = time.time()
         # ---- rollout: a batch of training questions, each in one of the settings
-        setting = rng.choice(sorted(backends))
+        setting = rng.choice(sorted(pools))
+        questions, backend_for = pools[setting]
         idx = [rng.randrange(len(questions)) for _ in range(cfg.episodes_per_iter)]
         batch = [questions[i] for i in idx]
         scorer.eval()
-        episodes = collect_episodes(policy, batch, lambda i: backends[setting](idx[i]), cfg.max_actions,
+        episodes = collect_episodes(policy, batch, lambda i: backend_for(idx[i]), cfg.max_actions,
                                     batch_size=64, seed=rng.randrange(1 << 30))
         episodes = [e for e in episodes if e.decisions]
         if reward_model is not None:

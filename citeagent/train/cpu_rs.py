@@ -22,7 +22,8 @@ class CpuRSConfig:
     reward: str = "rm"  # rm | gold
     reward_model: str = "runs/cpu_pipeline/rm"
     out: str = "runs/cpu_pipeline/rs"
-    settings: str = "distractor"
+    settings: str = "distractor"  # distractor, pooled, pydocs: every round samples each
+    pydocs_questions: str = ""  # the generated pydocs questions (needed by --settings pydocs)
     n: int = 4  # samples per question
     rounds: int = 2
     questions_per_round: int = 400
@@ -66,7 +67,7 @@ def fit_decisions(scorer, decisions: list, epochs: int, lr: float, seed: int, te
 def run(cfg: CpuRSConfig, log=print) -> dict:
     from tqdm import tqdm
 
-    from citeagent.train.cpu_bc import _backends, hotpot_training_questions
+    from citeagent.train.cpu_bc import question_pools
     from citeagent.train.cpu_rollout import collect_episodes
 
     if not (Path(cfg.init) / "policy.json").is_file():
@@ -79,17 +80,18 @@ def run(cfg: CpuRSConfig, log=print) -> dict:
         from citeagent.train.cpu_rm import AnswerRewardModel
 
         reward_model = AnswerRewardModel.load(cfg.reward_model, encoder=policy.featurize.encoder)
-    questions = hotpot_training_questions(cfg.hotpot_limit)
-    backends = {s: _backends(None, questions, s) for s in cfg.settings.split(",")}
+    pools = question_pools(cfg.settings, cfg.hotpot_limit, cfg.pydocs_questions, seed=cfg.seed)
     rng = random.Random(cfg.seed)
     history, t0 = [], time.time()
     for r in range(cfg.rounds):
-        setting = sorted(backends)[r % len(backends)]
-        picked = rng.sample(range(len(questions)), min(cfg.questions_per_round, len(questions)))
-        rows = [i for i in picked for _ in range(cfg.n)]
-        with tqdm(total=len(rows), desc=f"rejection sampling, round {r + 1}", file=sys.stderr) as bar:
-            episodes = collect_episodes(policy, [questions[i] for i in rows], lambda k: backends[setting](rows[k]),
-                                        cfg.max_actions, batch_size=64, seed=rng.randrange(1 << 30), progress=bar)
+        episodes = []
+        for setting in sorted(pools):  # every setting each round, questions_per_round of each
+            questions, backend_for = pools[setting]
+            picked = rng.sample(range(len(questions)), min(cfg.questions_per_round, len(questions)))
+            rows = [i for i in picked for _ in range(cfg.n)]
+            with tqdm(total=len(rows), desc=f"rejection sampling, round {r + 1}, {setting}", file=sys.stderr) as bar:
+                episodes += collect_episodes(policy, [questions[i] for i in rows], lambda k: backend_for(rows[k]),
+                                             cfg.max_actions, batch_size=64, seed=rng.randrange(1 << 30), progress=bar)
         if reward_model is not None:
             scores = reward_model.score_batch([e.question["question"] for e in episodes], [e.answer for e in episodes])
         else:
@@ -101,7 +103,7 @@ def run(cfg: CpuRSConfig, log=print) -> dict:
                 best.append(max(group, key=lambda t: t[0])[1])
         decisions = [d for e in best for d in e.decisions]
         loss = fit_decisions(policy.scorer, decisions, cfg.epochs, cfg.lr, cfg.seed + r)
-        row = {"round": r + 1, "setting": setting, "episodes": len(episodes), "kept": len(best),
+        row = {"round": r + 1, "settings": sorted(pools), "episodes": len(episodes), "kept": len(best),
                "sample_gold": float(np.mean([e.gold["score"] for e in episodes])),
                "kept_gold": float(np.mean([e.gold["score"] for e in best])) if best else 0.0,
                "kept_answer_f1": float(np.mean([e.gold["answer_f1"] for e in best])) if best else 0.0,

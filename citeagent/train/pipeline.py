@@ -27,6 +27,9 @@ class PipelineConfig:
     stages: str = ",".join(STAGES)  # the stages to run, in this order
     samples: int = 4  # episodes per training question for the comparisons
     comparison_questions: int = 0  # training questions sampled for comparisons (0: all)
+    # where comparisons, rejection sampling and PPO draw training questions (pydocs: the generated
+    # questions BC learnt from, so RL does not trade the documentation away for HotpotQA)
+    settings: str = "distractor,pydocs"
     ppo_episodes: int = 2048
     ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
 
@@ -44,26 +47,31 @@ class PipelineConfig:
         return [s.strip() for s in self.stages.split(",") if s.strip()]
 
 
-def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: int) -> dict:
-    """n sampled episodes of the BC policy per training question (distractor setting); every pair
-    the gold judge does not tie is written as a webgpt_comparisons row."""
+def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: int, settings: str = "distractor",
+                       pydocs_questions: str = "") -> dict:
+    """n sampled episodes of the BC policy per training question of each setting (distractor,
+    pooled, pydocs); every pair the gold judge does not tie is written as a webgpt_comparisons row."""
     from tqdm import tqdm
 
     from citeagent.policies.candidate import CandidatePolicy
-    from citeagent.train.cpu_bc import _backends, hotpot_training_questions
+    from citeagent.train.cpu_bc import question_pools
     from citeagent.train.cpu_rm import comparisons_from_episodes, write_comparisons
     from citeagent.train.cpu_rollout import collect_episodes
 
     policy = CandidatePolicy.load(policy_dir, temperature=1.0, seed=seed)
-    questions = hotpot_training_questions(limit)
-    backend_for = _backends(None, questions, "distractor")
-    rows = [i for i in range(len(questions)) for _ in range(n)]
-    with tqdm(total=len(rows), desc="comparisons: sampling", file=sys.stderr) as bar:
-        episodes = collect_episodes(policy, [questions[i] for i in rows], lambda k: backend_for(rows[k]),
-                                    batch_size=64, seed=seed, progress=bar)
-    comps = comparisons_from_episodes(episodes, n)
+    comps, counts = [], {}
+    for setting, (questions, backend_for) in question_pools(settings, pydocs_questions=pydocs_questions,
+                                                            seed=seed).items():
+        questions = questions[: limit or None]
+        rows = [i for i in range(len(questions)) for _ in range(n)]
+        with tqdm(total=len(rows), desc=f"comparisons: sampling {setting}", file=sys.stderr) as bar:
+            episodes = collect_episodes(policy, [questions[i] for i in rows], lambda k: backend_for(rows[k]),
+                                        batch_size=64, seed=seed, progress=bar)
+        got = comparisons_from_episodes(episodes, n)
+        comps += got
+        counts[setting] = {"questions": len(questions), "episodes": len(episodes), "comparisons": len(got)}
     write_comparisons(comps, out)
-    return {"questions": len(questions), "episodes": len(episodes), "comparisons": len(comps)}
+    return {"settings": counts, "comparisons": len(comps)}
 
 
 def run(cfg: PipelineConfig) -> int:
@@ -103,16 +111,19 @@ def run(cfg: PipelineConfig) -> int:
     stage("bc", lambda: {k: v for k, v in cpu_bc.run(cpu_bc.CpuBCConfig(
         out=str(root / "bc"), seed=cfg.seed, pydocs_questions=str(questions) if questions.is_file() else "")).items()
         if k in ("train_states", "best_valid_accuracy")})
+    pydocs = str(questions) if questions.is_file() else ""
+    settings = cfg.settings if pydocs else ",".join(x for x in cfg.settings.split(",") if x.strip() != "pydocs")
     stage("comparisons", lambda: sample_comparisons(root / "bc", root / "comparisons.jsonl", cfg.samples,
-                                                    cfg.comparison_questions, cfg.seed))
+                                                    cfg.comparison_questions, cfg.seed, settings, pydocs))
     stage("rm", lambda: {k: v for k, v in cpu_rm.train_rm(cpu_rm.CpuRMConfig(
         comparisons=str(root / "comparisons.jsonl"), out=str(root / "rm"), seed=cfg.seed))[1].items()
         if k in ("train_pairs", "valid_pairs", "valid_accuracy")})
     stage("rs", lambda: {"history": cpu_rs.run(cpu_rs.CpuRSConfig(
-        init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "rs"), seed=cfg.seed))["history"]})
+        init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "rs"), seed=cfg.seed, settings=settings,
+        pydocs_questions=pydocs))["history"]})
     stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
-        seed=cfg.seed))["log"]})
+        seed=cfg.seed, settings=settings, pydocs_questions=pydocs))["log"]})
     if cfg.ship:
         ship(root / cfg.ship if cfg.ship == "bc" else root / cfg.ship / "policy")
     print(json.dumps({"config": asdict(cfg), "stages": done}, indent=2))
