@@ -213,3 +213,13 @@ def test_a_corrupt_policy_artifact_is_one_clear_line_naming_the_fix(tmp_path, ca
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert "corrupt" in err and "citeagent train cpu-bc" in err
+
+
+def test_a_missing_answer_reader_is_one_clear_error_naming_the_rebuild(tmp_path):
+    from citeagent.policies.candidate import CandidatePolicyConfig, propose_answers
+    from citeagent.policies.reader import ReaderError
+
+    config = CandidatePolicyConfig(reader=str(tmp_path / "no_reader"))
+    with pytest.raises(ReaderError, match="reader artifact is missing.*citeagent train reader"):
+        propose_answers(config, [("Who?", [{"n": 1, "text": "Ada wrote it."}])])
+    assert propose_answers(CandidatePolicyConfig(reader=""), [("Who?", [])]) == [None]
