@@ -41,18 +41,23 @@ def main() -> None:
         if not run:
             continue
         log = read_log(run)
-        x = [r["sqrt_kl"] for r in log]
-        ax_gold.plot(x, [r["gold"] for r in log], "o-", label=name)
-        if "gold judge" not in name:
-            ax_proxy.plot(x, [r["reward"] for r in log], "o-", label=name)
-        points[name] = [{"sqrt_kl": r["sqrt_kl"], "gold": r["gold"], "reward": r["reward"]} for r in log]
+        settings = sorted({r.get("setting", "") for r in log})
+        for setting in settings:  # each iteration draws one setting: a line per setting, not a zigzag
+            rows = [r for r in log if r.get("setting", "") == setting]
+            label = f"{name} ({setting})" if len(settings) > 1 else name
+            style = "o-" if "gold judge" not in name else "^--"
+            x = [r["sqrt_kl"] for r in rows]
+            ax_gold.plot(x, [r["gold"] for r in rows], style, label=label)
+            if "gold judge" not in name:
+                ax_proxy.plot(x, [r["reward"] for r in rows], style, label=label)
+            points[label] = [{"sqrt_kl": r["sqrt_kl"], "gold": r["gold"], "reward": r["reward"]} for r in rows]
     if args.rs:
         summary = json.loads((Path(args.rs) / "summary.json").read_text())
         n = summary["config"]["n"]
         kl = math.log(n) - (n - 1) / n
         first = summary["history"][0]
         pts = [(0.0, first["sample_gold"]), (math.sqrt(kl), first["kept_gold"])]
-        ax_gold.plot([p[0] for p in pts], [p[1] for p in pts], "s--", label=f"best-of-{n} by the reward model (training questions)")
+        ax_gold.plot([p[0] for p in pts], [p[1] for p in pts], "s--", label=f"best-of-{n} by the reward model (all training settings)")
         points[f"best-of-{n}"] = [{"sqrt_kl": p[0], "gold": p[1]} for p in pts]
     ax_gold.set(xlabel="sqrt KL to BC (nats)", ylabel="gold judge score (0.5 F1 + 0.5 sup. recall)", title="gold reward")
     ax_proxy.set(xlabel="sqrt KL to BC (nats)", ylabel="reward model score", title="proxy reward")
