@@ -156,3 +156,11 @@ def test_rl_question_pools_refuse_unknown_settings_and_pydocs_without_questions(
         question_pools("web")
     with pytest.raises(ValueError, match="--settings pydocs needs --pydocs-questions"):
         question_pools("pydocs", pydocs_questions=str(tmp_path / "none.jsonl"))
+
+
+def test_the_pipeline_refuses_an_unknown_setting_before_any_stage():
+    from citeagent.train.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match="--settings 'distractor,web'"):
+        PipelineConfig(settings="distractor,web")
+    assert PipelineConfig().settings == "distractor,pydocs"
