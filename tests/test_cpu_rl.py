@@ -164,3 +164,24 @@ def test_the_pipeline_refuses_an_unknown_setting_before_any_stage():
     with pytest.raises(ValueError, match="--settings 'distractor,web'"):
         PipelineConfig(settings="distractor,web")
     assert PipelineConfig().settings == "distractor,pydocs"
+
+
+def test_rejection_sampling_keeps_each_groups_best_answered_episode_by_hand():
+    from citeagent.answer import Answer
+    from citeagent.train.cpu_rollout import Episode
+    from citeagent.train.cpu_rs import best_of_groups
+
+    def ep(score, declined=False, truncated=False):
+        answer = Answer.from_dict({"question": "q", "text": "" if declined else "a [1]", "declined": declined,
+                                   "quotes": []})
+        return Episode({"question": "q"}, answer=answer, truncated=truncated, gold={"score": score})
+
+    eps = [ep(0.2), ep(0.9, declined=True), ep(0.5), ep(0.7, truncated=True),  # group 1: 0.5 wins
+           ep(0.1, declined=True), ep(0.3, truncated=True), ep(0.8, declined=True), ep(0.9, declined=True)]  # none
+    assert [e.gold["score"] for e in best_of_groups(eps, 4)] == [0.5]
+
+    class Reversed:  # a reward model that prefers low gold scores
+        def score_batch(self, questions, answers):
+            return [-e.gold["score"] for e in eps]
+
+    assert [e.gold["score"] for e in best_of_groups(eps, 4, Reversed())] == [0.2]

@@ -44,9 +44,11 @@ def gold_judgement(question: dict, answer: Answer) -> dict:
 
 
 def collect_episodes(policy: CandidatePolicy, questions: list[dict], backend_for, max_actions: int = 12,
-                     batch_size: int = 32, seed: int = 0, progress=None) -> list[Episode]:
+                     batch_size: int = 32, seed: int = 0, progress=None, keep_decisions: bool = True) -> list[Episode]:
     """One episode per question (repeat a question to sample it several times), `batch_size`
-    stepped together: one encoder call and one scorer call per step for the whole batch."""
+    stepped together: one encoder call and one scorer call per step for the whole batch.
+    keep_decisions=False keeps only the answers and their judgements: a decision holds its
+    candidates' features (about 100 KB), which thousands of sampled episodes cannot all keep."""
     from citeenv.browser import BrowserConfig
     from citeenv.gym_env import BatchedTextBrowserEnv
 
@@ -62,7 +64,7 @@ def collect_episodes(policy: CandidatePolicy, questions: list[dict], backend_for
             rows = env.active()
             actions = policy.act_batch([obs[r] for r in rows], [infos[r] for r in rows])
             for r, d in zip(rows, policy.last_decisions):
-                if d.index >= 0:
+                if d.index >= 0 and keep_decisions:
                     eps[r].decisions.append(d)
             for r, (o, _, term, trunc, info) in env.step(dict(zip(rows, actions))).items():
                 obs[r], infos[r] = o, info

@@ -64,6 +64,21 @@ def fit_decisions(scorer, decisions: list, epochs: int, lr: float, seed: int, te
     return float(loss)
 
 
+def best_of_groups(episodes: list, n: int, reward_model=None) -> list:
+    """Episodes come n per question; of each group's answered ones, the one the reward model (the
+    gold judge when None) scores highest."""
+    if reward_model is not None:
+        scores = reward_model.score_batch([e.question["question"] for e in episodes], [e.answer for e in episodes])
+    else:
+        scores = [e.gold["score"] for e in episodes]
+    best = []
+    for g in range(0, len(episodes), n):
+        group = [(s, e) for s, e in zip(scores[g:g + n], episodes[g:g + n]) if e.answered]
+        if group:
+            best.append(max(group, key=lambda t: t[0])[1])
+    return best
+
+
 def run(cfg: CpuRSConfig, log=print) -> dict:
     from tqdm import tqdm
 
@@ -84,27 +99,22 @@ def run(cfg: CpuRSConfig, log=print) -> dict:
     rng = random.Random(cfg.seed)
     history, t0 = [], time.time()
     for r in range(cfg.rounds):
-        episodes = []
+        best, sample_gold = [], []
         for setting in sorted(pools):  # every setting each round, questions_per_round of each
             questions, backend_for = pools[setting]
             picked = rng.sample(range(len(questions)), min(cfg.questions_per_round, len(questions)))
             rows = [i for i in picked for _ in range(cfg.n)]
             with tqdm(total=len(rows), desc=f"rejection sampling, round {r + 1}, {setting}", file=sys.stderr) as bar:
-                episodes += collect_episodes(policy, [questions[i] for i in rows], lambda k: backend_for(rows[k]),
-                                             cfg.max_actions, batch_size=64, seed=rng.randrange(1 << 30), progress=bar)
-        if reward_model is not None:
-            scores = reward_model.score_batch([e.question["question"] for e in episodes], [e.answer for e in episodes])
-        else:
-            scores = [e.gold["score"] for e in episodes]
-        best = []
-        for g in range(0, len(episodes), cfg.n):
-            group = [(s, e) for s, e in zip(scores[g:g + cfg.n], episodes[g:g + cfg.n]) if e.answered]
-            if group:
-                best.append(max(group, key=lambda t: t[0])[1])
+                episodes = collect_episodes(policy, [questions[i] for i in rows], lambda k: backend_for(rows[k]),
+                                            cfg.max_actions, batch_size=64, seed=rng.randrange(1 << 30), progress=bar)
+            # keep each setting's best at once: every sample's decisions at the same time would not fit in memory
+            best += best_of_groups(episodes, cfg.n, reward_model)
+            sample_gold += [e.gold["score"] for e in episodes]
+            del episodes
         decisions = [d for e in best for d in e.decisions]
         loss = fit_decisions(policy.scorer, decisions, cfg.epochs, cfg.lr, cfg.seed + r)
-        row = {"round": r + 1, "settings": sorted(pools), "episodes": len(episodes), "kept": len(best),
-               "sample_gold": float(np.mean([e.gold["score"] for e in episodes])),
+        row = {"round": r + 1, "settings": sorted(pools), "episodes": len(sample_gold), "kept": len(best),
+               "sample_gold": float(np.mean(sample_gold)),
                "kept_gold": float(np.mean([e.gold["score"] for e in best])) if best else 0.0,
                "kept_answer_f1": float(np.mean([e.gold["answer_f1"] for e in best])) if best else 0.0,
                "loss": loss, "seconds": round(time.time() - t0, 1)}

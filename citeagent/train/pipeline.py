@@ -69,7 +69,7 @@ def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: in
         rows = [i for i in range(len(questions)) for _ in range(n)]
         with tqdm(total=len(rows), desc=f"comparisons: sampling {setting}", file=sys.stderr) as bar:
             episodes = collect_episodes(policy, [questions[i] for i in rows], lambda k: backend_for(rows[k]),
-                                        batch_size=64, seed=seed, progress=bar)
+                                        batch_size=64, seed=seed, progress=bar, keep_decisions=False)
         got = comparisons_from_episodes(episodes, n)
         comps += got
         counts[setting] = {"questions": len(questions), "episodes": len(episodes), "comparisons": len(got)}
