@@ -171,15 +171,23 @@ def hotpot_training_questions(limit: int = 0) -> list[dict]:
     return out
 
 
+RL_SETTINGS = ("distractor", "pooled", "pydocs")
+
+
+def rl_settings(settings: str) -> list[str]:
+    """The names in an RL trainer's --settings, refused unless each is one of RL_SETTINGS."""
+    names = [s.strip() for s in settings.split(",") if s.strip()]
+    if not names or any(n not in RL_SETTINGS for n in names):
+        raise ValueError(f"--settings {settings!r}: use distractor, pooled and/or pydocs, comma-separated")
+    return names
+
+
 def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str = "", pydocs_limit: int = 800,
                    seed: int = 0) -> dict[str, tuple[list[dict], object]]:
     """The RL trainers' training questions: setting -> (questions, question index -> Backend).
     Settings: distractor and pooled (HotpotQA's training questions), pydocs (the generated pydocs
     questions BC used: the same seeded shuffle and limit)."""
-    names = [s.strip() for s in settings.split(",") if s.strip()]
-    unknown = [n for n in names if n not in ("distractor", "pooled", "pydocs")]
-    if unknown or not names:
-        raise ValueError(f"--settings {settings!r}: use distractor, pooled and/or pydocs, comma-separated")
+    names = rl_settings(settings)
     if "pydocs" in names and not (pydocs_questions and Path(pydocs_questions).is_file()):
         raise ValueError("--settings pydocs needs --pydocs-questions FILE (`citeagent train pydocs-questions --out FILE`)")
     pools = {}
@@ -424,11 +432,11 @@ def _answer_groups(cfg: CpuBCConfig) -> list[tuple[str, list[dict]]]:
 
 
 def _answer_data(cfg: CpuBCConfig, groups, featurize, rng: random.Random) -> dict:
-    answers = {"train": [], "valid": []}
+    answers, config = {"train": [], "valid": []}, _policy_config(cfg)
     for _, questions in groups:
         n_valid = max(1, int(len(questions) * cfg.valid_fraction))
-        answers["train"] += answer_examples(questions[:len(questions) - n_valid], featurize, rng, _policy_config(cfg))
-        answers["valid"] += answer_examples(questions[len(questions) - n_valid:], featurize, rng, _policy_config(cfg))
+        answers["train"] += answer_examples(questions[:len(questions) - n_valid], featurize, rng, config)
+        answers["valid"] += answer_examples(questions[len(questions) - n_valid:], featurize, rng, config)
     return answers
 
 

@@ -39,9 +39,9 @@ class PipelineConfig:
             raise ValueError(f"--stages: unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
         if self.ship not in ("", "bc", "rs", "ppo"):
             raise ValueError(f"--ship {self.ship!r}: name the stage whose policy to ship (bc, rs or ppo)")
-        bad = [x for x in self.settings.split(",") if x.strip() not in ("distractor", "pooled", "pydocs")]
-        if bad or not self.settings.strip():
-            raise ValueError(f"--settings {self.settings!r}: use distractor, pooled and/or pydocs, comma-separated")
+        from citeagent.train.cpu_bc import rl_settings
+
+        rl_settings(self.settings)  # an unknown setting stops here, before any stage
         if self.samples < 2:
             raise ValueError(f"--samples {self.samples}: comparisons need at least 2 episodes per question")
 
