@@ -26,6 +26,9 @@ class AskConfig:
     temperature: float = field(default=1.0, metadata={"help": (
         "with --best-of N > 1, the sampling temperature of a greedy LM policy")})
     max_actions: int = field(default=20, metadata={"help": "browser commands per episode, the answer included"})
+    answer_form: str = field(default="auto", metadata={"choices": ["auto", "span", "sentence"], "help": (
+        "the CPU agent's answer: span (short), sentence (the quoted sentence that holds the span), auto (span on "
+        "HotpotQA corpora, sentence elsewhere)")})
     safety: bool = field(default=False, metadata={"action": "store_true", "help": (
         "decline (End: Decline) when the rule classifier flags the question or every candidate answer, and say "
         "which rule")})
@@ -104,7 +107,10 @@ def cmd_ask(args) -> int:
 
         gate = load_gate(encoder=encoder)
     backend = make_backend(where)
-    policy = make_policy(config.policy, device=dev.device, dtype=dev.dtype)
+    from citeagent.policies.candidate import answer_form_for
+
+    form = config.answer_form if config.answer_form != "auto" else answer_form_for(None if where.web else where.corpus)
+    policy = make_policy(config.policy, answer_form=form, device=dev.device, dtype=dev.dtype)
 
     def show(i, obs, action, info):
         print("-" * 80, file=sys.stderr)

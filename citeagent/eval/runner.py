@@ -32,7 +32,7 @@ CONFIG = "config.json"
 REPORT = "report.html"
 # Changing any of these between an interrupted run and its resumption would mix two runs.
 IDENTITY = ("dataset", "policy", "predictions", "corpus", "search", "web", "judge", "reward_model", "max_actions", "seed",
-            "best_of", "temperature", "sample", "safety", "combined_reward")
+            "best_of", "temperature", "sample", "safety", "combined_reward", "answer_form")
 
 
 def _help(text: str, **kw) -> dict:
@@ -70,6 +70,9 @@ class EvalConfig:
         "the corpus to ask against, overriding the data set's (needed for nq-open, asqa, fever unless --web)"))
     search: str = field(default="bm25", metadata=_help("how the local corpus is searched",
                                                         choices=["bm25", "dense", "hybrid"]))
+    answer_form: str = field(default="auto", metadata=_help(
+        "the CPU agent's answer: span (a short span, HotpotQA's form), sentence (the quoted sentence that holds "
+        "it), auto (span on HotpotQA corpora, sentence elsewhere)", choices=["auto", "span", "sentence"]))
     web: bool = field(default=False, metadata=_help("browse the live web (needs --search-url)"))
     search_url: str | None = None
     max_actions: int = 20
@@ -377,7 +380,11 @@ class EvalRun:
         if not todo:
             bar.close()
             return
-        policy = make_policy(c.policy, device=c.device, dtype=c.dtype)
+        from citeagent.policies.candidate import answer_form_for
+
+        where = None if c.web else c.corpus or dataset.corpus or next((e.corpus for e in chosen if e.corpus), None)
+        form = answer_form_for(where) if c.answer_form == "auto" else c.answer_form
+        policy = make_policy(c.policy, answer_form=form, device=c.device, dtype=c.dtype)
         if c.best_of > 1 or c.sample:
             from citeagent.policies.best_of_n import can_sample, not_sampling
 

@@ -7,11 +7,12 @@ from pathlib import Path
 DEFAULT_POLICY = "baseline"
 
 
-def make_policy(name: str = DEFAULT_POLICY, **kw):
+def make_policy(name: str = DEFAULT_POLICY, answer_form: str | None = None, **kw):
     """'cpu' is the shipped candidate-scoring policy (citeagent/artifacts); a directory holding a
     policy.json is another trained candidate policy; 'baseline' needs no model; 'lm' is the
     bundled SmolLM2-135M-Instruct; anything else is a Hugging Face model name or a local model
-    directory driven by the LM policy."""
+    directory driven by the LM policy. `answer_form` ("span" or "sentence", see
+    candidate.answer_form_for) applies to candidate policies; the others write their own answers."""
     if not name or not str(name).strip():
         raise ValueError("--policy is empty: use cpu, baseline, lm, or a model name/path.")
     if name == "baseline":
@@ -21,7 +22,7 @@ def make_policy(name: str = DEFAULT_POLICY, **kw):
     if name == "cpu" or (Path(name) / "policy.json").is_file():
         from citeagent.policies.candidate import CandidatePolicy
 
-        return CandidatePolicy.load(None if name == "cpu" else name)
+        return CandidatePolicy.load(None if name == "cpu" else name, **({"answer_form": answer_form} if answer_form else {}))
     from citeagent.policies.lm import LMPolicy
 
     return LMPolicy(None if name == "lm" else name, **kw)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from citeagent.policies.spans import N_SPAN_FEATURES, answer_candidates, format_answer, span_features
+from citeagent.policies.spans import ANSWER_FORMS, N_SPAN_FEATURES, answer_candidates, format_answer, span_features
 from citeenv.candidates import CandidateConfig
 
 KINDS = ("Search", "Clicked on link", "Quote:", "Find in page:", "Scrolled down", "Scrolled up", "Back", "End: Answer",
@@ -80,6 +80,19 @@ class CandidatePolicyConfig:
     # answer head was trained on, so it is saved with the policy.
     reader: str = ""
     reader_k: int = 8
+    # "span": the picked span alone (HotpotQA's short answers); "sentence": the quoted sentence
+    # that holds it (documentation, the web). Chosen per corpus by answer_form_for; not trained.
+    answer_form: str = "span"
+
+    def __post_init__(self):
+        if self.answer_form not in ANSWER_FORMS:
+            raise ValueError(f"answer_form {self.answer_form!r}: use one of {', '.join(ANSWER_FORMS)}")
+
+
+def answer_form_for(corpus: str | None) -> str:
+    """The answer form a corpus's questions want: HotpotQA's are short factoids scored by span F1;
+    documentation and web questions want the statement, so the quoted sentence."""
+    return "span" if str(corpus or "").startswith("hotpotqa") else "sentence"
 
 
 class Scorer(nn.Module):
@@ -384,7 +397,8 @@ class CandidatePolicy:
             for r, i in enumerate(live):
                 cs, f = options[i]
                 j = self._choose(logp[r, : len(cs)])
-                out[i] = Decision(format_answer(cs[j]), j, float(logp[r, j]), f, phase="answer")
+                out[i] = Decision(format_answer(cs[j], self.config.answer_form, infos[i]["quotes"]), j, float(logp[r, j]), f,
+                                  phase="answer")
         return out
 
     def confidence(self, answer: dict) -> float:
