@@ -8,6 +8,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from citeagent.policies import DEFAULT_POLICY
+
 EXIT_USAGE = 2
 
 
@@ -16,8 +18,8 @@ class AskConfig:
     """`citeagent ask`'s own flags; the question is a positional argument, and the backend and
     device flags are their own groups (BackendOptions, DeviceOptions)."""
 
-    policy: str = field(default="baseline", metadata={"help": (
-        "baseline (retrieval, no training), cpu (the trained CPU-scale agent), lm (SmolLM2-135M), a trained policy "
+    policy: str = field(default=DEFAULT_POLICY, metadata={"help": (
+        "cpu (the trained CPU-scale agent, the default), baseline (retrieval, no training), lm (SmolLM2-135M), a trained policy "
         "directory, or a model name/path")})
     best_of: int = field(default=1, metadata={"metavar": "N", "help": (
         "sample N episodes and keep the answer the reward model scores highest")})

@@ -50,14 +50,20 @@ def test_ask_baseline_answers_with_verbatim_citations(pydocs):
     assert any("json" in q["url"] for q in answer["quotes"])
 
 
-def test_ask_cpu_agent_gives_a_short_cited_answer(pydocs):
-    r = run("ask", QUESTION, "--json", "--policy", "cpu")
+def test_ask_defaults_to_the_cpu_agent_answering_with_a_quoted_sentence(pydocs):
+    r = run("ask", QUESTION, "--json")  # no --policy: the trained CPU agent; pydocs: the sentence form
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout)
     check_verbatim(answer, pydocs)
-    text = re.sub(r"\[\d+\]", "", answer["text"]).strip()
-    assert text and len(text.split()) <= 12  # a span of a quote, not a quoted sentence
-    assert re.search(r"\[\d+\]$", answer["text"])  # cited
+    assert answer["quotes"]
+    m = re.fullmatch(r"(.+?) \[(\d+)\]", answer["text"])
+    assert m, answer["text"]  # one statement, cited
+    cited = next(q for q in answer["quotes"] if q["n"] == int(m.group(2)))
+    assert m.group(1) in cited["text"]  # verbatim from the quote it cites
+    short = json.loads(run("ask", QUESTION, "--json", "--answer-form", "span").stdout)
+    text = re.sub(r"\[\d+\]", "", short["text"]).strip()
+    assert text and len(text.split()) <= 12 and text in m.group(1)  # the span the sentence was built around
+    assert short["quotes"] == answer["quotes"]  # the same browsing
 
 
 def test_ask_human_and_gophercite_output_and_trace(pydocs):

@@ -3,8 +3,9 @@ verbatim from its quote and cites it, comparison options and yes/no are offered,
 question and span kinds."""
 import numpy as np
 
-from citeagent.policies.spans import (N_SPAN_FEATURES, QTYPES, STYPES, answer_candidates, format_answer,
-                                      question_options, question_type, span_features)
+from citeagent.policies.candidate import CandidatePolicyConfig, answer_form_for
+from citeagent.policies.spans import (N_SPAN_FEATURES, QTYPES, STYPES, AnswerCandidate, answer_candidates, format_answer,
+                                      question_options, question_type, sentence_of, span_features)
 from tests.test_cpu_policy import WordEncoder
 
 QUOTES = [{"n": 1, "text": "Arthur's Magazine (1844–1846) was an American literary periodical published in Philadelphia."},
@@ -112,3 +113,39 @@ def test_reader_proposals_join_the_candidates_and_are_scored_by_hand():
     assert abs(f[texts.index("Philadelphia"), o + 12] - 0.5) < 1e-6 and f[texts.index("Philadelphia"), o + 13] == 1
     assert abs(f[-1, o + 12] - 0.25) < 1e-6 and f[-1, o + 13] == 0.5
     assert f[texts.index("1844"), o + 12] == 0 and f[texts.index("1844"), o + 13] == 0
+
+
+SPLIT_DOC = [{"n": 3, "text": "str.split(sep=None, maxsplit=-1)\n\nReturn a list of the words in the string, using sep as the "
+                        "delimiter string. If maxsplit is given, at most maxsplit splits are done."}]
+
+
+def test_sentence_form_answers_with_the_sentence_that_holds_the_span_by_hand():
+    text = SPLIT_DOC[0]["text"]
+    span = AnswerCandidate("a list of the words", "clause", [3], 3, text.index("a list"))
+    assert sentence_of(span, SPLIT_DOC) == "Return a list of the words in the string, using sep as the delimiter string."
+    assert format_answer(span, "sentence", SPLIT_DOC) == ("Return a list of the words in the string, using sep as the "
+                                                    "delimiter string. [3]")
+    assert format_answer(span, "span", SPLIT_DOC) == "a list of the words [3]"
+    sig = AnswerCandidate("maxsplit=-1", "code", [3], 3, text.index("maxsplit=-1"))
+    assert sentence_of(sig, SPLIT_DOC) == "str.split(sep=None, maxsplit=-1)"  # a paragraph break ends a sentence
+    last = AnswerCandidate("at most maxsplit splits", "phrase", [3], 3, text.index("at most"))
+    assert sentence_of(last, SPLIT_DOC) == "If maxsplit is given, at most maxsplit splits are done."
+    assert format_answer(AnswerCandidate("yes", "yes", [3]), "sentence", SPLIT_DOC) == "yes [3]"  # not a span
+
+
+def test_a_long_sentence_is_cut_to_the_piece_that_holds_the_span():
+    long = "The value, " + "which is " * 40 + "rarely needed, defaults to 1000; see the notes."
+    quotes = [{"n": 1, "text": long}]
+    span = AnswerCandidate("1000", "number", [1], 1, long.index("1000"))
+    assert len(long) > 300 and sentence_of(span, quotes) == "defaults to 1000"
+
+
+def test_answer_form_follows_the_corpus_and_is_checked():
+    assert answer_form_for("hotpotqa") == answer_form_for("hotpotqa:5a8b57f25542995d1e6f1371") == "span"
+    assert answer_form_for("pydocs") == answer_form_for(None) == answer_form_for("docs.jsonl") == "sentence"
+    try:
+        CandidatePolicyConfig(answer_form="paragraph")
+    except ValueError as e:
+        assert "span, sentence" in str(e)
+    else:
+        raise AssertionError("a bad answer form was accepted")

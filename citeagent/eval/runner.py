@@ -20,6 +20,7 @@ from pathlib import Path
 
 from citeagent.answer import Answer
 from citeagent.eval.datasets import DATASETS, EvalDataset, EvalExample, example_corpus, load_dataset
+from citeagent.policies import DEFAULT_POLICY
 from citeagent.eval.scoring import ScoringConfig, score_answer
 from citeagent.eval.summary import summarize
 from citeenv.jsonl import read_jsonl
@@ -43,7 +44,7 @@ def _help(text: str, **kw) -> dict:
 class EvalConfig:
     dataset: str = field(default="hotpotqa", metadata=_help(
         f"{', '.join(DATASETS)}, or a JSONL path of {{question, answers[, supporting_facts | urls, id, corpus]}}"))
-    policy: str = field(default="baseline", metadata=_help("baseline, cpu (the trained CPU-scale agent), lm, a trained "
+    policy: str = field(default=DEFAULT_POLICY, metadata=_help("cpu (the trained CPU-scale agent), baseline, lm, a trained "
                                                            "policy directory, or a model name/path"))
     predictions: str | None = field(default=None, metadata=_help(
         "score this JSONL of {question, answer, quotes[, id, score, declined]} instead of running a policy; an "
@@ -246,11 +247,12 @@ class EvalRun:
                             "that run, or --out DIR for a new one.")
         old = json.loads((self.out / CONFIG).read_text()) if (self.out / CONFIG).is_file() else {}
         # A key an older run's config lacks had its default then (e.g. best_of = 1).
-        default = EvalConfig()
-        changed = [k for k in IDENTITY if old and old.get(k, getattr(default, k)) != getattr(self.config, k)]
+        # Runs from before --answer-form answered with spans.
+        default = asdict(EvalConfig()) | {"answer_form": "span"}
+        changed = [k for k in IDENTITY if old and old.get(k, default[k]) != getattr(self.config, k)]
         if changed:
             raise EvalError(f"Cannot resume {self.out}: it was run with different {', '.join(changed)} "
-                            f"({', '.join(f'{k}={old.get(k, getattr(default, k))!r}' for k in changed)}). Use a new --out.")
+                            f"({', '.join(f'{k}={old.get(k, default[k])!r}' for k in changed)}). Use a new --out.")
         # Rewrite without a torn last line, so appends start on a clean line.
         self.records_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done), encoding="utf-8")
         return done
