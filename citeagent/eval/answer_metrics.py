@@ -93,6 +93,11 @@ def contains_answer(prediction: str, golds: list[str], whole_words: bool = True)
     return float(any(separate_words(g) and f" {separate_words(g)} " in text for g in golds))
 
 
+def correct(prediction: str, golds: list[str]) -> float:
+    """Our "correct": the answer equals a gold answer or holds one (contains_answer)."""
+    return max(best_exact_match(prediction, golds), contains_answer(prediction, golds))
+
+
 def asqa_str_em(prediction: str, short_answer_groups: list[list[str]]) -> float:
     """ALCE's STR-EM for ASQA: the fraction of disambiguated questions (one group of accepted
     short answers each) whose answer appears in the prediction."""

@@ -41,7 +41,7 @@ def score_answer(example: EvalExample, answer: Answer, lookup: DocumentLookup, j
     if example.answers:
         m["em"] = am.best_exact_match(text, example.answers)
         m["f1"] = am.best_token_f1(text, example.answers)
-        m["correct"] = max(m["em"], am.contains_answer(text, example.answers))
+        m["correct"] = am.correct(text, example.answers)
     if example.answer_groups:
         m["str_em"] = am.asqa_str_em(text, example.answer_groups)
         m["str_hit"] = float(m["str_em"] == 1.0)

@@ -172,6 +172,15 @@ def hotpot_training_questions(limit: int = 0) -> list[dict]:
 
 
 RL_SETTINGS = ("distractor", "pooled", "pydocs")
+# the corpus each setting browses, which decides how its answers are written (answer_form_for)
+SETTING_CORPUS = {"distractor": "hotpotqa:<question>", "pooled": "hotpotqa", "pydocs": "pydocs"}
+
+
+def setting_answer_form(setting: str) -> str | None:
+    """How a setting's answers are written; None (the policy's own form) for a pool of its own."""
+    from citeagent.policies.candidate import answer_form_for
+
+    return answer_form_for(SETTING_CORPUS[setting]) if setting in SETTING_CORPUS else None
 
 
 def rl_settings(settings: str) -> list[str]:

@@ -137,6 +137,7 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
     None for the gold judge, else anything with score_batch(questions, answers)."""
     from tqdm import tqdm
 
+    from citeagent.train.cpu_bc import setting_answer_form
     from citeagent.train.cpu_rollout import collect_episodes
 
     out = Path(cfg.out)
@@ -170,7 +171,7 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
         batch = [questions[i] for i in idx]
         scorer.eval()
         episodes = collect_episodes(policy, batch, lambda i: backend_for(idx[i]), cfg.max_actions,
-                                    batch_size=64, seed=rng.randrange(1 << 30))
+                                    batch_size=64, seed=rng.randrange(1 << 30), answer_form=setting_answer_form(setting))
         episodes = [e for e in episodes if e.decisions]
         if reward_model is not None:
             scores = torch.tensor(reward_model.score_batch([e.question["question"] for e in episodes],

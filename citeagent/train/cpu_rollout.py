@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 
 from citeagent.answer import Answer
-from citeagent.eval.answer_metrics import best_token_f1
+from citeagent.eval.answer_metrics import best_token_f1, correct
 from citeagent.policies.candidate import CandidatePolicy, Decision
 
 
@@ -29,26 +29,42 @@ class Episode:
 
 
 def gold_judgement(question: dict, answer: Answer) -> dict:
-    """The gold judge (Gao et al. 2022's stand-in for people): answer F1 and recall of the gold
-    supporting sentences among the quotes, weighted as citeagent.reward.gold_judge weighs them."""
+    """The gold judge (Gao et al. 2022's stand-in for people): the answer's score and recall of the
+    gold supporting sentences among the quotes, weighted as citeagent.reward.gold_judge weighs
+    them. The answer's score is what evaluation scores a question set by: HotpotQA's answer F1;
+    for a generated pydocs question, "correct" (the answer holds an accepted one), as for the
+    pydocs QA set, whose answers are sentences."""
     from citeagent.reward.gold_judge import ANSWER_WEIGHT, gold_score
     from citeagent.train.cpu_bc import _same
 
     if "record" in question:
         return gold_score(answer, question["record"])
-    f1 = 0.0 if answer.declined else best_token_f1(answer.plain_text(), question["answers"])
+    text = "" if answer.declined else answer.plain_text()
+    f1 = best_token_f1(text, question["answers"]) if text else 0.0
+    hit = correct(text, question["answers"]) if text else 0.0
     support = question["support"]
     found = sum(1 for g in support if any(_same(g["text"], q.text) for q in answer.quotes))
     recall = found / len(support) if support else 0.0
-    return {"answer_f1": f1, "sp_recall": recall, "score": ANSWER_WEIGHT * f1 + (1 - ANSWER_WEIGHT) * recall}
+    return {"answer_f1": f1, "correct": hit, "sp_recall": recall,
+            "score": ANSWER_WEIGHT * hit + (1 - ANSWER_WEIGHT) * recall}
 
 
 def collect_episodes(policy: CandidatePolicy, questions: list[dict], backend_for, max_actions: int = 12,
-                     batch_size: int = 32, seed: int = 0, progress=None, keep_decisions: bool = True) -> list[Episode]:
+                     batch_size: int = 32, seed: int = 0, progress=None, keep_decisions: bool = True,
+                     answer_form: str | None = None) -> list[Episode]:
     """One episode per question (repeat a question to sample it several times), `batch_size`
     stepped together: one encoder call and one scorer call per step for the whole batch.
     keep_decisions=False keeps only the answers and their judgements: a decision holds its
-    candidates' features (about 100 KB), which thousands of sampled episodes cannot all keep."""
+    candidates' features (about 100 KB), which thousands of sampled episodes cannot all keep.
+    answer_form: how the answers are written for these questions (cpu_bc.setting_answer_form),
+    so that the reward judges what a user of that corpus gets; the policy's own when None."""
+    if answer_form is not None and answer_form != policy.config.answer_form:
+        kept, policy.config.answer_form = policy.config.answer_form, answer_form
+        try:
+            return collect_episodes(policy, questions, backend_for, max_actions, batch_size, seed, progress,
+                                    keep_decisions)
+        finally:
+            policy.config.answer_form = kept
     from citeenv.browser import BrowserConfig
     from citeenv.gym_env import BatchedTextBrowserEnv
 

@@ -82,7 +82,7 @@ def best_of_groups(episodes: list, n: int, reward_model=None) -> list:
 def run(cfg: CpuRSConfig, log=print) -> dict:
     from tqdm import tqdm
 
-    from citeagent.train.cpu_bc import question_pools
+    from citeagent.train.cpu_bc import question_pools, setting_answer_form
     from citeagent.train.cpu_rollout import collect_episodes
 
     if not (Path(cfg.init) / "policy.json").is_file():
@@ -106,7 +106,8 @@ def run(cfg: CpuRSConfig, log=print) -> dict:
             rows = [i for i in picked for _ in range(cfg.n)]
             with tqdm(total=len(rows), desc=f"rejection sampling, round {r + 1}, {setting}", file=sys.stderr) as bar:
                 episodes = collect_episodes(policy, [questions[i] for i in rows], lambda k: backend_for(rows[k]),
-                                            cfg.max_actions, batch_size=64, seed=rng.randrange(1 << 30), progress=bar)
+                                            cfg.max_actions, batch_size=64, seed=rng.randrange(1 << 30), progress=bar,
+                                            answer_form=setting_answer_form(setting))
             # keep each setting's best at once: every sample's decisions at the same time would not fit in memory
             best += best_of_groups(episodes, cfg.n, reward_model)
             sample_gold += [e.gold["score"] for e in episodes]

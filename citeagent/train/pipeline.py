@@ -57,7 +57,7 @@ def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: in
     from tqdm import tqdm
 
     from citeagent.policies.candidate import CandidatePolicy
-    from citeagent.train.cpu_bc import question_pools
+    from citeagent.train.cpu_bc import question_pools, setting_answer_form
     from citeagent.train.cpu_rm import comparisons_from_episodes, write_comparisons
     from citeagent.train.cpu_rollout import collect_episodes
 
@@ -69,7 +69,8 @@ def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: in
         rows = [i for i in range(len(questions)) for _ in range(n)]
         with tqdm(total=len(rows), desc=f"comparisons: sampling {setting}", file=sys.stderr) as bar:
             episodes = collect_episodes(policy, [questions[i] for i in rows], lambda k: backend_for(rows[k]),
-                                        batch_size=64, seed=seed, progress=bar, keep_decisions=False)
+                                        batch_size=64, seed=seed, progress=bar, keep_decisions=False,
+                                        answer_form=setting_answer_form(setting))
         got = comparisons_from_episodes(episodes, n)
         comps += got
         counts[setting] = {"questions": len(questions), "episodes": len(episodes), "comparisons": len(got)}
