@@ -185,3 +185,52 @@ def test_rejection_sampling_keeps_each_groups_best_answered_episode_by_hand():
             return [-e.gold["score"] for e in eps]
 
     assert [e.gold["score"] for e in best_of_groups(eps, 4, Reversed())] == [0.2]
+
+
+def test_the_gold_judge_scores_a_pydocs_answer_by_correct_and_its_support_by_hand():
+    from citeagent.train.cpu_rollout import gold_judgement
+
+    question = {"question": "What does str.split() return?", "answers": ["a list of the words"],
+                "support": [{"text": "Return a list of the words in the string.", "url": "u", "title": "t"},
+                            {"text": "If maxsplit is given, at most maxsplit splits are done.", "url": "u", "title": "t"}]}
+    quote = Quote(1, "t", "u", "Return a list of the words in the string.")
+    sentence = Answer("q", "Return a list of the words in the string. [1]", [quote])
+    g = gold_judgement(question, sentence)
+    assert g["correct"] == 1.0 and g["sp_recall"] == 0.5  # one of the two gold sentences quoted
+    assert g["score"] == 0.5 * 1.0 + 0.5 * 0.5  # ANSWER_WEIGHT 0.5 on "correct", the rest on recall
+    assert 0 < g["answer_f1"] < 1  # F1 is kept for the record, not scored
+    wrong = gold_judgement(question, Answer("q", "the string [1]", [quote]))
+    assert wrong["correct"] == 0.0 and wrong["score"] == 0.25
+
+
+def test_episodes_are_written_in_the_settings_answer_form_and_the_policys_own_is_kept():
+    from citeagent.train.cpu_bc import setting_answer_form
+    from citeagent.train.cpu_rollout import collect_episodes
+
+    assert setting_answer_form("pydocs") == "sentence" and setting_answer_form("distractor") == "span"
+    assert setting_answer_form("pooled") == "span" and setting_answer_form("tiny") is None
+    policy, questions, pools = tiny_setup()
+    backend_for = pools["tiny"][1]
+    policy.reseed(7)
+    spans = collect_episodes(policy, questions, backend_for, max_actions=6, seed=1)
+    policy.reseed(7)  # the same samples
+    sentences = collect_episodes(policy, questions, backend_for, max_actions=6, seed=1, answer_form="sentence")
+    assert policy.config.answer_form == "span"  # restored
+    checked = 0
+    for a, b in zip(spans, sentences):
+        assert [q.text for q in a.answer.quotes] == [q.text for q in b.answer.quotes]  # the same episode
+        if a.answered and a.answer.quotes and a.answer.plain_text() not in ("yes", "no"):
+            span, sentence = a.answer.plain_text(), b.answer.plain_text()
+            assert span in sentence and any(sentence in q.text for q in b.answer.quotes)
+            checked += 1
+    assert checked
+
+
+def test_the_pipelines_questions_stage_writes_the_generated_pydocs_questions(tmp_path):
+    from citeagent.data.gold_questions import load_gold_questions
+    from citeagent.train.pipeline import PipelineConfig, run
+
+    assert run(PipelineConfig(out=str(tmp_path), stages="questions")) == 0
+    questions = load_gold_questions(tmp_path / "pydocs_questions.jsonl")
+    assert len(questions) > 1000 and all(q["answers"] and q["support"] for q in questions)
+    assert "questions" in json.loads((tmp_path / "stages.json").read_text())

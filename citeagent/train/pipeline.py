@@ -101,14 +101,9 @@ def run(cfg: PipelineConfig) -> int:
         print(f"[{name}] {done[name]['seconds']} s", file=sys.stderr)
 
     def make_questions():
-        import argparse
+        from citeagent.data.pydocs_questions import PydocsQuestionsConfig, run_pydocs_questions
 
-        from citeagent.data.pydocs_questions import add_train_pydocs_questions_parser
-
-        parser = argparse.ArgumentParser(prog="citeagent train")
-        add_train_pydocs_questions_parser(parser.add_subparsers())
-        args = parser.parse_args(["pydocs-questions", "--out", str(questions), "--seed", str(cfg.seed)])
-        args.func(args)
+        run_pydocs_questions(PydocsQuestionsConfig(out=str(questions), seed=cfg.seed))
         return {}
 
     stage("questions", make_questions)
