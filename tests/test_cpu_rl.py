@@ -210,20 +210,17 @@ def test_episodes_are_written_in_the_settings_answer_form_and_the_policys_own_is
     assert setting_answer_form("pydocs") == "sentence" and setting_answer_form("distractor") == "span"
     assert setting_answer_form("pooled") == "span" and setting_answer_form("tiny") is None
     policy, questions, pools = tiny_setup()
-    backend_for = pools["tiny"][1]
-    policy.reseed(7)
-    spans = collect_episodes(policy, questions, backend_for, max_actions=6, seed=1)
-    policy.reseed(7)  # the same samples
-    sentences = collect_episodes(policy, questions, backend_for, max_actions=6, seed=1, answer_form="sentence")
-    assert policy.config.answer_form == "span"  # restored
-    checked = 0
-    for a, b in zip(spans, sentences):
-        assert [q.text for q in a.answer.quotes] == [q.text for q in b.answer.quotes]  # the same episode
-        if a.answered and a.answer.quotes and a.answer.plain_text() not in ("yes", "no"):
-            span, sentence = a.answer.plain_text(), b.answer.plain_text()
-            assert span in sentence and any(sentence in q.text for q in b.answer.quotes)
-            checked += 1
-    assert checked
+    policy.config.temperature = 0.0
+    state = {"phase": "answer", "question": "Where is Beta?",
+             "quotes": [{"n": 1, "text": "Beta is a river in Spain. It is long."}]}
+    span = policy.act_batch([""], [state])[0]
+    policy.config.answer_form = "sentence"
+    sentence = policy.act_batch([""], [state])[0]
+    assert span.endswith(" [1]") and span[:-4] in sentence
+    assert sentence in ("Beta is a river in Spain. [1]", "It is long. [1]")  # a whole sentence of the quote
+    policy.config.answer_form = "span"
+    collect_episodes(policy, questions, pools["tiny"][1], max_actions=6, seed=1, answer_form="sentence")
+    assert policy.config.answer_form == "span"  # the policy's own form is back
 
 
 def test_the_pipelines_questions_stage_writes_the_generated_pydocs_questions(tmp_path):
