@@ -288,3 +288,23 @@ def test_asqa_answers_are_scored_against_a_corpus_the_user_names(tmp_path):
     assert rec["metrics"]["str_em"] == pytest.approx(2 / 3) and rec["metrics"]["str_hit"] == 0.0
     assert rec["metrics"]["quote_verbatim_rate"] == 1.0
     assert summary["metrics"]["str_em"]["mean"] == pytest.approx(2 / 3)
+
+
+def test_the_decline_curve_reads_the_cpu_agents_reward_model_too(files, tmp_path):
+    import torch
+
+    from citeagent.answer import Answer
+    from citeagent.train.cpu_rm import AnswerRewardModel, RewardHead
+    from tests.test_cpu_policy import WordEncoder
+
+    torch.manual_seed(0)
+    rm_dir = tmp_path / "cpu_rm"
+    AnswerRewardModel(RewardHead(8), WordEncoder()).save(rm_dir)
+    corpus, qs, preds = files
+    out = tmp_path / "run"
+    run_eval(EvalConfig(dataset=str(qs), predictions=str(preds), corpus=str(corpus), judge="none", out=str(out),
+                        reward_model=str(rm_dir), progress=False, bootstrap=50))
+    rec = _by_id(out)["q1"]
+    rm = AnswerRewardModel.load(rm_dir)  # what eval loaded: the head over the policy's MiniLM
+    answer = Answer.from_dict(rec["answer"])
+    assert rec["reward_score"] == pytest.approx(rm.score(rec["question"], answer), abs=1e-5)

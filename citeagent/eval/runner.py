@@ -315,10 +315,10 @@ class EvalRun:
             from citeagent.policies.best_of_n import load_scorer
 
             reward = load_scorer(c.reward_model, device=device)
-        elif c.reward_model:
-            from citeagent.reward import load_reward_model
+        elif c.reward_model:  # the decline curve's ranking: the LM's reward model or the CPU agent's
+            from citeagent.policies.best_of_n import load_scorer
 
-            reward = load_reward_model(c.reward_model, device=device)
+            reward = load_scorer(c.reward_model, device=device, purpose="--reward-model")
         self.out.mkdir(parents=True, exist_ok=True)
         done = self._check_resume()
         (self.out / CONFIG).write_text(json.dumps(asdict(c), indent=2))

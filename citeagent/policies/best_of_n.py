@@ -198,9 +198,10 @@ def rerank(records: list[dict], reward_model, candidates: tuple | None = None) -
     return out
 
 
-def load_scorer(path: str | None = None, device: str = "auto"):
-    """The reward model best-of-n ranks by; a missing one is a one-line error saying how to get one.
-    A directory holding rm.json is the CPU agent's reward model (`citeagent train cpu-rm`)."""
+def load_scorer(path: str | None = None, device: str = "auto", purpose: str = "--best-of needs a reward model"):
+    """The reward model best-of-n ranks by (or eval's decline curve, `purpose` saying which); a
+    missing one is a one-line error saying how to get one. A directory holding rm.json is the CPU
+    agent's reward model (`citeagent train cpu-rm`)."""
     from pathlib import Path
 
     from citeagent.reward import load_reward_model
@@ -216,7 +217,7 @@ def load_scorer(path: str | None = None, device: str = "auto"):
         msg = str(e)
         if "citeagent train rm" not in msg:
             msg += " Train one with `citeagent train rm`, or pass --reward-model DIR."
-        raise FileNotFoundError(f"--best-of needs a reward model: {msg}") from None
+        raise FileNotFoundError(f"{purpose}: {msg}") from None
 
 
 def describe(b: BestOfN) -> str:
