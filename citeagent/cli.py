@@ -8,7 +8,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from citeagent.policies import DEFAULT_POLICY
+from citeagent.policies import ANSWER_FORM_CHOICES, DEFAULT_POLICY
 
 EXIT_USAGE = 2
 
@@ -28,7 +28,7 @@ class AskConfig:
     temperature: float = field(default=1.0, metadata={"help": (
         "with --best-of N > 1, the sampling temperature of a greedy LM policy")})
     max_actions: int = field(default=20, metadata={"help": "browser commands per episode, the answer included"})
-    answer_form: str = field(default="auto", metadata={"choices": ["auto", "span", "sentence"], "help": (
+    answer_form: str = field(default="auto", metadata={"choices": ANSWER_FORM_CHOICES, "help": (
         "the CPU agent's answer: span (short), sentence (the quoted sentence that holds the span), auto (span on "
         "HotpotQA corpora, sentence elsewhere)")})
     safety: bool = field(default=False, metadata={"action": "store_true", "help": (
@@ -111,7 +111,7 @@ def cmd_ask(args) -> int:
     backend = make_backend(where)
     from citeagent.policies.candidate import answer_form_for
 
-    form = config.answer_form if config.answer_form != "auto" else answer_form_for(None if where.web else where.corpus)
+    form = answer_form_for(None if where.web else where.corpus, config.answer_form)
     policy = make_policy(config.policy, answer_form=form, device=dev.device, dtype=dev.dtype)
 
     def show(i, obs, action, info):

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from citeagent.answer import Answer
 from citeagent.eval.datasets import DATASETS, EvalDataset, EvalExample, example_corpus, load_dataset
-from citeagent.policies import DEFAULT_POLICY
 from citeagent.eval.scoring import ScoringConfig, score_answer
 from citeagent.eval.summary import summarize
+from citeagent.policies import ANSWER_FORM_CHOICES, DEFAULT_POLICY
 from citeenv.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class EvalConfig:
                                                         choices=["bm25", "dense", "hybrid"]))
     answer_form: str = field(default="auto", metadata=_help(
         "the CPU agent's answer: span (a short span, HotpotQA's form), sentence (the quoted sentence that holds "
-        "it), auto (span on HotpotQA corpora, sentence elsewhere)", choices=["auto", "span", "sentence"]))
+        "it), auto (span on HotpotQA corpora, sentence elsewhere)", choices=ANSWER_FORM_CHOICES))
     web: bool = field(default=False, metadata=_help("browse the live web (needs --search-url)"))
     search_url: str | None = None
     max_actions: int = 20
@@ -385,7 +385,7 @@ class EvalRun:
         from citeagent.policies.candidate import answer_form_for
 
         where = None if c.web else c.corpus or dataset.corpus or next((e.corpus for e in chosen if e.corpus), None)
-        form = answer_form_for(where) if c.answer_form == "auto" else c.answer_form
+        form = answer_form_for(where, c.answer_form)
         policy = make_policy(c.policy, answer_form=form, device=c.device, dtype=c.dtype)
         if c.best_of > 1 or c.sample:
             from citeagent.policies.best_of_n import can_sample, not_sampling

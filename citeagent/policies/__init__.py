@@ -7,6 +7,9 @@ from pathlib import Path
 # The default since its held-out test (docs/RESULTS.md, "sentence answers on pydocs"): better than
 # the baseline on HotpotQA, level with it on pydocs.
 DEFAULT_POLICY = "cpu"
+# How the CPU agent writes its answer (candidate.answer_form_for); "auto" picks by corpus.
+ANSWER_FORMS = ("span", "sentence")
+ANSWER_FORM_CHOICES = ("auto", *ANSWER_FORMS)
 
 
 def make_policy(name: str = DEFAULT_POLICY, answer_form: str | None = None, **kw):

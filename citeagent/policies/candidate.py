@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from citeagent.policies.spans import ANSWER_FORMS, N_SPAN_FEATURES, answer_candidates, format_answer, span_features
+from citeagent.policies import ANSWER_FORMS
+from citeagent.policies.spans import N_SPAN_FEATURES, answer_candidates, format_answer, span_features
 from citeenv.candidates import CandidateConfig
 
 KINDS = ("Search", "Clicked on link", "Quote:", "Find in page:", "Scrolled down", "Scrolled up", "Back", "End: Answer",
@@ -89,9 +90,12 @@ class CandidatePolicyConfig:
             raise ValueError(f"answer_form {self.answer_form!r}: use one of {', '.join(ANSWER_FORMS)}")
 
 
-def answer_form_for(corpus: str | None) -> str:
-    """The answer form a corpus's questions want: HotpotQA's are short factoids scored by span F1;
-    documentation and web questions want the statement, so the quoted sentence."""
+def answer_form_for(corpus: str | None, requested: str = "auto") -> str:
+    """The answer form a corpus's questions want, unless one is `requested`: HotpotQA's are short
+    factoids scored by span F1; documentation and web questions want the statement, so the quoted
+    sentence."""
+    if requested != "auto":
+        return requested
     return "span" if str(corpus or "").startswith("hotpotqa") else "sentence"
 
 

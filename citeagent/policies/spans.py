@@ -258,18 +258,18 @@ def span_features(question: str, quotes: list[dict], cands: list[AnswerCandidate
     return out
 
 
-ANSWER_FORMS = ("span", "sentence")
 MAX_SENTENCE_CHARS = 300
 _SENTENCE_CUT = re.compile(r"(?<=[.!?])\s+(?=[\"'(`A-Z0-9_])|\n\s*\n")
 
 
-def sentence_bounds(c: AnswerCandidate, quotes: list[dict]) -> tuple[int, int, int] | None:
-    """(quote number, start, end) of the sentence of its quote that holds a span; None for an
-    answer that is not a span. A sentence over MAX_SENTENCE_CHARS is cut to the piece between
-    punctuation that holds the span."""
+def sentence_of(c: AnswerCandidate, quotes: list[dict]) -> str:
+    """The sentence of its quote that holds a span, verbatim: a documentation reader wants the
+    statement ("Return a list of the words in the string, using sep as the delimiter string."),
+    not the fragment the answer head picked. A sentence over MAX_SENTENCE_CHARS is cut to the
+    piece between punctuation that holds the span. Answers that are not spans stay as they are."""
     text = next((q["text"] for q in quotes if q["n"] == c.quote), None)
     if text is None or c.start < 0:
-        return None
+        return c.text
     end = c.start + len(c.text)
     cuts = list(_SENTENCE_CUT.finditer(text))
     lo = max([0] + [m.end() for m in cuts if m.end() <= c.start])
@@ -277,22 +277,7 @@ def sentence_bounds(c: AnswerCandidate, quotes: list[dict]) -> tuple[int, int, i
     if hi - lo > MAX_SENTENCE_CHARS:
         lo = max([lo] + [m.end() for m in _CLAUSE_CUT.finditer(text, lo, c.start) if m.end() <= c.start])
         hi = min([hi] + [m.start() for m in _CLAUSE_CUT.finditer(text, end, hi)])
-    while lo < hi and text[lo].isspace():
-        lo += 1
-    while hi > lo and text[hi - 1].isspace():
-        hi -= 1
-    return (c.quote, lo, hi) if hi > lo else None
-
-
-def sentence_of(c: AnswerCandidate, quotes: list[dict]) -> str:
-    """The sentence of its quote that holds a span, verbatim: a documentation reader wants the
-    statement ("Return a list of the words in the string, using sep as the delimiter string."),
-    not the fragment the answer head picked. Answers that are not spans stay as they are."""
-    b = sentence_bounds(c, quotes)
-    if b is None:
-        return c.text
-    n, lo, hi = b
-    return next(q["text"] for q in quotes if q["n"] == n)[lo:hi]
+    return text[lo:hi].strip() or c.text
 
 
 def format_answer(c: AnswerCandidate, form: str = "span", quotes: list[dict] | None = None) -> str:
