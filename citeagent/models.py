@@ -149,7 +149,7 @@ def _from_pretrained(path: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        with _no_progress_bars():
+        with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError) as e:
@@ -165,14 +165,22 @@ def _from_pretrained(path: str, dtype: torch.dtype):
 
 
 @contextlib.contextmanager
-def _no_progress_bars():
-    """A 135M model loads in seconds; its per-tensor progress bar is noise on every run."""
+def quiet_loading():
+    """Loading a model from files we ship: its per-tensor progress bar, its load report (a pooler
+    the checkpoint has and a bare encoder drops) and library deprecation notices are noise on
+    every `citeagent ask`; errors still show."""
+    import warnings
+
     from transformers.utils import logging as hf_logging
 
-    was = hf_logging.is_progress_bar_enabled()
+    was_bar, was_level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
     finally:
-        if was:
+        hf_logging.set_verbosity(was_level)
+        if was_bar:
             hf_logging.enable_progress_bar()

@@ -59,6 +59,18 @@ def test_split_sentences_at_paragraphs_and_signature_lines():
     text = "json.dumps(obj, *, indent=None)\nSerialize obj. e.g. the\nwrapped line ends here.\n\nnext paragraph"
     assert [text[a:b] for a, b in split_sentences(text)] == [
         "json.dumps(obj, *, indent=None)", "Serialize obj. e.g. the\nwrapped line ends here.", "next paragraph"]
+    # joined: the signature with its first sentence (79 characters), when that fits the limit
+    assert [text[a:b] for a, b in split_sentences(text, join_signature_chars=79)] == [
+        "json.dumps(obj, *, indent=None)\nSerialize obj. e.g. the\nwrapped line ends here.", "next paragraph"]
+    assert [text[a:b] for a, b in split_sentences(text, join_signature_chars=78)] == [
+        "json.dumps(obj, *, indent=None)", "Serialize obj. e.g. the\nwrapped line ends here.", "next paragraph"]
+    # only the first sentence joins; a paragraph break only after a signature on a line of its own
+    # (the language reference's layout), and a line that merely ends in brackets is not one
+    two = "f(x)\nReturn x. Then more.\n\ng(y)\n\nIts description."
+    assert [two[a:b] for a, b in split_sentences(two, 400)] == ["f(x)\nReturn x.", "Then more.", "g(y)\n\nIts description."]
+    topic = "str.split(sep=None)\n\n   Return a list. More.\n\nSee also (below)\n\nNot joined."
+    assert [topic[a:b] for a, b in split_sentences(topic, 400)] == [
+        "str.split(sep=None)\n\n   Return a list.", "More.", "See also (below)", "Not joined."]
 
 
 def test_find_terms_by_hand():

@@ -137,6 +137,57 @@ def test_expert_jumps_to_the_gold_sentence_on_a_long_page():
     assert expert_choice(info(doc, view="document", page=elsewhere), support) == 3  # not the gold page: Back
 
 
+def test_a_quote_is_a_gold_sentences_evidence_when_it_holds_it_or_most_of_it():
+    from citeagent.train.cpu_bc import _same
+
+    gold = "Return the inverse hyperbolic tangent of x."  # 43 characters
+    assert _same(gold, "math.atanh(x, /) Return the inverse hyperbolic tangent of x.")  # a signature unit holds it
+    assert _same("math.atanh(x, /)", "math.atanh(x, /) Return the inverse hyperbolic tangent of x.")
+    assert _same(gold, "Return  the inverse\nhyperbolic tangent of x.")  # whitespace normalised
+    assert _same(gold, "Return the inverse hyperbolic tangent")  # 37 of 43: a window cut most of it
+    assert not _same(gold, "Return the inverse")  # 18 of 43
+    assert not _same(gold, "Return the arc cosine of x.") and not _same("", "anything")
+    # the expert quotes a joined unit for either of its gold sentences
+    support = [{"url": "u", "text": "math.atanh(x, /)"}, {"url": "u", "text": gold}]
+    doc = [cand("Quote: math.acos(x, /) Return the arc cosine of x.", "Quote:", "math.acos(x, /) Return the arc cosine of x."),
+           cand("Quote: joined", "Quote:", "math.atanh(x, /) Return the inverse hyperbolic tangent of x."),
+           cand("Back", "Back"), cand("End: Answer", "End: Answer"), cand("End: Decline", "End: Decline")]
+    page = {"title": "math", "url": "u", "n_windows": 1}
+    assert expert_choice(info(doc, view="document", page=page), support) == 1
+    quoted = [{"text": "math.atanh(x, /) Return the inverse hyperbolic tangent of x.", "url": "u", "title": "math"}]
+    assert expert_choice(info(doc, quotes=quoted, view="document", page=page), support) == 3  # both held: answer
+
+
+def test_answer_examples_quote_documentation_as_the_browser_splits_it():
+    import random
+
+    from citeagent.train.cpu_bc import quote_units
+    from citeenv.candidates import split_sentences
+    from citeenv.sources import load_corpus
+
+    doc = load_corpus("pydocs").get("pydocs:module:math")
+    gold = "Return the inverse hyperbolic tangent of x."
+    start = doc.text.index(gold)
+    support = [{"doc_id": doc.id, "start": start, "end": start + len(gold), "text": gold}]
+    units = [" ".join(doc.text[a:b].split()) for a, b in split_sentences(doc.text, 400)]
+    unit = "math.atanh(x, /) Return the inverse hyperbolic tangent of x."
+    k = units.index(unit)
+    seen_distractors = 0
+    for seed in range(12):
+        got = quote_units(support, random.Random(seed))
+        assert unit in got and 1 <= len(got) <= 3 and len(set(got)) == len(got)
+        others = [t for t in got if t != unit]
+        assert set(others) <= set(units[k - 4:k + 5])  # neighbours of the gold unit
+        seen_distractors += bool(others)
+    assert 0 < seen_distractors < 12  # distractors three times in four, not always
+    # without its own join setting a saved policy (config without the key) quotes units apart
+    from citeagent.policies.candidate import CandidatePolicyConfig
+
+    apart = quote_units(support, random.Random(0), CandidatePolicyConfig(candidates={"signature_join_chars": 0}))
+    assert gold in apart and unit not in apart
+    assert quote_units([support[0] | {"doc_id": "pydocs:module:no-such-page"}], random.Random(0)) == []
+
+
 def test_allowed_candidates_drop_moves_back_to_read_windows_and_quotes_past_the_limit():
     cands = [cand("Quote: a b c", "Quote:", "a b c"), cand("Find in page: x", "Find in page:", "x", rank=2, visited=True),
              cand("Find in page: y", "Find in page:", "y", rank=5), cand("Scrolled down 1", "Scrolled down", rank=4),
@@ -167,6 +218,13 @@ def test_artifacts_round_trip_and_refuse_corruption(tmp_path):
         CandidatePolicy.load(tmp_path / "p", encoder=WordEncoder())
     with pytest.raises(PolicyArtifactError, match="missing.*citeagent train cpu-bc"):
         CandidatePolicy.load(tmp_path / "nothing", encoder=WordEncoder())
+    # a policy saved before signature lines were joined keeps its quotable units; a new one joins
+    policy.save(tmp_path / "p2")
+    assert CandidatePolicy.load(tmp_path / "p2", encoder=WordEncoder()).config.candidates["signature_join_chars"] == 400
+    legacy = json.loads((tmp_path / "p2" / "policy.json").read_text())
+    del legacy["config"]["candidates"]["signature_join_chars"]
+    (tmp_path / "p2" / "policy.json").write_text(json.dumps(legacy))
+    assert CandidatePolicy.load(tmp_path / "p2", encoder=WordEncoder()).config.candidates["signature_join_chars"] == 0
 
 
 def test_people_demonstrations_are_replayed_into_labelled_states(tmp_path):

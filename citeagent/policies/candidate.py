@@ -444,6 +444,9 @@ class CandidatePolicy:
                 raise ValueError(f"its answer head reads {meta['n_answer_features']} features per candidate answer and "
                                  f"this code makes {N_ANSWER_FEATURES} (the answer candidates changed); retrain the "
                                  "answer head alone with `citeagent train cpu-bc --init DIR --out DIR`")
+            # A policy saved before signature lines were quoted with their description keeps the
+            # quotable units it was trained and measured with.
+            meta["config"].setdefault("candidates", {}).setdefault("signature_join_chars", 0)
             config = CandidatePolicyConfig(**(meta["config"] | overrides))
             from safetensors.torch import load_file
 

@@ -153,15 +153,19 @@ def lora_encoder(settings: ReaderSettings, encoder: nn.Module | None = None):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModel
 
+    from citeagent.models import quiet_loading
+
     if encoder is None:
-        encoder = AutoModel.from_pretrained(resolve_base_model(settings.base_model), local_files_only=True,
-                                            add_pooling_layer=False)
+        with quiet_loading():
+            encoder = AutoModel.from_pretrained(resolve_base_model(settings.base_model), local_files_only=True,
+                                                add_pooling_layer=False)
     targets = [t.strip() for t in settings.lora_targets.split(",") if t.strip()]
     layers = first_adapted_layer(settings, encoder.config.num_hidden_layers)
     config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.1, target_modules=targets,
                         bias="none", layers_to_transform=list(range(layers, encoder.config.num_hidden_layers)),
                         layers_pattern="layer")
-    return get_peft_model(encoder, config)
+    with quiet_loading():  # peft asks transformers a deprecated question on every wrap
+        return get_peft_model(encoder, config)
 
 
 def first_adapted_layer(settings: ReaderSettings, num_layers: int) -> int:

@@ -91,14 +91,16 @@ class CpuBCConfig:
 
 
 # ------------------------------------------------------------------------------- the expert
-def _same(a: str, b: str) -> bool:
-    """Two sentences are the same evidence: equal once whitespace is normalised, or one holds the
-    other and covers most of it (a window's edge can cut a sentence)."""
-    a, b = normalize_ws(a), normalize_ws(b)
-    if a == b:
-        return True
-    short, long = sorted((a, b), key=len)
-    return len(short) >= 0.6 * len(long) and short in long
+def _same(gold: str, text: str) -> bool:
+    """A quote (or quote candidate) `text` is the gold sentence's evidence: equal once whitespace is
+    normalised; or it holds the whole gold sentence (a quotable unit can be a signature line with
+    its description's first sentence, citeenv.candidates.split_sentences, and so holds two gold
+    sentences); or it is a piece of the gold sentence that covers most of it (a window's edge can
+    cut a sentence)."""
+    gold, text = normalize_ws(gold), normalize_ws(text)
+    if gold in text:
+        return bool(gold)
+    return len(text) >= 0.6 * len(gold) and text in gold
 
 
 def _gold_page(gold: dict, title: str, url: str) -> bool:
@@ -304,9 +306,14 @@ def train_scorer(cfg: CpuBCConfig, train_x: list[np.ndarray], train_y: list[int]
 
 def answer_examples(questions: list[dict], featurize, rng: random.Random, policy_config=None) -> list[tuple]:
     """(features of the candidate answers, the index of the best one, the question, the candidates'
-    texts) for every
-    question whose gold sentences hold a candidate with answer F1 >= 0.5. The quotes are the gold
-    sentences and, half the time, one more sentence of a gold paragraph, as a policy's quotes often are."""
+    texts) for every question whose gold sentences hold a candidate with answer F1 >= 0.5.
+
+    The quotes are what the policy would quote: HotpotQA's gold sentences and, half the time, one
+    more sentence of a gold paragraph; a documentation question's gold sentences as the browser's
+    quotable units (a signature line with its first sentence, `quote_units`) and, three times in
+    four, one or two neighbouring units of the same page (the entries around the right one, which
+    a policy that found the right place also quotes), in random order: the answer head must learn
+    which quote answers, not where the answer usually stands."""
     from citeagent.eval.answer_metrics import best_token_f1
     from citeagent.policies.candidate import CandidatePolicyConfig, propose_answers
     from citeagent.policies.spans import answer_candidates, span_features
@@ -321,6 +328,9 @@ def answer_examples(questions: list[dict], featurize, rng: random.Random, policy
                      if normalize_ws(x) and normalize_ws(x) not in texts]
             if extra:
                 texts.insert(rng.randrange(len(texts) + 1), rng.choice(extra))
+        elif not record and all("doc_id" in g and "start" in g for g in q["support"]):
+            units = quote_units(q["support"], rng, policy_config)
+            texts = units or texts
         quotes = [{"n": i + 1, "text": t, "title": "", "url": ""} for i, t in enumerate(texts)]
         plans.append((q, quotes))
     proposed = propose_answers(policy_config or CandidatePolicyConfig(), [(q["question"], quotes) for q, quotes in plans])
@@ -333,6 +343,35 @@ def answer_examples(questions: list[dict], featurize, rng: random.Random, policy
     featurize.embed([t for q, quotes, cands, _, _ in kept for t in [q["question"], *(c.text for c in cands), *(x["text"] for x in quotes)]])
     return [(span_features(q["question"], quotes, cands, featurize.embed, p), label, q, [c.text for c in cands])
             for q, quotes, cands, label, p in kept]
+
+
+_DOCS: dict = {}
+
+
+def quote_units(support: list[dict], rng: random.Random, policy_config=None, neighbours: int = 4) -> list[str]:
+    """The quotable units (citeenv.candidates.split_sentences, as the browser splits a page) that
+    hold a documentation question's gold sentences, with up to two distractor units from the
+    `neighbours` units either side, shuffled in. [] when a gold page is not in the pydocs corpus."""
+    from citeenv.candidates import CandidateConfig, split_sentences
+    from citeenv.sources import load_corpus
+
+    if "pydocs" not in _DOCS:
+        _DOCS["pydocs"] = load_corpus("pydocs")
+    join = CandidateConfig(**(policy_config.candidates if policy_config else {})).signature_join_chars
+    doc = _DOCS["pydocs"].get(support[0]["doc_id"])
+    if doc is None or any(g["doc_id"] != doc.id for g in support):
+        return []
+    units = split_sentences(doc.text, join)
+    gold = [i for i, (a, b) in enumerate(units) if any(a < g["end"] and b > g["start"] for g in support)]
+    if not gold:
+        return []
+    near = [i for i in range(max(0, gold[0] - neighbours), min(len(units), gold[-1] + neighbours + 1))
+            if i not in gold and 12 <= units[i][1] - units[i][0] <= 1000]
+    chosen = list(gold)
+    if near and rng.random() < 0.75:
+        for i in rng.sample(near, min(len(near), rng.choice((1, 2)))):
+            chosen.insert(rng.randrange(len(chosen) + 1), i)
+    return [normalize_ws(doc.text[units[i][0]:units[i][1]]) for i in chosen]
 
 
 def train_answer_head(cfg: CpuBCConfig, scorer, train: list, valid: list, log=print) -> list[dict]:

@@ -11,7 +11,8 @@ What is enumerated, per state:
   entities of multi-hop questions;
 - Clicked on link: each search result, or each link of the page's window;
 - Quote: each sentence of the page's window (the corpus's own sentence boundaries when it has
-  them, e.g. HotpotQA, else a sentence splitter), verbatim, not yet quoted, within the limits;
+  them, e.g. HotpotQA, else a sentence splitter that keeps a documented signature line with the
+  first sentence of its description), verbatim, not yet quoted, within the limits;
 - Find in page: the question's identifiers and names (`json.dumps`, `dumps`, `max_workers`,
   "Arthur's Magazine") that occur on the open page outside the window, the text around where the
   find lands as the candidate's text: the long pages of documentation are read by jumping, not by
@@ -46,6 +47,9 @@ class CandidateConfig:
     max_links: int = 20
     max_finds: int = 3  # Find in page candidates per state
     find_context_chars: int = 160  # the text after a find's landing point, the candidate's text
+    # a signature line is quoted with its description's first sentence when both fit in this many
+    # characters (split_sentences); 0 quotes them apart
+    signature_join_chars: int = 400
 
 
 @dataclass(frozen=True)
@@ -66,17 +70,34 @@ class Candidate:
 
 # Blocks end at a blank line (a paragraph break), and at a line break after a line ending in ")"
 # before a capital: the signature line of a documented function, followed by its description.
-_BLOCK_END = re.compile(r"\n[ \t]*\n\s*|(?<=\))[ \t]*\n(?=[ \t]*[A-Z])")
+_BLOCK_END = re.compile(r"(?P<paragraph>\n[ \t]*\n\s*)|(?<=\))[ \t]*\n(?=[ \t]*[A-Z])")
+# A signature on a line of its own, which some pages (the language reference's topics) follow with a
+# blank line before the description: "str.split(sep=None, maxsplit=- 1)".
+_SIGNATURE = re.compile(r"(?:(?:class|classmethod|staticmethod|async def|def)\s+)?[A-Za-z_][\w.]*\([^\n]*\)")
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """[start, end) spans of the sentences of `text`, whitespace around them excluded."""
-    spans, pos = [], 0
+def split_sentences(text: str, join_signature_chars: int = 0) -> list[tuple[int, int]]:
+    """[start, end) spans of the sentences of `text`, whitespace around them excluded.
+
+    join_signature_chars > 0: a signature line and the first sentence of its description are one
+    span when together they are at most this long ("math.atanh(x, /) Return the inverse hyperbolic
+    tangent of x."). Documentation's evidence is that pair: the signature alone says neither what a
+    function does nor returns, the sentence alone does not say which function it is about."""
+    spans, pos, joins = [], 0, set()
     for block in _BLOCK_END.finditer(text):
         spans.extend(_sentences(text, pos, block.start()))
+        if join_signature_chars and spans and (block.group("paragraph") is None
+                                               or _SIGNATURE.fullmatch(text[spans[-1][0]:spans[-1][1]])):
+            joins.add(len(spans) - 1)  # the signature line's span: join it with the next one
         pos = block.end()
     spans.extend(_sentences(text, pos, len(text)))
-    return spans
+    out = []
+    for i, (a, b) in enumerate(spans):
+        if i - 1 in joins and out and out[-1] == spans[i - 1] and b - spans[i - 1][0] <= join_signature_chars:
+            out[-1] = (spans[i - 1][0], b)
+        else:
+            out.append((a, b))
+    return out
 
 
 def _sentences(text: str, lo: int, hi: int) -> list[tuple[int, int]]:
@@ -221,7 +242,7 @@ def _quotes(browser, view, c: CandidateConfig) -> list[Candidate]:
     page = view.view.page
     lo, hi = view.view.window_span(view.window)
     taken = {q.text for q in browser.state.quotes if q.url == page.url}
-    spans = page.sentences or split_sentences(page.text)
+    spans = page.sentences or split_sentences(page.text, c.signature_join_chars)
     out = []
     for a, b in spans:
         if a >= hi or b <= lo:
