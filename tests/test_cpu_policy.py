@@ -200,6 +200,17 @@ def test_allowed_candidates_drop_moves_back_to_read_windows_and_quotes_past_the_
     full = info([dict(c) for c in cands], quotes=[{"text": "q", "url": "u"}] * 4, view="document")
     allowed_candidates(full, max_quotes=4)
     assert [c["command"] for c in full["candidates"]] == ["End: Answer", "End: Decline"]
+    # the last action with nothing quoted: a quote (the browser then asks for the answer) or decline
+    last = info([dict(c) for c in cands], view="document") | {"actions_left": 1}
+    allowed_candidates(last, max_quotes=4)
+    assert [c["command"] for c in last["candidates"]] == ["Quote: a b c", "End: Decline"]
+    results = info([cand("Clicked on link 0", "Clicked on link", "t", rank=0), cand("End: Decline", "End: Decline")],
+                   view="results") | {"actions_left": 1}
+    allowed_candidates(results, max_quotes=4)
+    assert [c["command"] for c in results["candidates"]] == ["End: Decline"]
+    quoted = info([dict(c) for c in cands], quotes=[{"text": "q", "url": "u"}], view="document") | {"actions_left": 1}
+    allowed_candidates(quoted, max_quotes=4)
+    assert len(quoted["candidates"]) == 6  # with a quote the answer can cite it: nothing removed
 
 
 def test_artifacts_round_trip_and_refuse_corruption(tmp_path):

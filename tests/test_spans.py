@@ -133,6 +133,13 @@ def test_sentence_form_answers_with_the_sentence_that_holds_the_span_by_hand():
     assert format_answer(AnswerCandidate("yes", "yes", [3]), "sentence", SPLIT_DOC) == "yes [3]"  # not a span
 
 
+def test_text_that_reads_as_a_citation_marker_is_not_one():
+    quotes = [{"n": 1, "text": "The dictionary errno.errorcode maps codes to names, e.g., errno.errorcode[2] is ENOENT."}]
+    span = AnswerCandidate("ENOENT", "name", [1], 1, quotes[0]["text"].index("ENOENT"))
+    assert format_answer(span, "sentence", quotes) == ("The dictionary errno.errorcode maps codes to names, e.g., "
+                                                       "errno.errorcode[ 2] is ENOENT. [1]")
+
+
 def test_a_long_sentence_is_cut_to_the_piece_that_holds_the_span():
     long = "The value, " + "which is " * 40 + "rarely needed, defaults to 1000; see the notes."
     quotes = [{"n": 1, "text": long}]

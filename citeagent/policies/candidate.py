@@ -254,10 +254,14 @@ class Featurizer:
 def allowed_candidates(info: dict, max_quotes: int) -> None:
     """The candidates this policy may take, in place (behaviour cloning labels the same list):
     past `max_quotes` quotes only End: Answer and Decline remain (more evidence dilutes the answer),
-    and no move returns to a window already read (a greedy policy could oscillate between two)."""
+    with the last action and no quote only a quote or Decline (the browser then asks for an answer,
+    and an answer needs a quote to cite), and no move returns to a window already read (a greedy
+    policy could oscillate between two)."""
     cs = info["candidates"]
     if len(info["quotes"]) >= max_quotes:
         cs = [c for c in cs if c["kind"] in ("End: Answer", "End: Decline")]
+    elif not info["quotes"] and info.get("actions_left", 2) <= 1:
+        cs = [c for c in cs if c["kind"] in ("Quote:", "End: Decline")]
     info["candidates"] = [c for c in cs if not (c["kind"] in MOVES and c.get("visited"))]
 
 

@@ -259,6 +259,7 @@ def span_features(question: str, quotes: list[dict], cands: list[AnswerCandidate
 
 
 MAX_SENTENCE_CHARS = 300
+_LIKE_MARKER = re.compile(r"\[(\d+)\]")
 _SENTENCE_CUT = re.compile(r"(?<=[.!?])\s+(?=[\"'(`A-Z0-9_])|\n\s*\n")
 
 
@@ -284,4 +285,7 @@ def format_answer(c: AnswerCandidate, form: str = "span", quotes: list[dict] | N
     """The answer text with its citations, e.g. "Arthur's Magazine [1][2]"; form "sentence"
     answers with the span's whole sentence (sentence_of)."""
     text = sentence_of(c, quotes or []) if form == "sentence" else c.text
+    # Quoted text can hold what reads as a citation ("errno.errorcode[2]"): the browser would take it
+    # for a marker of quote 2. A space inside the brackets keeps it readable and not a marker.
+    text = _LIKE_MARKER.sub(r"[ \1]", text)
     return text + " " + "".join(f"[{n}]" for n in c.cites) if c.cites else text
