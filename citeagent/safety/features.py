@@ -19,6 +19,9 @@ from citeagent.answer import Answer, render_for_model
 
 FEATURE_KINDS = ("response", "exchange", "response+exchange", "response,turn*response", "exchange,turn*response",
                  "all", "qa")
+# the kinds that are a concatenation of whole-text embeddings, so an encoder fine-tuned under them
+# (citeagent.safety.finetuned) produces them: kind -> the texts, in order
+FINETUNE_PARTS = {"response": ["response"], "exchange": ["exchange"], "response+exchange": ["response", "exchange"]}
 _HUMAN = "Human:"
 
 

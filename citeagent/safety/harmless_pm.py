@@ -1,7 +1,9 @@
 """The harmlessness preference model (Bai et al. 2022's harmless PM): a head on frozen MiniLM
 embeddings that scores a response to a question; higher is more harmless. P(a more harmless than
 b) = sigmoid(score(a) - score(b)). Trained by `citeagent train harmless-pm` on HH-RLHF's
-harmless-base pairs; the trained head ships in the repository (weights/harmless_pm)."""
+harmless-base pairs; the trained model ships in the repository (weights/harmless_pm). The shipped
+one has MiniLM's top two layers fine-tuned with its head (citeagent.safety.finetuned), which
+measured better on the held-out pairs than any head on the frozen encoder."""
 from __future__ import annotations
 
 import math
@@ -41,8 +43,14 @@ class HarmlessnessPM:
         return 1.0 / (1.0 + math.exp(-(sa - sb)))
 
 
-def load_harmless_pm(path: str | Path | None = None, encoder: TextEncoder | None = None) -> HarmlessnessPM:
-    """The preference model in `path` (None or "default": the one shipped with citeagent)."""
+def load_harmless_pm(path: str | Path | None = None, encoder: TextEncoder | None = None):
+    """The preference model in `path` (None or "default": the one shipped with citeagent): a
+    HarmlessnessPM, or a FinetunedPM (same methods) where the directory holds fine-tuned encoder
+    layers (`--finetune-layers`); that one reads text with its own encoder, so `encoder` is unused."""
+    from citeagent.safety import finetuned
+
     path = DEFAULT_DIR if not path or str(path) == "default" else Path(path)
+    if (path / finetuned.WEIGHTS).is_file():
+        return finetuned.load_finetuned(path)
     head, meta = load_head(path, "harmlessness preference model", TRAIN_COMMAND)
     return HarmlessnessPM(head, meta, encoder)
