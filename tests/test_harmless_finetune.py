@@ -77,7 +77,7 @@ def test_train_harmless_pm_finetune_toy(tmp_path, tiny_encoder):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--finetune-layers", "1"], "pass one --features kind of response, exchange, response+exchange"),
+    (["--finetune-layers", "1", "--features", "exchange,response"], "pass one --features kind of response, exchange, response+exchange"),
     (["--finetune-layers", "0,1", "--features", "exchange"], "positive layer counts"),
     (["--finetune-layers", "two"], "comma-separated list of layer counts"),
     (["--finetune-layers", "1", "--features", "exchange", "--ft-lr", "0"], "must be positive"),

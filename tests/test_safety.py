@@ -141,7 +141,8 @@ def test_train_harmless_pm_toy(tmp_path):
     from citeagent.safety.harmless_pm import load_harmless_pm
 
     out = tmp_path / "pm"
-    rc = main(["train", "harmless-pm", "--out", str(out), "--max-pairs", "80", "--features", "response,turn*response",
+    rc = main(["train", "harmless-pm", "--out", str(out), "--max-pairs", "80", "--finetune-layers", "0",
+               "--features", "response,turn*response",
                "--hidden", "0", "--weight-decay", "0,1", "--epochs", "20", "--n-boot", "50",
                "--embedding-cache", str(tmp_path / "emb.npz")])
     assert rc == 0

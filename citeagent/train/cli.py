@@ -93,9 +93,10 @@ TRAINERS = [
             "Writes log.jsonl/log.png, checkpoints (--resume) and a final model dir."),
     Trainer("harmless-pm", "train the harmlessness preference model on HH-RLHF harmless-base",
             "citeagent.train.harmless_pm:HarmlessPMConfig", "citeagent.train.harmless_pm:run_harmless_pm",
-            "Fit Bradley-Terry heads on frozen MiniLM embeddings of HH-RLHF harmless-base responses, choose one on a "
-            "validation split of the training dialogues, and report its accuracy on held-out dialogues with a "
-            "bootstrap 95% interval."),
+            "Fine-tune MiniLM's top layers with a Bradley-Terry head on HH-RLHF harmless-base pairs (or, with "
+            "--finetune-layers 0, fit heads on the frozen encoder), choose on a validation split of the training "
+            "dialogues, and report accuracy on held-out dialogues with a bootstrap 95% interval. The defaults "
+            "rebuild the shipped model."),
     Trainer("rules", "train the rule-violation classifier (one multi-label head) and report its held-out accuracy",
             "citeagent.train.rules_clf:RulesConfig", "citeagent.train.rules_clf:run_rules",
             "Train the rule-violation classifier on the hand-built seed set, HotpotQA negatives and the labelling "
