@@ -231,3 +231,17 @@ def test_the_pipelines_questions_stage_writes_the_generated_pydocs_questions(tmp
     questions = load_gold_questions(tmp_path / "pydocs_questions.jsonl")
     assert len(questions) > 1000 and all(q["answers"] and q["support"] for q in questions)
     assert "questions" in json.loads((tmp_path / "stages.json").read_text())
+
+
+def test_the_pipeline_runs_each_stage_in_its_own_process_and_stops_at_a_failing_one(tmp_path, capfd):
+    from citeagent.train.pipeline import PipelineConfig, run, stage_command
+
+    cfg = PipelineConfig(out=str(tmp_path), stages="questions,rm")
+    command = stage_command(cfg, "rm")
+    assert command[-2:] == ["--stages", "rm"] and "--ppo-episodes" in command and "--ship" not in command
+    # rm needs the comparisons stage's file, which this run does not make: its child fails
+    assert run(cfg) == 2
+    err = capfd.readouterr().err
+    assert "[rm] stopped (exit code 2)" in err and "comparisons.jsonl" in err
+    assert list(json.loads((tmp_path / "stages.json").read_text())) == ["questions"]  # kept
+    assert (tmp_path / "pydocs_questions.jsonl").is_file()

@@ -5,6 +5,9 @@
 
 Each stage writes into its own folder under --out and is skipped when its output is already
 there, so a killed pipeline resumes at the stage it was in (PPO itself resumes mid-run).
+When more than one stage is to run, each runs in a child process of its own: the peak memory of
+the pipeline is then its largest stage's, not the sum of what each stage leaves behind (embedding
+caches, loaded encoders, torch's allocator).
 --ship copies the chosen policy into citeagent/artifacts/cpu_policy, the agent `citeagent ask`
 uses by default.
 """
@@ -12,9 +15,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 STAGES = ("questions", "bc", "comparisons", "rm", "rs", "ppo")
@@ -78,13 +82,45 @@ def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: in
     return {"settings": counts, "comparisons": len(comps)}
 
 
-def run(cfg: PipelineConfig) -> int:
-    from citeagent.train import cpu_bc, cpu_ppo, cpu_rm, cpu_rs
+def stage_command(cfg: PipelineConfig, name: str) -> list[str]:
+    """The `citeagent train pipeline` command line that runs stage `name` alone with cfg's options."""
+    flags = []
+    for f in fields(cfg):
+        if f.name not in ("stages", "ship"):
+            flags += [f"--{f.name.replace('_', '-')}", str(getattr(cfg, f.name))]
+    return [sys.executable, "-c", "import sys; from citeagent.cli import main; sys.exit(main())",
+            "train", "pipeline", *flags, "--stages", name]
 
+
+def run_in_children(cfg: PipelineConfig, done: dict, todo: list[str]) -> int:
+    for name in cfg.stage_list:
+        if name in done:
+            print(f"[{name}] done before ({done[name]['seconds']} s); skipped", file=sys.stderr)
+    for name in todo:
+        # the child's stdout goes to stderr: this process's stdout is the one summary at the end
+        code = subprocess.run(stage_command(cfg, name), stdout=2).returncode  # fd 2: this stderr
+        if code:
+            print(f"[{name}] stopped (exit code {code}); the stages before it are kept in {cfg.out}: fix what "
+                  "the lines above say and run the same command again to resume there.", file=sys.stderr)
+            return code
+    if cfg.ship:
+        ship(Path(cfg.out) / cfg.ship if cfg.ship == "bc" else Path(cfg.out) / cfg.ship / "policy")
+    done = json.loads((Path(cfg.out) / "stages.json").read_text())
+    print(json.dumps({"config": asdict(cfg), "stages": done}, indent=2))
+    return 0
+
+
+def run(cfg: PipelineConfig) -> int:
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
     done_file = root / "stages.json"
     done = json.loads(done_file.read_text()) if done_file.is_file() else {}
+    todo = [s for s in cfg.stage_list if s not in done]
+    if len(todo) > 1:
+        return run_in_children(cfg, done, todo)
+
+    from citeagent.train import cpu_bc, cpu_ppo, cpu_rm, cpu_rs
+
     questions = root / "pydocs_questions.jsonl"
 
     def stage(name: str, fn) -> None:
