@@ -1,6 +1,7 @@
 """The over-optimisation chart of the CPU agent's RL (Gao et al. 2022): proxy (reward model) and
 gold-judge reward against sqrt(KL to the BC policy), for PPO against the reward model, PPO against
 the gold judge, and best-of-n (KL_bon = log n - (n - 1) / n, rewards from the RS rounds' samples).
+The gold judge's answer half is answer F1 on HotpotQA and "correct" on generated pydocs questions.
 
     python scripts/cpu_overoptimization.py --ppo runs/cpu_pipeline/ppo --ppo-gold runs/cpu_pipeline/ppo_gold \
         --rs runs/cpu_pipeline/rs --out docs/cpu_overoptimization.png
@@ -59,7 +60,7 @@ def main() -> None:
         pts = [(0.0, first["sample_gold"]), (math.sqrt(kl), first["kept_gold"])]
         ax_gold.plot([p[0] for p in pts], [p[1] for p in pts], "s--", label=f"best-of-{n} by the reward model (all training settings)")
         points[f"best-of-{n}"] = [{"sqrt_kl": p[0], "gold": p[1]} for p in pts]
-    ax_gold.set(xlabel="sqrt KL to BC (nats)", ylabel="gold judge score (0.5 F1 + 0.5 sup. recall)", title="gold reward")
+    ax_gold.set(xlabel="sqrt KL to BC (nats)", ylabel="gold judge score (0.5 answer + 0.5 sup. recall)", title="gold reward")
     ax_proxy.set(xlabel="sqrt KL to BC (nats)", ylabel="reward model score", title="proxy reward")
     for ax in (ax_gold, ax_proxy):
         ax.legend(fontsize=8)
