@@ -245,3 +245,31 @@ def test_the_pipeline_runs_each_stage_in_its_own_process_and_stops_at_a_failing_
     assert "[rm] stopped (exit code 2)" in err and "comparisons.jsonl" in err
     assert list(json.loads((tmp_path / "stages.json").read_text())) == ["questions"]  # kept
     assert (tmp_path / "pydocs_questions.jsonl").is_file()
+
+
+def test_the_reward_models_validation_accuracy_by_what_a_pair_is_about():
+    from citeagent.reward.schema import Comparison
+    from citeagent.train.cpu_rm import accuracy_by_kind, pair_kinds
+
+    q = "What is x?"
+    a, b = Answer(q, "One. [1]"), Answer(q, "Two. [1]")
+
+    def pair(group, g0, g1, score):
+        return Comparison(q, a, b, score, group=group, meta={"gold_0": g0, "gold_1": g1})
+
+    hot_answer = pair("5ab2", {"answer_f1": 1.0, "sp_recall": 0.5}, {"answer_f1": 0.0, "sp_recall": 0.5}, 0.5)
+    hot_support = pair("5ab3", {"answer_f1": 0.2, "sp_recall": 1.0}, {"answer_f1": 0.2, "sp_recall": 0.0}, -0.4)
+    # a pydocs pair: "correct" decides, although answer_f1 differs
+    py_support = pair("pydocs-gen-1", {"answer_f1": 0.3, "correct": 1.0, "sp_recall": 1.0},
+                      {"answer_f1": 0.0, "correct": 1.0, "sp_recall": 0.0}, 0.5)
+    people = Comparison(q, a, b, 1.0, group="web")
+    tie = pair("5ab4", {"answer_f1": 0.5}, {"answer_f1": 0.5}, 0.0)
+    assert pair_kinds(hot_answer) == ["hotpotqa", "hotpotqa, answer"]
+    assert pair_kinds(hot_support) == ["hotpotqa", "hotpotqa, support only"]
+    assert pair_kinds(py_support) == ["pydocs", "pydocs, support only"]
+    assert pair_kinds(people) == ["unjudged"]
+    # margins: right, wrong (answer_1 is better but scored lower), right, wrong; the tie is left out
+    got = accuracy_by_kind([hot_answer, hot_support, py_support, people, tie], [0.3, 0.2, 1.0, -0.1, 5.0])
+    assert got == {"hotpotqa": {"pairs": 2, "accuracy": 0.5}, "hotpotqa, answer": {"pairs": 1, "accuracy": 1.0},
+                   "hotpotqa, support only": {"pairs": 1, "accuracy": 0.0}, "pydocs": {"pairs": 1, "accuracy": 1.0},
+                   "pydocs, support only": {"pairs": 1, "accuracy": 1.0}, "unjudged": {"pairs": 1, "accuracy": 0.0}}

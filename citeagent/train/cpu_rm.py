@@ -182,6 +182,32 @@ def read_comparisons(path: str | Path) -> list:
 
 
 # ------------------------------------------------------------------------------- training
+def pair_kinds(c) -> list[str]:
+    """What a gold-judged pair is about, for the report's accuracy breakdown: its setting (pydocs
+    or hotpotqa, by the question id the sampler gives) and whether the two answers' own scores
+    differ ("answer") or only their supporting quotes do ("support only"). Pairs labelled by
+    people carry no gold judgement: "unjudged"."""
+    g0, g1 = c.meta.get("gold_0"), c.meta.get("gold_1")
+    if not isinstance(g0, dict) or not isinstance(g1, dict):
+        return ["unjudged"]
+    setting = "pydocs" if c.group.startswith("pydocs-") else "hotpotqa"
+    key = "correct" if "correct" in g0 else "answer_f1"
+    about = "answer" if abs(g0.get(key, 0.0) - g1.get(key, 0.0)) > 1e-9 else "support only"
+    return [setting, f"{setting}, {about}"]
+
+
+def accuracy_by_kind(comps, margins: list[float]) -> dict:
+    """{kind: {"pairs": n, "accuracy": share of pairs the model orders as labelled}} over the
+    untied pairs; `margins` are r(answer_0) - r(answer_1)."""
+    out: dict[str, list[int]] = {}
+    for c, m in zip(comps, margins):
+        if c.score_0 == 0:
+            continue
+        for kind in pair_kinds(c):
+            out.setdefault(kind, []).append(int((m > 0) == (c.score_0 > 0)))
+    return {k: {"pairs": len(v), "accuracy": round(sum(v) / len(v), 4)} for k, v in sorted(out.items())}
+
+
 def train_rm(cfg: CpuRMConfig, encoder=None, log=print) -> tuple[AnswerRewardModel, dict]:
     """Bradley-Terry on the comparisons (WebGPT's labels: ties soft, others by sign); accuracy on
     the pairs of questions kept back; the epoch with the best validation loss is kept."""
@@ -230,11 +256,14 @@ def train_rm(cfg: CpuRMConfig, encoder=None, log=print) -> tuple[AnswerRewardMod
         if vloss < best:
             best, best_state = vloss, {k: v.clone() for k, v in head.state_dict().items()}
     head.load_state_dict(best_state)
+    with torch.no_grad():
+        v0, v1, _ = data["valid"]
+        breakdown = accuracy_by_kind(parts["valid"], (head(v0) - head(v1)).tolist())
     best_epoch = min(history, key=lambda h: h["valid_loss"])
     log(f"reward model: {len(parts['train'])} training pairs, {len(parts['valid'])} validation pairs; "
         f"best epoch {best_epoch['epoch']}: validation accuracy {best_epoch['valid_accuracy']:.3f}")
     report = {"config": asdict(cfg), "train_pairs": len(parts["train"]), "valid_pairs": len(parts["valid"]),
-              "valid_accuracy": best_epoch["valid_accuracy"], "history": history}
+              "valid_accuracy": best_epoch["valid_accuracy"], "valid_by_kind": breakdown, "history": history}
     rm = AnswerRewardModel(head, encoder, {"valid_accuracy": best_epoch["valid_accuracy"],
                                            "train_pairs": len(parts["train"])})
     rm.save(cfg.out)
