@@ -7,6 +7,8 @@ second stage, at CPU scale).
    so people can label the same pairs in the labelling app instead).
 2. `AnswerRewardModel`: the policy's own encoder (MiniLM, frozen, cached) with a scalar head over
    the question, the answer and the quotes; trained by the Bradley-Terry loss on the pairs.
+   With `--reader`, three more inputs say what the extractive reader makes of the answer in its
+   own quotes: embeddings tell whether a span is on topic, the reader whether it is the answer.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from citeagent.policies.candidate import EMBED_DIM, PolicyArtifactError, words
 
 N_RM_SCALARS = 9
 N_RM_FEATURES = 3 * EMBED_DIM + N_RM_SCALARS
+N_READER_FEATURES = 3
 RM_FORMAT = "citeagent-cpu-rm/1"
 
 
@@ -37,8 +40,14 @@ class CpuRMConfig:
     weight_decay: float = 1e-3
     valid_fraction: float = 0.15  # questions whose pairs are kept back to measure accuracy
     seed: int = 0
+    # the extractive reader whose reading of each answer the model also gets: "" (none),
+    # "shipped" (citeagent/artifacts/reader) or a reader directory; saved with the model
+    reader: str = ""
 
     def __post_init__(self):
+        if self.reader not in ("", "shipped") and not (Path(self.reader) / "reader.json").is_file():
+            raise ValueError(f"--reader {self.reader!r}: give 'shipped', a reader directory (with reader.json, "
+                             "from `citeagent train reader`) or '' for none")
         if not 0 < self.valid_fraction < 0.5:
             raise ValueError(f"--valid-fraction {self.valid_fraction}: give a fraction in (0, 0.5)")
         if self.epochs < 1 or self.lr <= 0:
@@ -46,16 +55,45 @@ class CpuRMConfig:
 
 
 class RewardHead(nn.Module):
-    def __init__(self, hidden: int = 128):
+    def __init__(self, hidden: int = 128, n_features: int = N_RM_FEATURES):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(N_RM_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(-1)
 
 
-def rm_features(encoder, questions: list[str], answers: list[Answer]) -> np.ndarray:
-    """[N, N_RM_FEATURES]: products of the question's, the answer's and the quotes' embeddings,
+def n_features(reader: str) -> int:
+    return N_RM_FEATURES + (N_READER_FEATURES if reader else 0)
+
+
+def reader_features(reader: str, questions: list[str], answers: list[Answer]) -> np.ndarray:
+    """[N, N_READER_FEATURES]: the reader's probability (in its one distribution over the answers
+    of the quotes) of the answer itself, of its likeliest answer found inside the answer's text
+    (a sentence answer holds its span) and of its own best answer. The reading is the one the
+    policy's answer phase makes of the same quotes, so in RL it is mostly already memoised."""
+    from types import SimpleNamespace
+
+    from citeagent.eval.answer_metrics import normalize_answer
+    from citeagent.policies.candidate import CandidatePolicyConfig, propose_answers
+
+    how = SimpleNamespace(reader=reader, reader_k=CandidatePolicyConfig.reader_k)
+    proposed = propose_answers(how, [(q, [{"n": x.n, "text": x.text} for x in a.quotes])
+                                     for q, a in zip(questions, answers)])
+    out = np.zeros((len(answers), N_READER_FEATURES), np.float32)
+    for i, (a, cands) in enumerate(zip(answers, proposed)):
+        if a.declined or not cands:
+            continue
+        text = normalize_answer(a.plain_text())
+        probs = [(normalize_answer(c.text), math.exp(c.score)) for c in cands]
+        same = max((p for t, p in probs if t == text), default=0.0)
+        inside = max((p for t, p in probs if t and f" {t} " in f" {text} "), default=0.0)
+        out[i] = [same, inside, probs[0][1]]
+    return out
+
+
+def rm_features(encoder, questions: list[str], answers: list[Answer], reader: str = "") -> np.ndarray:
+    """[N, n_features(reader)]: products of the question's, the answer's and the quotes' embeddings,
     and cheap signals (declined, number of quotes, the answer repeating the question, the answer
     found in the quotes, its length, the quotes' similarity to the question)."""
     texts: dict[str, int] = {}
@@ -79,6 +117,8 @@ def rm_features(encoder, questions: list[str], answers: list[Answer]) -> np.ndar
                                   float(bool(a.plain_text()) and a.plain_text().lower() in quote_text),
                                   min(len(a.plain_text().split()), 20) / 20, max(cos), sum(cos) / len(cos),
                                   float(qv @ av), float(av @ mv)]
+    if reader:
+        out = np.concatenate([out, reader_features(reader, questions, answers)], axis=1)
     return out
 
 
@@ -94,7 +134,8 @@ class AnswerRewardModel:
         if not answers:
             return []
         with torch.inference_mode():
-            return self.head(torch.from_numpy(rm_features(self.encoder, questions, answers))).tolist()
+            x = rm_features(self.encoder, questions, answers, self.meta.get("reader", ""))
+            return self.head(torch.from_numpy(x)).tolist()
 
     def score(self, question: str, answer: Answer) -> float:
         return self.score_batch([question], [answer])[0]
@@ -120,7 +161,7 @@ class AnswerRewardModel:
                 raise ValueError(f"format {meta.get('format')!r}, expected {RM_FORMAT}")
             from safetensors.torch import load_file
 
-            head = RewardHead(meta["hidden"])
+            head = RewardHead(meta["hidden"], n_features(meta.get("reader", "")))
             head.load_state_dict(load_file(str(d / "rm.safetensors")))
         except Exception as e:  # noqa: BLE001 - any failure means the same: the artifact is unusable
             raise PolicyArtifactError(f"The CPU reward model in {d} is corrupt ({type(e).__name__}: {e}). {rebuild}") from None
@@ -226,12 +267,12 @@ def train_rm(cfg: CpuRMConfig, encoder=None, log=print) -> tuple[AnswerRewardMod
     data = {}
     for name, cs in parts.items():
         qs = [c.question for c in cs]
-        x0 = torch.from_numpy(rm_features(encoder, qs, [c.answer_0 for c in cs]))
-        x1 = torch.from_numpy(rm_features(encoder, qs, [c.answer_1 for c in cs]))
+        x0 = torch.from_numpy(rm_features(encoder, qs, [c.answer_0 for c in cs], cfg.reader))
+        x1 = torch.from_numpy(rm_features(encoder, qs, [c.answer_1 for c in cs], cfg.reader))
         y = torch.tensor([c.label("webgpt") for c in cs])
         data[name] = (x0, x1, y)
     torch.manual_seed(cfg.seed)
-    head = RewardHead(cfg.hidden)
+    head = RewardHead(cfg.hidden, n_features(cfg.reader))
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     best, best_state, history = math.inf, None, []
@@ -264,8 +305,10 @@ def train_rm(cfg: CpuRMConfig, encoder=None, log=print) -> tuple[AnswerRewardMod
         f"best epoch {best_epoch['epoch']}: validation accuracy {best_epoch['valid_accuracy']:.3f}")
     report = {"config": asdict(cfg), "train_pairs": len(parts["train"]), "valid_pairs": len(parts["valid"]),
               "valid_accuracy": best_epoch["valid_accuracy"], "valid_by_kind": breakdown, "history": history}
-    rm = AnswerRewardModel(head, encoder, {"valid_accuracy": best_epoch["valid_accuracy"],
-                                           "train_pairs": len(parts["train"])})
+    meta = {"valid_accuracy": best_epoch["valid_accuracy"], "train_pairs": len(parts["train"])}
+    if cfg.reader:  # absent for none, so models made before the option read as they were
+        meta["reader"] = cfg.reader
+    rm = AnswerRewardModel(head, encoder, meta)
     rm.save(cfg.out)
     Path(cfg.out, "rm_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return rm, report
