@@ -273,3 +273,54 @@ def test_the_reward_models_validation_accuracy_by_what_a_pair_is_about():
     assert got == {"hotpotqa": {"pairs": 2, "accuracy": 0.5}, "hotpotqa, answer": {"pairs": 1, "accuracy": 1.0},
                    "hotpotqa, support only": {"pairs": 1, "accuracy": 0.0}, "pydocs": {"pairs": 1, "accuracy": 1.0},
                    "pydocs, support only": {"pairs": 1, "accuracy": 1.0}, "unjudged": {"pairs": 1, "accuracy": 0.0}}
+
+
+class _ListedReader:
+    """A reader whose reading is given: the thing under test is what the RM makes of it."""
+
+    def __init__(self, candidates):
+        self.candidates = candidates
+        self.calls = 0
+
+    def candidates_batch(self, episodes, k=8):
+        self.calls += 1
+        return [list(self.candidates) if any(x["text"] for x in quotes) else [] for _, quotes in episodes]
+
+
+def test_the_reward_models_reader_inputs_against_values_computed_by_hand(tmp_path, monkeypatch):
+    from citeagent.policies import candidate
+    from citeagent.policies.reader import AnswerCandidate
+    from citeagent.train.cpu_rm import (N_RM_FEATURES, AnswerRewardModel, CpuRMConfig, RewardHead, n_features,
+                                        reader_features, rm_features)
+    from tests.test_cpu_policy import WordEncoder
+
+    q = "What is the capital of France?"
+    quote = [Quote(1, "France", "u", "Paris is the capital of France.")]
+    reading = _ListedReader([AnswerCandidate("Paris", math.log(0.6), [1], "span"),
+                             AnswerCandidate("the capital", math.log(0.3), [1], "span")])
+    monkeypatch.setitem(candidate._READERS, "listed-reader", reading)
+    answers = [Answer(q, "Paris [1]", quote),                            # the reader's best answer itself
+               Answer(q, "Paris is the capital of France. [1]", quote),  # a sentence holding it
+               Answer(q, "Lyon [1]", quote),                             # not among the reader's answers
+               Answer(q, "", quote, declined=True),
+               Answer(q, "Paris", [])]                                   # no quotes: nothing read
+    got = reader_features("listed-reader", [q] * len(answers), answers)
+    np.testing.assert_allclose(got, [[0.6, 0.6, 0.6], [0.0, 0.6, 0.6], [0.0, 0.0, 0.6], [0, 0, 0], [0, 0, 0]],
+                               rtol=1e-6)
+    # the same quotes are read once in a process (the policy's answer phase has usually read them)
+    calls = reading.calls
+    reader_features("listed-reader", [q], answers[:1])
+    assert reading.calls == calls
+
+    # saved with the model: a loaded model has the wider head and scores with the reader's inputs
+    assert n_features("") == N_RM_FEATURES and n_features("listed-reader") == N_RM_FEATURES + 3
+    torch.manual_seed(0)
+    AnswerRewardModel(RewardHead(8, n_features("listed-reader")), WordEncoder(), {"reader": "listed-reader"}).save(tmp_path)
+    rm = AnswerRewardModel.load(tmp_path, encoder=WordEncoder())
+    assert rm.head.net[0].in_features == N_RM_FEATURES + 3
+    x = rm_features(WordEncoder(), [q], answers[:1], "listed-reader")
+    assert x.shape == (1, N_RM_FEATURES + 3)
+    np.testing.assert_allclose(x[0, -3:], [0.6, 0.6, 0.6], rtol=1e-6)
+    assert rm.score(q, answers[0]) == pytest.approx(float(rm.head(torch.from_numpy(x)).detach()[0]), abs=1e-6)
+    with pytest.raises(ValueError, match="--reader 'nowhere'"):
+        CpuRMConfig(reader="nowhere")
