@@ -210,7 +210,7 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
                 loss = losses["policy_loss"] + cfg.vf_coef * losses["value_loss"] - cfg.ent_coef * losses["entropy"]
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"PPO iteration {it + 1}: the loss is {float(loss)}; stopped. The last good checkpoint "
+                        f"PPO iteration {it + 1}: the loss is {float(loss.detach())}; stopped. The last good checkpoint "
                         f"({ckpt if ckpt.is_file() else 'none yet'}) is kept; lower --lr or raise --kl-coef and resume.")
                 opt.zero_grad()
                 loss.backward()
