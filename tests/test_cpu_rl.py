@@ -324,3 +324,7 @@ def test_the_reward_models_reader_inputs_against_values_computed_by_hand(tmp_pat
     assert rm.score(q, answers[0]) == pytest.approx(float(rm.head(torch.from_numpy(x)).detach()[0]), abs=1e-6)
     with pytest.raises(ValueError, match="--reader 'nowhere'"):
         CpuRMConfig(reader="nowhere")
+    from citeagent.train.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match="--rm-reader 'nowhere'"):  # before any stage runs
+        PipelineConfig(out=str(tmp_path / "p"), rm_reader="nowhere")

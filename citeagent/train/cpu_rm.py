@@ -45,13 +45,17 @@ class CpuRMConfig:
     reader: str = ""
 
     def __post_init__(self):
-        if self.reader not in ("", "shipped") and not (Path(self.reader) / "reader.json").is_file():
-            raise ValueError(f"--reader {self.reader!r}: give 'shipped', a reader directory (with reader.json, "
-                             "from `citeagent train reader`) or '' for none")
+        check_reader(self.reader, "--reader")
         if not 0 < self.valid_fraction < 0.5:
             raise ValueError(f"--valid-fraction {self.valid_fraction}: give a fraction in (0, 0.5)")
         if self.epochs < 1 or self.lr <= 0:
             raise ValueError("--epochs and --lr must be positive")
+
+
+def check_reader(reader: str, flag: str) -> None:
+    if reader not in ("", "shipped") and not (Path(reader) / "reader.json").is_file():
+        raise ValueError(f"{flag} {reader!r}: give 'shipped', a reader directory (with reader.json, "
+                         "from `citeagent train reader`) or '' for none")
 
 
 class RewardHead(nn.Module):

@@ -35,6 +35,8 @@ class PipelineConfig:
     # questions BC learnt from, so RL does not trade the documentation away for HotpotQA)
     settings: str = "distractor,pydocs"
     ppo_episodes: int = 2048
+    # the reward model's extractive reader inputs (cpu-rm --reader): "" none, "shipped", or a directory
+    rm_reader: str = ""
     ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
 
     def __post_init__(self):
@@ -46,6 +48,9 @@ class PipelineConfig:
         from citeagent.train.cpu_bc import rl_settings
 
         rl_settings(self.settings)  # an unknown setting stops here, before any stage
+        from citeagent.train.cpu_rm import check_reader
+
+        check_reader(self.rm_reader, "--rm-reader")
         if self.samples < 2:
             raise ValueError(f"--samples {self.samples}: comparisons need at least 2 episodes per question")
 
@@ -151,7 +156,7 @@ def run(cfg: PipelineConfig) -> int:
     stage("comparisons", lambda: sample_comparisons(root / "bc", root / "comparisons.jsonl", cfg.samples,
                                                     cfg.comparison_questions, cfg.seed, settings, pydocs))
     stage("rm", lambda: {k: v for k, v in cpu_rm.train_rm(cpu_rm.CpuRMConfig(
-        comparisons=str(root / "comparisons.jsonl"), out=str(root / "rm"), seed=cfg.seed))[1].items()
+        comparisons=str(root / "comparisons.jsonl"), out=str(root / "rm"), seed=cfg.seed, reader=cfg.rm_reader))[1].items()
         if k in ("train_pairs", "valid_pairs", "valid_accuracy")})
     stage("rs", lambda: {"history": cpu_rs.run(cpu_rs.CpuRSConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "rs"), seed=cfg.seed, settings=settings,
