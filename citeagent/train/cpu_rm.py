@@ -76,13 +76,10 @@ def reader_features(reader: str, questions: list[str], answers: list[Answer]) ->
     of the quotes) of the answer itself, of its likeliest answer found inside the answer's text
     (a sentence answer holds its span) and of its own best answer. The reading is the one the
     policy's answer phase makes of the same quotes, so in RL it is mostly already memoised."""
-    from types import SimpleNamespace
-
     from citeagent.eval.answer_metrics import normalize_answer
     from citeagent.policies.candidate import CandidatePolicyConfig, propose_answers
 
-    how = SimpleNamespace(reader=reader, reader_k=CandidatePolicyConfig.reader_k)
-    proposed = propose_answers(how, [(q, [{"n": x.n, "text": x.text} for x in a.quotes])
+    proposed = propose_answers(CandidatePolicyConfig(reader=reader), [(q, [{"n": x.n, "text": x.text} for x in a.quotes])
                                      for q, a in zip(questions, answers)])
     out = np.zeros((len(answers), N_READER_FEATURES), np.float32)
     for i, (a, cands) in enumerate(zip(answers, proposed)):

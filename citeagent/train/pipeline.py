@@ -108,9 +108,14 @@ def run_in_children(cfg: PipelineConfig, done: dict, todo: list[str]) -> int:
             print(f"[{name}] stopped (exit code {code}); the stages before it are kept in {cfg.out}: fix what "
                   "the lines above say and run the same command again to resume there.", file=sys.stderr)
             return code
+    return finish(cfg, json.loads((Path(cfg.out) / "stages.json").read_text()))
+
+
+def finish(cfg: PipelineConfig, done: dict) -> int:
+    """Ship the chosen stage's policy if asked, and print the run's one summary."""
     if cfg.ship:
-        ship(Path(cfg.out) / cfg.ship if cfg.ship == "bc" else Path(cfg.out) / cfg.ship / "policy")
-    done = json.loads((Path(cfg.out) / "stages.json").read_text())
+        root = Path(cfg.out)
+        ship(root / cfg.ship if cfg.ship == "bc" else root / cfg.ship / "policy")
     print(json.dumps({"config": asdict(cfg), "stages": done}, indent=2))
     return 0
 
@@ -164,10 +169,7 @@ def run(cfg: PipelineConfig) -> int:
     stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
         seed=cfg.seed, settings=settings, pydocs_questions=pydocs))["log"]})
-    if cfg.ship:
-        ship(root / cfg.ship if cfg.ship == "bc" else root / cfg.ship / "policy")
-    print(json.dumps({"config": asdict(cfg), "stages": done}, indent=2))
-    return 0
+    return finish(cfg, done)
 
 
 def ship(policy_dir: Path) -> None:
