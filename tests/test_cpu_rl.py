@@ -163,6 +163,8 @@ def test_the_pipeline_refuses_an_unknown_setting_before_any_stage():
 
     with pytest.raises(ValueError, match="--settings 'distractor,web'"):
         PipelineConfig(settings="distractor,web")
+    with pytest.raises(ValueError, match="--ppo-kl-coef -0.1: the KL coefficient cannot be negative"):
+        PipelineConfig(ppo_kl_coef=-0.1)
     assert PipelineConfig().settings == "distractor,pydocs"
 
 

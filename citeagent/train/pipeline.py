@@ -35,6 +35,7 @@ class PipelineConfig:
     # questions BC learnt from, so RL does not trade the documentation away for HotpotQA)
     settings: str = "distractor,pydocs"
     ppo_episodes: int = 2048
+    ppo_kl_coef: float = 0.05  # PPO's KL coefficient to the BC policy (cpu-ppo --kl-coef)
     # the reward model's extractive reader inputs (cpu-rm --reader): "" none, "shipped", or a directory
     rm_reader: str = ""
     ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
@@ -51,6 +52,8 @@ class PipelineConfig:
         from citeagent.train.cpu_rm import check_reader
 
         check_reader(self.rm_reader, "--rm-reader")
+        if self.ppo_kl_coef < 0:
+            raise ValueError(f"--ppo-kl-coef {self.ppo_kl_coef}: the KL coefficient cannot be negative; use 0 or more")
         if self.samples < 2:
             raise ValueError(f"--samples {self.samples}: comparisons need at least 2 episodes per question")
 
@@ -168,7 +171,7 @@ def run(cfg: PipelineConfig) -> int:
         pydocs_questions=pydocs))["history"]})
     stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
-        seed=cfg.seed, settings=settings, pydocs_questions=pydocs))["log"]})
+        kl_coef=cfg.ppo_kl_coef, seed=cfg.seed, settings=settings, pydocs_questions=pydocs))["log"]})
     return finish(cfg, done)
 
 
