@@ -1,6 +1,7 @@
 """RL for the CPU candidate policy: the PPO quantities for this policy against values computed by
 hand, masking of invalid candidates in the loss, the reward model's pairs, and exact resume of a
 killed PPO run. Tiny components: a hashed bag-of-words encoder stands in for MiniLM."""
+import copy
 import json
 import math
 import types
@@ -89,21 +90,55 @@ def tiny_setup():
 
 
 def test_ppo_resumes_exactly_after_a_kill(tmp_path):
-    cfg = dict(episodes=8, episodes_per_iter=4, minibatch_episodes=2, update_epochs=2, max_actions=6, seed=3)
+    cfg = dict(episodes=8, episodes_per_iter=4, minibatch_episodes=2, update_epochs=2, max_actions=6, seed=3,
+               dev_questions=1, dev_every=1)
     policy, questions, backends = tiny_setup()
-    train(CpuPPOConfig(out=str(tmp_path / "straight"), **cfg), policy, backends)
+    straight_summary = train(CpuPPOConfig(out=str(tmp_path / "straight"), **cfg), policy, backends)
     straight = policy.scorer.state_dict()
 
     policy, questions, backends = tiny_setup()
     train(CpuPPOConfig(out=str(tmp_path / "killed"), **(cfg | {"episodes": 4})), policy, backends)  # "killed" after 1
     policy, questions, backends = tiny_setup()  # a new process: the BC weights again, then the checkpoint
-    train(CpuPPOConfig(out=str(tmp_path / "killed"), **cfg), policy, backends)
+    summary = train(CpuPPOConfig(out=str(tmp_path / "killed"), **cfg), policy, backends)
     for k, v in straight.items():
         assert torch.equal(v, policy.scorer.state_dict()[k]), k
     rows = [json.loads(x) for x in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]  # nothing lost, nothing run twice
     straight_rows = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
-    assert [r["gold"] for r in rows] == [r["gold"] for r in straight_rows]
+    assert [(r["gold"], r["dev"]) for r in rows] == [(r["gold"], r["dev"]) for r in straight_rows]
+    assert summary["best"]["iteration"] == straight_summary["best"]["iteration"]  # the best so far survives a kill
+    assert summary["best"]["dev"] == straight_summary["best"]["dev"]
+
+
+def test_ppo_keeps_its_dev_questions_out_of_the_draws_and_saves_the_best_iterate(tmp_path):
+    from citeagent.train.cpu_rollout import collect_episodes
+
+    cfg = dict(episodes=12, episodes_per_iter=4, minibatch_episodes=2, update_epochs=2, max_actions=6, seed=3,
+               dev_questions=1, dev_every=2)
+    policy, questions, pools = tiny_setup()
+    backend = pools["tiny"][1](0)
+    asked = []  # (question index, answered greedily?) of every episode started
+
+    def backend_for(i):
+        asked.append((i, policy.config.temperature == 0))
+        return backend
+
+    bc = CandidatePolicy(copy.deepcopy(policy.scorer), WordEncoder(), CandidatePolicyConfig())  # greedy
+    bc_dev = collect_episodes(bc, questions[2:], lambda k: backend, 6, seed=0, keep_decisions=False)
+    summary = train(CpuPPOConfig(out=str(tmp_path / "run"), **cfg), policy, {"tiny": (questions, backend_for)})
+    assert {i for i, greedy in asked if not greedy} == {0, 1}  # PPO never drew the dev question
+    assert {i for i, greedy in asked if greedy} == {2}
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    dev = {r["iteration"]: r["dev"]["score"] for r in rows if "dev" in r}
+    assert sorted(dev) == [2, 3]  # every 2nd iteration, and the last
+    dev[0] = bc_dev[0].gold["score"]  # the BC policy's, computed here by hand
+    best = summary["best"]
+    assert best["dev"]["score"] == pytest.approx(max(dev.values()))
+    assert best["iteration"] == min(k for k, v in dev.items() if v == max(dev.values()))  # the first best one
+    assert CandidatePolicy.load(tmp_path / "run" / "best", encoder=WordEncoder()).config.temperature == 0.0
+    policy, questions, pools = tiny_setup()
+    with pytest.raises(ValueError, match="--dev-questions 3: the tiny setting has only 3 training questions"):
+        train(CpuPPOConfig(out=str(tmp_path / "too_many"), **(cfg | {"dev_questions": 3})), policy, pools)
 
 
 def test_ppo_refuses_bad_configs_before_training(tmp_path):

@@ -9,6 +9,12 @@ the value loss and the KL controller are citeagent.train.ppo_math, the same code
 Checkpoints (every iteration, written atomically) hold the weights, the optimiser, the KL
 coefficient and every random generator's state, so a killed run resumes exactly where it was.
 A non-finite loss stops the run and keeps the last good checkpoint.
+
+With --dev-questions N the last N training questions of each setting are kept out of the draws
+and answered greedily every --dev-every iterations (and by the BC policy before the first); the
+gold judge's mean score on them picks the iterate saved to OUT/best. That is how a run length or
+a KL coefficient is chosen on training questions, never on the held-out ones. Greedy answering
+draws no random numbers, so it leaves the training run itself unchanged.
 """
 from __future__ import annotations
 
@@ -55,6 +61,9 @@ class CpuPPOConfig:
     max_grad_norm: float = 0.5
     max_actions: int = 12
     hotpot_limit: int = 0
+    # training questions per setting kept out of PPO's draws for choosing the iterate (OUT/best); 0: none
+    dev_questions: int = 0
+    dev_every: int = 8  # iterations between the greedy answers to those questions
     seed: int = 0
 
     def __post_init__(self):
@@ -65,6 +74,8 @@ class CpuPPOConfig:
             problems.append(f"--reward {self.reward!r}: use rm (the reward model) or gold (the gold judge)")
         if self.episodes < 1 or self.episodes_per_iter < 1 or self.minibatch_episodes < 1 or self.update_epochs < 1:
             problems.append("--episodes, --episodes-per-iter, --minibatch-episodes and --update-epochs must be positive")
+        if self.dev_questions < 0 or self.dev_every < 1:
+            problems.append("--dev-questions cannot be negative and --dev-every must be positive")
         if not 0 < self.clip < 1 or self.lr <= 0 or self.temperature <= 0:
             problems.append("--clip must be in (0, 1); --lr and --temperature positive")
         if problems:
@@ -110,13 +121,43 @@ def to_rows(episodes, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return out, mask
 
 
+def save_best(policy: CandidatePolicy, out: Path, best: dict, log) -> None:
+    kept, policy.config.temperature = policy.config.temperature, 0.0
+    policy.save(out / "best")
+    policy.config.temperature = kept
+    log(f"best iterate so far: {best['iteration']} (dev gold score {best['dev']['score']:.3f}) -> {out / 'best'}")
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # a kill mid-write leaves the last good checkpoint
 
 
-def run(cfg: CpuPPOConfig, log=print) -> dict:
+def dev_scores(policy: CandidatePolicy, pools: dict, n: int, max_actions: int) -> dict:
+    """The greedy policy's mean gold-judge score (and answer F1) on the last n questions of each
+    setting, and their mean over settings under "score"."""
+    from citeagent.train.cpu_bc import setting_answer_form
+    from citeagent.train.cpu_rollout import collect_episodes
+
+    kept, policy.config.temperature = policy.config.temperature, 0.0
+    policy.scorer.eval()
+    try:
+        out = {}
+        for setting in sorted(pools):
+            questions, backend_for = pools[setting]
+            idx = list(range(len(questions) - n, len(questions)))
+            eps = collect_episodes(policy, [questions[i] for i in idx], lambda k: backend_for(idx[k]), max_actions,
+                                   batch_size=64, seed=0, keep_decisions=False, answer_form=setting_answer_form(setting))
+            out[setting] = {"score": float(np.mean([e.gold["score"] for e in eps])),
+                            "answer_f1": float(np.mean([e.gold["answer_f1"] for e in eps]))}
+        out["score"] = float(np.mean([out[s]["score"] for s in sorted(pools)]))
+        return out
+    finally:
+        policy.config.temperature = kept
+
+
+def run(cfg: CpuPPOConfig, log=None) -> dict:
     """Load the BC policy, the reward and the training questions, then `train`."""
     cfg.check_files()
     from citeagent.train.cpu_bc import question_pools
@@ -132,7 +173,7 @@ def run(cfg: CpuPPOConfig, log=print) -> dict:
     return train(cfg, policy, pools, reward_model, log)
 
 
-def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=None, log=print) -> dict:
+def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=None, log=None) -> dict:
     """The PPO loop. pools: setting name -> (questions, question index -> Backend); reward_model:
     None for the gold judge, else anything with score_batch(questions, answers)."""
     from tqdm import tqdm
@@ -140,6 +181,7 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
     from citeagent.train.cpu_bc import setting_answer_form
     from citeagent.train.cpu_rollout import collect_episodes
 
+    log = log or (lambda message: print(message, file=sys.stderr))  # stdout is the summary's
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ref = copy.deepcopy(policy.scorer).eval().requires_grad_(False)
@@ -161,13 +203,22 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
         start = state["iteration"]
         log(f"resuming {out} at iteration {start + 1} of {n_iters}")
     log_path = out / "log.jsonl"
+    for setting, (questions, _) in pools.items():
+        if cfg.dev_questions and len(questions) <= cfg.dev_questions:
+            raise ValueError(f"--dev-questions {cfg.dev_questions}: the {setting} setting has only {len(questions)} "
+                             "training questions; keep fewer out.")
+    n_draw = {s: len(q) - cfg.dev_questions for s, (q, _) in pools.items()}
+    best = state.get("best") if start else None
+    if cfg.dev_questions and start == 0:  # the BC policy is the first candidate iterate
+        best = {"iteration": 0, "dev": dev_scores(policy, pools, cfg.dev_questions, cfg.max_actions)}
+        save_best(policy, out, best, log)
     t_start = time.time()
     for it in tqdm(range(start, n_iters), desc="ppo", file=sys.stderr, initial=start, total=n_iters):
         t0 = time.time()
         # ---- rollout: a batch of training questions, each in one of the settings
         setting = rng.choice(sorted(pools))
         questions, backend_for = pools[setting]
-        idx = [rng.randrange(len(questions)) for _ in range(cfg.episodes_per_iter)]
+        idx = [rng.randrange(n_draw[setting]) for _ in range(cfg.episodes_per_iter)]
         batch = [questions[i] for i in idx]
         scorer.eval()
         episodes = collect_episodes(policy, batch, lambda i: backend_for(idx[i]), cfg.max_actions,
@@ -227,15 +278,23 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
                "steps_per_episode": len(steps) / len(episodes),
                **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]},
                "seconds_rollout": round(t_roll, 2), "seconds_update": round(time.time() - t1, 2)}
+        if cfg.dev_questions and ((it + 1) % cfg.dev_every == 0 or it + 1 == n_iters):
+            row["dev"] = dev_scores(policy, pools, cfg.dev_questions, cfg.max_actions)
+            if row["dev"]["score"] > best["dev"]["score"]:
+                best = {"iteration": it + 1, "dev": row["dev"]}
+                save_best(policy, out, best, log)
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         save_checkpoint(ckpt, {"scorer": scorer.state_dict(), "optimizer": opt.state_dict(), "kl_coef": kl_ctl.value,
                                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
-                               "policy_rng": policy.generator.get_state(), "iteration": it + 1, "config": asdict(cfg)})
+                               "policy_rng": policy.generator.get_state(), "iteration": it + 1, "config": asdict(cfg),
+                               "best": best})
     policy.config.temperature = 0.0
     policy.save(out / "policy")
     summary = {"config": asdict(cfg), "iterations": n_iters, "seconds": round(time.time() - t_start, 1),
                "log": str(log_path), "policy": str(out / "policy")}
+    if best is not None:
+        summary["best"] = {**best, "policy": str(out / "best")}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
