@@ -34,10 +34,13 @@ class PipelineConfig:
     # where comparisons, rejection sampling and PPO draw training questions (pydocs: the generated
     # questions BC learnt from, so RL does not trade the documentation away for HotpotQA)
     settings: str = "distractor,pydocs"
-    ppo_episodes: int = 2048
-    ppo_kl_coef: float = 0.05  # PPO's KL coefficient to the BC policy (cpu-ppo --kl-coef)
+    # The defaults below are the shipped agent's recipe (docs/RESULTS.md, seventh session): an RM that
+    # also reads the shipped reader's view of the answer, and a KL coefficient that holds PPO near 1
+    # nat an episode, where the RM is not yet over-optimised.
+    ppo_episodes: int = 8192
+    ppo_kl_coef: float = 0.4  # PPO's KL coefficient to the BC policy (cpu-ppo --kl-coef)
     # the reward model's extractive reader inputs (cpu-rm --reader): "" none, "shipped", or a directory
-    rm_reader: str = ""
+    rm_reader: str = "shipped"
     ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
 
     def __post_init__(self):
