@@ -25,6 +25,7 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -121,10 +122,19 @@ def to_rows(episodes, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return out, mask
 
 
-def save_best(policy: CandidatePolicy, out: Path, best: dict, log) -> None:
+@contextmanager
+def greedy(policy: CandidatePolicy):
+    """The policy acting by argmax for the duration, its sampling temperature restored after."""
     kept, policy.config.temperature = policy.config.temperature, 0.0
-    policy.save(out / "best")
-    policy.config.temperature = kept
+    try:
+        yield policy
+    finally:
+        policy.config.temperature = kept
+
+
+def save_best(policy: CandidatePolicy, out: Path, best: dict, log) -> None:
+    with greedy(policy):
+        policy.save(out / "best")
     log(f"best iterate so far: {best['iteration']} (dev gold score {best['dev']['score']:.3f}) -> {out / 'best'}")
 
 
@@ -140,10 +150,9 @@ def dev_scores(policy: CandidatePolicy, pools: dict, n: int, max_actions: int) -
     from citeagent.train.cpu_bc import setting_answer_form
     from citeagent.train.cpu_rollout import collect_episodes
 
-    kept, policy.config.temperature = policy.config.temperature, 0.0
     policy.scorer.eval()
-    try:
-        out = {}
+    out = {}
+    with greedy(policy):
         for setting in sorted(pools):
             questions, backend_for = pools[setting]
             idx = list(range(len(questions) - n, len(questions)))
@@ -151,10 +160,8 @@ def dev_scores(policy: CandidatePolicy, pools: dict, n: int, max_actions: int) -
                                    batch_size=64, seed=0, keep_decisions=False, answer_form=setting_answer_form(setting))
             out[setting] = {"score": float(np.mean([e.gold["score"] for e in eps])),
                             "answer_f1": float(np.mean([e.gold["answer_f1"] for e in eps]))}
-        out["score"] = float(np.mean([out[s]["score"] for s in sorted(pools)]))
-        return out
-    finally:
-        policy.config.temperature = kept
+    out["score"] = float(np.mean([out[s]["score"] for s in sorted(pools)]))
+    return out
 
 
 def run(cfg: CpuPPOConfig, log=None) -> dict:
