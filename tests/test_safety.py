@@ -38,6 +38,18 @@ def test_combined_reward_matches_hand_computation():
     assert parts[0]["rule_penalty"] == pytest.approx(0.4) and parts[1]["support"] == -0.5
 
 
+def test_a_declined_answer_has_no_rule_penalty():
+    # the classifier reads the question too, so it gives a decline of a harmful request high
+    # probabilities; counting them would make declining cost more than answering
+    rules = Fixed([{"x": 0.9}, {"x": 0.9}], "probs")
+    harmless = Fixed([0.5, -0.5], "score_batch")
+    r = CombinedReward(CombinedRewardConfig(support_weight=0.0, harmless_weight=1.0, rule_weight=2.0), None, harmless, rules)
+    q = ["q1", "q1"]
+    a = [Answer("q1", "", declined=True), Answer("q1", "how to do harm")]
+    assert r.score_batch(q, a) == pytest.approx([0.5, -0.5 - 1.8])
+    assert [p["rule_penalty"] for p in r.components(q, a)] == pytest.approx([0.0, 0.9])
+
+
 def test_a_zero_weight_leaves_the_model_out():
     harmless = Fixed([0.25, -1.0], "score_batch")
     r = CombinedReward(CombinedRewardConfig(support_weight=0.0, harmless_weight=2.0, rule_weight=0.0), None, harmless, None)

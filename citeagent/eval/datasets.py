@@ -353,6 +353,20 @@ def first_human_turn(dialogue: str) -> str:
     return text.split("\n\nAssistant:", 1)[0].strip()
 
 
+def hh_redteam_prompts(part: str) -> list[tuple[str, str]]:
+    """(id, first human turn) of the HH-RLHF harmless-base dialogues on one side of the harmlessness
+    PM's split: "test" (held out from the PM; the red-team evaluation asks these) or "train" (what
+    RL may train on). One definition of the split, so the two sides never share a dialogue."""
+    from citeagent.reward.sources import load_hh_rlhf, split_heldout
+    from citeagent.train.harmless_pm import HarmlessPMConfig
+
+    pm = HarmlessPMConfig()
+    comps, _stats = load_hh_rlhf(pm.splits.split("+"))
+    train, test = split_heldout(comps, pm.test_frac, seed=pm.seed)
+    chosen = {"train": train, "test": test}[part]
+    return [(f"hh-{c.id}", q) for c in sorted(chosen, key=lambda c: c.id) if (q := first_human_turn(c.question))]
+
+
 def load_redteam(limit: int | None = None) -> EvalDataset:
     """Adversarial questions: the hand-written set that targets citing (asking the agent to quote
     harm, private data or hoaxes from a page; corpora/redteam_citing.jsonl), then the first human
@@ -361,26 +375,33 @@ def load_redteam(limit: int | None = None) -> EvalDataset:
     the agent's answers are on prompts it never trained on. No gold answers: the run is scored for
     rule violations, harmlessness and declining (`safety` metrics). The questions are asked against
     corpora/redteam_pages.jsonl, a small corpus of hostile and benign pages."""
-    from citeagent.reward.sources import load_hh_rlhf, split_heldout
-    from citeagent.train.harmless_pm import HarmlessPMConfig
-
     examples, seen = [], set()
     for ln, row in iter_jsonl(REDTEAM_CITING):
         examples.append(EvalExample(id=str(row.get("id", f"cite-{ln}")), question=row["question"], answers=[],
                                     meta={"source": "citing"}))
         seen.add(question_key(row["question"]))
-    pm = HarmlessPMConfig()
-    comps, _stats = load_hh_rlhf(pm.splits.split("+"))
-    _train, test = split_heldout(comps, pm.test_frac, seed=pm.seed)
-    for c in sorted(test, key=lambda c: c.id):
-        q = first_human_turn(c.question)
-        if q and question_key(q) not in seen:
+    for id_, q in hh_redteam_prompts("test"):
+        if question_key(q) not in seen:
             seen.add(question_key(q))
-            examples.append(EvalExample(id=f"hh-{c.id}", question=q, answers=[], meta={"source": "hh-rlhf"}))
+            examples.append(EvalExample(id=id_, question=q, answers=[], meta={"source": "hh-rlhf"}))
     examples = examples[:limit] if limit is not None else examples
     return EvalDataset("redteam", examples, str(REDTEAM_PAGES),
                        "red-team questions: hand-written citing attacks, then HH-RLHF harmless-base first turns "
                        "(the preference model's test dialogues)")
+
+
+def redteam_training_questions() -> list[dict]:
+    """Red-team prompts RL may train on: first turns of the harmlessness PM's training dialogues,
+    without any whose text is also a red-team evaluation question. Gold-question records with no
+    answers and no support; their reward is the harmlessness PM's and the rule classifier's."""
+    held = {question_key(e.question) for e in load_redteam().examples}
+    out, seen = [], set()
+    for id_, q in hh_redteam_prompts("train"):
+        key = question_key(q)
+        if key not in held and key not in seen:
+            seen.add(key)
+            out.append({"id": id_, "question": q, "answers": [], "support": [], "redteam": True})
+    return out
 
 
 HOTPOTQA_SOURCE_PREFIX = "hotpotqa-distractor:"

@@ -3,6 +3,8 @@ the harmlessness preference model, minus a penalty for every rule the answer pro
 
     reward = support_weight * support + harmless_weight * harmless - rule_weight * sum_r P(breaks r)
 
+A declined answer breaks no rule, so its rule penalty is 0.
+
 A component whose weight is 0 is never loaded or run. The object has the reward model's
 `score_batch(questions, answers)`, so best-of-n, `rerank` and the RL trainers take it wherever
 they take a reward model.
@@ -72,8 +74,11 @@ class CombinedReward:
         harmless = self.harmless.score_batch(questions, answers) if c.harmless_weight > 0 else [None] * n
         probs = self.rules.probs(questions, answers) if c.rule_weight > 0 else [None] * n
         out = []
-        for s, h, p in zip(support, harmless, probs):
-            penalty = sum(p.values()) if p else 0.0
+        for a, s, h, p in zip(answers, support, harmless, probs):
+            # a decline breaks no rule (rule_model.violations); the classifier's probabilities for
+            # one come from the question alone, and would make declining a harmful request cost
+            # more than answering it
+            penalty = sum(p.values()) if p and not a.declined else 0.0
             total = c.support_weight * (s or 0.0) + c.harmless_weight * (h or 0.0) - c.rule_weight * penalty
             out.append({"support": s, "harmless": h, "rule_probs": p, "rule_penalty": penalty, "reward": total})
         return out

@@ -173,9 +173,11 @@ def hotpot_training_questions(limit: int = 0) -> list[dict]:
     return out
 
 
-RL_SETTINGS = ("distractor", "pooled", "pydocs")
-# the corpus each setting browses, which decides how its answers are written (answer_form_for)
-SETTING_CORPUS = {"distractor": "hotpotqa:<question>", "pooled": "hotpotqa", "pydocs": "pydocs"}
+RL_SETTINGS = ("distractor", "pooled", "pydocs", "redteam")
+# the corpus each setting browses, which decides how its answers are written (answer_form_for).
+# redteam: HH-RLHF red-team prompts over the pooled HotpotQA pages, never the red-team evaluation's
+# pages, so what PPO learns there is tested on pages it never saw.
+SETTING_CORPUS = {"distractor": "hotpotqa:<question>", "pooled": "hotpotqa", "pydocs": "pydocs", "redteam": "hotpotqa"}
 
 
 def setting_answer_form(setting: str) -> str | None:
@@ -185,20 +187,25 @@ def setting_answer_form(setting: str) -> str | None:
     return answer_form_for(SETTING_CORPUS[setting]) if setting in SETTING_CORPUS else None
 
 
-def rl_settings(settings: str) -> list[str]:
-    """The names in an RL trainer's --settings, refused unless each is one of RL_SETTINGS."""
+def rl_settings(settings: str, redteam: bool = False) -> list[str]:
+    """The names in an RL trainer's --settings, refused unless each is one of RL_SETTINGS. Only
+    PPO (redteam=True) takes redteam: its questions have no gold answers to compare or rank by."""
     names = [s.strip() for s in settings.split(",") if s.strip()]
-    if not names or any(n not in RL_SETTINGS for n in names):
-        raise ValueError(f"--settings {settings!r}: use distractor, pooled and/or pydocs, comma-separated")
+    allowed = RL_SETTINGS if redteam else tuple(n for n in RL_SETTINGS if n != "redteam")
+    if not names or any(n not in allowed for n in names):
+        hint = "" if redteam or "redteam" not in names else " (redteam is for PPO only: its prompts have no gold answers)"
+        raise ValueError(f"--settings {settings!r}: use {', '.join(allowed[:-1])} and/or {allowed[-1]}, "
+                         f"comma-separated{hint}")
     return names
 
 
 def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str = "", pydocs_limit: int = 800,
-                   seed: int = 0) -> dict[str, tuple[list[dict], object]]:
+                   seed: int = 0, redteam: bool = False) -> dict[str, tuple[list[dict], object]]:
     """The RL trainers' training questions: setting -> (questions, question index -> Backend).
     Settings: distractor and pooled (HotpotQA's training questions), pydocs (the generated pydocs
-    questions BC used: the same seeded shuffle and limit)."""
-    names = rl_settings(settings)
+    questions BC used: the same seeded shuffle and limit), redteam (PPO only: the red-team prompts
+    of eval.datasets.redteam_training_questions over the pooled HotpotQA pages)."""
+    names = rl_settings(settings, redteam)
     if "pydocs" in names and not (pydocs_questions and Path(pydocs_questions).is_file()):
         raise ValueError("--settings pydocs needs --pydocs-questions FILE (`citeagent train pydocs-questions --out FILE`)")
     pools = {}
@@ -207,6 +214,12 @@ def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str =
         if name == "pydocs":
             pools[name] = _pydocs_group(CpuBCConfig(pydocs_questions=pydocs_questions, pydocs_limit=pydocs_limit,
                                                     seed=seed))
+        elif name == "redteam":
+            from citeagent.eval.datasets import redteam_training_questions
+
+            red = redteam_training_questions()
+            random.Random(seed).shuffle(red)  # --dev-questions keeps the last ones out: not one source's tail
+            pools[name] = (red, _backends(None, red, "pooled"))
         else:
             pools[name] = (hot, _backends(None, hot, name))
     return pools

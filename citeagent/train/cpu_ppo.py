@@ -15,6 +15,11 @@ and answered greedily every --dev-every iterations (and by the BC policy before 
 gold judge's mean score on them picks the iterate saved to OUT/best. That is how a run length or
 a KL coefficient is chosen on training questions, never on the held-out ones. Greedy answering
 draws no random numbers, so it leaves the training run itself unchanged.
+
+With redteam among --settings, some iterations draw red-team prompts (HH-RLHF's, never the red-team
+evaluation's) over the pooled HotpotQA pages, and their episodes are scored by the combined reward
+without its support model: --safety-reward's weights of the harmlessness PM and the rule penalty
+(citeagent.safety.combined), as Sparrow added its rule and preference models to the reward.
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ class CpuPPOConfig:
     reward: str = "rm"  # rm: the learned reward model; gold: the gold judge (the upper bound)
     reward_model: str = "runs/cpu_pipeline/rm"
     out: str = "runs/cpu_pipeline/ppo"
-    settings: str = "distractor"  # distractor, pooled, pydocs: each iteration draws one
+    settings: str = "distractor"  # distractor, pooled, pydocs, redteam: each iteration draws one
     pydocs_questions: str = ""  # the generated pydocs questions (needed by --settings pydocs)
     episodes: int = 2048  # in all
     episodes_per_iter: int = 128
@@ -65,6 +70,9 @@ class CpuPPOConfig:
     # training questions per setting kept out of PPO's draws for choosing the iterate (OUT/best); 0: none
     dev_questions: int = 0
     dev_every: int = 8  # iterations between the greedy answers to those questions
+    # the reward of redteam episodes: the combined reward's harmlessness and rule weights (its
+    # support model is left out: a red-team prompt has no helpful answer to reward)
+    safety_reward: str = "harmless=1,rule=2"
     seed: int = 0
 
     def __post_init__(self):
@@ -79,8 +87,30 @@ class CpuPPOConfig:
             problems.append("--dev-questions cannot be negative and --dev-every must be positive")
         if not 0 < self.clip < 1 or self.lr <= 0 or self.temperature <= 0:
             problems.append("--clip must be in (0, 1); --lr and --temperature positive")
+        try:
+            from citeagent.train.cpu_bc import rl_settings
+
+            rl_settings(self.settings, redteam=True)
+        except ValueError as e:
+            problems.append(str(e))
+        try:
+            self.safety_weights()
+        except ValueError as e:
+            problems.append(str(e).replace("--combined-reward", "--safety-reward"))
         if problems:
             raise ValueError("Invalid configuration:\n  " + "\n  ".join(problems))
+
+    def safety_weights(self):
+        """The combined reward's config for redteam episodes: support left out."""
+        from citeagent.safety.combined import CombinedRewardConfig, parse_weights
+
+        w = parse_weights(self.safety_reward)
+        if self.safety_reward.strip() not in ("", "default") and "support" in self.safety_reward:
+            raise ValueError("--safety-reward: name only harmless and rule weights; the support model is the "
+                             "reward of the question-answering settings")
+        if w.harmless_weight == 0 and w.rule_weight == 0:
+            raise ValueError("--safety-reward: give harmless or rule a weight above 0")
+        return CombinedRewardConfig(support_weight=0.0, harmless_weight=w.harmless_weight, rule_weight=w.rule_weight)
 
     def check_files(self) -> None:
         if not (Path(self.init) / "policy.json").is_file():
@@ -152,6 +182,7 @@ def dev_scores(policy: CandidatePolicy, pools: dict, n: int, max_actions: int) -
 
     policy.scorer.eval()
     out = {}
+    pools = {s: p for s, p in pools.items() if s != "redteam"}  # no gold answers to score
     with greedy(policy):
         for setting in sorted(pools):
             questions, backend_for = pools[setting]
@@ -176,13 +207,20 @@ def run(cfg: CpuPPOConfig, log=None) -> dict:
         from citeagent.train.cpu_rm import AnswerRewardModel
 
         reward_model = AnswerRewardModel.load(cfg.reward_model, encoder=policy.featurize.encoder)
-    pools = question_pools(cfg.settings, cfg.hotpot_limit, cfg.pydocs_questions, seed=cfg.seed)
-    return train(cfg, policy, pools, reward_model, log)
+    pools = question_pools(cfg.settings, cfg.hotpot_limit, cfg.pydocs_questions, seed=cfg.seed, redteam=True)
+    safety_reward = None
+    if "redteam" in pools:
+        from citeagent.safety.combined import load_combined_reward
+
+        safety_reward = load_combined_reward(cfg.safety_weights())
+    return train(cfg, policy, pools, reward_model, log, safety_reward)
 
 
-def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=None, log=None) -> dict:
+def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=None, log=None,
+          safety_reward=None) -> dict:
     """The PPO loop. pools: setting name -> (questions, question index -> Backend); reward_model:
-    None for the gold judge, else anything with score_batch(questions, answers)."""
+    None for the gold judge, else anything with score_batch(questions, answers); safety_reward:
+    the same for the redteam setting's episodes (needed when pools has one)."""
     from tqdm import tqdm
 
     from citeagent.train.cpu_bc import setting_answer_form
@@ -210,11 +248,14 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
         start = state["iteration"]
         log(f"resuming {out} at iteration {start + 1} of {n_iters}")
     log_path = out / "log.jsonl"
+    if "redteam" in pools and safety_reward is None:
+        raise ValueError("the redteam setting needs a safety reward (the harmlessness PM and the rule classifier)")
+    kept_out = {s: 0 if s == "redteam" else cfg.dev_questions for s in pools}
     for setting, (questions, _) in pools.items():
-        if cfg.dev_questions and len(questions) <= cfg.dev_questions:
+        if kept_out[setting] and len(questions) <= kept_out[setting]:
             raise ValueError(f"--dev-questions {cfg.dev_questions}: the {setting} setting has only {len(questions)} "
                              "training questions; keep fewer out.")
-    n_draw = {s: len(q) - cfg.dev_questions for s, (q, _) in pools.items()}
+    n_draw = {s: len(q) - kept_out[s] for s, (q, _) in pools.items()}
     best = state.get("best") if start else None
     if cfg.dev_questions and start == 0:  # the BC policy is the first candidate iterate
         best = {"iteration": 0, "dev": dev_scores(policy, pools, cfg.dev_questions, cfg.max_actions)}
@@ -231,9 +272,10 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
         episodes = collect_episodes(policy, batch, lambda i: backend_for(idx[i]), cfg.max_actions,
                                     batch_size=64, seed=rng.randrange(1 << 30), answer_form=setting_answer_form(setting))
         episodes = [e for e in episodes if e.decisions]
-        if reward_model is not None:
-            scores = torch.tensor(reward_model.score_batch([e.question["question"] for e in episodes],
-                                                           [e.answer for e in episodes]), dtype=torch.float32)
+        judge = safety_reward if setting == "redteam" else reward_model
+        if judge is not None:
+            scores = torch.tensor(judge.score_batch([e.question["question"] for e in episodes],
+                                                  [e.answer for e in episodes]), dtype=torch.float32)
         else:
             scores = torch.tensor([e.gold["score"] for e in episodes], dtype=torch.float32)
         gold = torch.tensor([e.gold["score"] for e in episodes])
@@ -281,6 +323,7 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
                "reward": float(scores.mean()), "gold": float(gold.mean()),
                "answer_f1": float(np.mean([e.gold["answer_f1"] for e in episodes])),
                "sp_recall": float(np.mean([e.gold["sp_recall"] for e in episodes])),
+               "declined": float(np.mean([bool(e.answer and e.answer.declined) for e in episodes])),
                "kl": kl_episode, "sqrt_kl": math.sqrt(max(kl_episode, 0.0)), "kl_coef": kl_ctl.value,
                "steps_per_episode": len(steps) / len(episodes),
                **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]},

@@ -39,6 +39,8 @@ def gold_judgement(question: dict, answer: Answer) -> dict:
 
     if "record" in question:
         return gold_score(answer, question["record"])
+    if question.get("redteam"):  # no gold answer: the harmlessness models judge these (cpu_ppo)
+        return {"answer_f1": 0.0, "correct": 0.0, "sp_recall": 0.0, "score": 0.0}
     text = "" if answer.declined else answer.plain_text()
     f1 = best_token_f1(text, question["answers"]) if text else 0.0
     hit = correct(text, question["answers"]) if text else 0.0

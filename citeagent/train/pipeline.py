@@ -39,6 +39,9 @@ class PipelineConfig:
     # nat an episode, where the RM is not yet over-optimised.
     ppo_episodes: int = 8192
     ppo_kl_coef: float = 0.4  # PPO's KL coefficient to the BC policy (cpu-ppo --kl-coef)
+    # PPO's settings when they differ from --settings: e.g. adding redteam, the red-team prompts
+    # scored by the harmlessness PM and the rule classifier (cpu-ppo --settings); "": --settings
+    ppo_settings: str = ""
     # the reward model's extractive reader inputs (cpu-rm --reader): "" none, "shipped", or a directory
     rm_reader: str = "shipped"
     ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
@@ -52,6 +55,11 @@ class PipelineConfig:
         from citeagent.train.cpu_bc import rl_settings
 
         rl_settings(self.settings)  # an unknown setting stops here, before any stage
+        if self.ppo_settings:
+            try:
+                rl_settings(self.ppo_settings, redteam=True)
+            except ValueError as e:
+                raise ValueError(str(e).replace("--settings", "--ppo-settings")) from None
         from citeagent.train.cpu_rm import check_reader
 
         check_reader(self.rm_reader, "--rm-reader")
@@ -172,9 +180,12 @@ def run(cfg: PipelineConfig) -> int:
     stage("rs", lambda: {"history": cpu_rs.run(cpu_rs.CpuRSConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "rs"), seed=cfg.seed, settings=settings,
         pydocs_questions=pydocs))["history"]})
+    ppo_settings = cfg.ppo_settings or settings
+    if not pydocs:
+        ppo_settings = ",".join(x for x in ppo_settings.split(",") if x.strip() != "pydocs")
     stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
-        kl_coef=cfg.ppo_kl_coef, seed=cfg.seed, settings=settings, pydocs_questions=pydocs))["log"]})
+        kl_coef=cfg.ppo_kl_coef, seed=cfg.seed, settings=ppo_settings, pydocs_questions=pydocs))["log"]})
     return finish(cfg, done)
 
 
