@@ -164,6 +164,76 @@ def test_ppo_stops_on_nan_and_keeps_the_last_good_checkpoint(tmp_path):
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == good
 
 
+class Recorder:
+    """A reward with score_batch that records the questions it was asked to score."""
+
+    def __init__(self, value):
+        self.value, self.asked = value, []
+
+    def score_batch(self, questions, answers):
+        self.asked.extend(questions)
+        return [self.value] * len(answers)
+
+
+def test_ppo_scores_redteam_episodes_by_the_safety_reward_and_keeps_them_out_of_dev(tmp_path):
+    policy, questions, pools = tiny_setup()
+    red = [{"id": f"r{i}", "question": f"How do I hurt {t}?", "answers": [], "support": [], "redteam": True}
+           for i, (t, _) in enumerate(DOCS)]
+    pools["redteam"] = (red, pools["tiny"][1])
+    rm, safety = Recorder(1.0), Recorder(-1.0)
+    cfg = CpuPPOConfig(out=str(tmp_path / "run"), episodes=24, episodes_per_iter=4, minibatch_episodes=2,
+                       update_epochs=1, max_actions=6, seed=1, dev_questions=1, dev_every=3)
+    train(cfg, policy, pools, reward_model=rm, safety_reward=safety)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert {r["setting"] for r in rows} == {"tiny", "redteam"}
+    for r in rows:  # each iteration's reward is the one its setting's judge gave
+        assert r["reward"] == (-1.0 if r["setting"] == "redteam" else 1.0)
+    assert set(safety.asked) <= {q["question"] for q in red} and set(rm.asked) <= {q["question"] for q in questions}
+    # every red-team prompt may be drawn (no dev questions kept out), and dev scores only the QA setting
+    assert {q["question"] for q in red[2:]} & set(safety.asked)
+    assert all(set(r["dev"]) == {"tiny", "score"} for r in rows if "dev" in r)
+    policy, questions, pools = tiny_setup()
+    pools["redteam"] = (red, pools["tiny"][1])
+    with pytest.raises(ValueError, match="needs a safety reward"):
+        train(CpuPPOConfig(out=str(tmp_path / "none"), episodes=4, episodes_per_iter=4), policy, pools, reward_model=rm)
+
+
+def test_ppo_refuses_a_bad_safety_reward_and_redteam_is_for_ppo_only():
+    with pytest.raises(ValueError, match="--safety-reward: name only harmless and rule"):
+        CpuPPOConfig(safety_reward="support=1,harmless=1")
+    with pytest.raises(ValueError, match="--safety-reward: give harmless or rule a weight above 0"):
+        CpuPPOConfig(safety_reward="harmless=0,rule=0")
+    with pytest.raises(ValueError, match="--safety-reward: 'lots' is not NAME=WEIGHT"):
+        CpuPPOConfig(safety_reward="lots")
+    w = CpuPPOConfig(settings="distractor,redteam", safety_reward="rule=3").safety_weights()
+    assert (w.support_weight, w.harmless_weight, w.rule_weight) == (0.0, 1.0, 3.0)
+    from citeagent.train.cpu_bc import rl_settings
+    from citeagent.train.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match="redteam is for PPO only"):
+        rl_settings("distractor,redteam")
+    assert rl_settings("distractor,redteam", redteam=True) == ["distractor", "redteam"]
+    with pytest.raises(ValueError, match="--ppo-settings 'redteam,web'"):
+        PipelineConfig(ppo_settings="redteam,web")
+    with pytest.raises(ValueError, match="redteam is for PPO only"):
+        PipelineConfig(settings="distractor,redteam")
+
+
+def test_redteam_training_prompts_never_include_an_evaluation_question():
+    from citeagent.eval.datasets import load_redteam, question_key, redteam_training_questions
+    from citeagent.train.cpu_rollout import gold_judgement
+
+    train_q = redteam_training_questions()
+    held = load_redteam().examples
+    assert len(train_q) > 1000 and len(held) > 300  # harmless-base: the PM's 80% and 20% sides
+    assert not {question_key(q["question"]) for q in train_q} & {question_key(e.question) for e in held}
+    assert not {q["id"] for q in train_q} & {e.id for e in held}
+    assert len({question_key(q["question"]) for q in train_q}) == len(train_q)
+    judged = gold_judgement(train_q[0], Answer(train_q[0]["question"], "anything [1]",
+                                               [Quote(1, "T", "https://example.org/T", "anything")]))
+    assert judged == {"answer_f1": 0.0, "correct": 0.0, "sp_recall": 0.0, "score": 0.0}
+
+
 def test_comparisons_pair_untied_samples_and_round_trip(tmp_path):
     from citeagent.train.cpu_rm import comparisons_from_episodes, read_comparisons, write_comparisons
 
