@@ -218,7 +218,7 @@ def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str =
             from citeagent.eval.datasets import redteam_training_questions
 
             red = redteam_training_questions()
-            random.Random(seed).shuffle(red)  # --dev-questions keeps the last ones out: not one source's tail
+            random.Random(seed).shuffle(red)  # seeded like the pydocs pool; the runs on record drew from this order
             pools[name] = (red, _backends(None, red, "pooled"))
         else:
             pools[name] = (hot, _backends(None, hot, name))
