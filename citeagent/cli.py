@@ -33,7 +33,11 @@ class AskConfig:
         "HotpotQA corpora, sentence elsewhere)")})
     safety: bool = field(default=False, metadata={"action": "store_true", "help": (
         "decline (End: Decline) when the rule classifier flags the question or every candidate answer, and say "
-        "which rule")})
+        "which rule; on by default with --web")})
+    # The gate is on by default for the live web: pages there are hostile, and the shipped agent breaks
+    # a rule on 60% of red-team questions without it (docs/RESULTS.md, red team with the shipped PPO agent)
+    no_safety: bool = field(default=False, metadata={"action": "store_true", "help": (
+        "with --web, answer without the safety gate")})
     combined_reward: str | None = field(default=None, metadata={"nargs": "?", "const": "default", "metavar": "WEIGHTS",
                                                                 "help": (
         "with --best-of, rank by the combined reward (support reward model + harmlessness PM - rule penalties), "
@@ -89,6 +93,9 @@ def cmd_ask(args) -> int:
         from citeagent.policies.best_of_n import not_sampling
 
         raise ValueError(not_sampling(config.best_of, "baseline"))
+    if config.safety and config.no_safety:
+        raise ValueError("--safety and --no-safety contradict each other: give one of them")
+    config.safety = config.safety or (bool(where.web) and not config.no_safety)
     gate = encoder = None
     if config.safety or config.combined_reward is not None:
         from citeagent.safety.features import TextEncoder
