@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,7 +61,18 @@ def embedding_cache_path() -> Path:
     """Where the policy keeps the MiniLM vectors of texts it has seen (a cache: safe to delete)."""
     from citeenv.paths import citeagent_home
 
-    return citeagent_home() / "embeddings" / "cpu_policy_minilm.npz"
+    return citeagent_home() / "embeddings" / "cpu_policy_minilm.sqlite"
+
+
+def open_embedding_cache(encoder) -> "Featurizer":
+    """A Featurizer for `encoder` over the on-disk cache of its vectors."""
+    from citeagent.policies.embedding_store import open_store
+
+    path = embedding_cache_path()
+    store = open_store(path, EMBED_DIM)
+    if store is not None:  # the vectors an earlier version kept in one .npz: training runs stay warm
+        store.import_npz_once(path.with_suffix(".npz"))
+    return Featurizer(encoder, store=store)
 
 
 def words(text: str) -> set[str]:
@@ -136,49 +147,48 @@ def masked_log_softmax(scores: torch.Tensor, mask: torch.Tensor, temperature: fl
 
 class Featurizer:
     """Candidate features from a state's info. Embeddings come from one batched encoder call for
-    the texts not seen before; seen ones come from a cache that can be saved and loaded (training
-    re-reads the same sentences for every roll-in, sample and iteration)."""
+    the texts not seen before; seen ones come from this process's memo or, with a `store`
+    (citeagent.policies.embedding_store), from disk, where new ones are added for the next process
+    (training re-reads the same sentences for every roll-in, sample and iteration)."""
 
-    def __init__(self, encoder, cache: dict | None = None):
+    def __init__(self, encoder, cache: dict | None = None, store=None):
         self.encoder = encoder
         self.cache: dict[str, np.ndarray] = {} if cache is None else cache
+        self.store = store
 
     def embed(self, texts: list[str]) -> np.ndarray:
         new = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if new and self.store is not None:
+            self.cache.update(self._stored(new))
+            new = [t for t in new if t not in self.cache]
         if new:
-            for t, v in zip(new, self.encoder.encode(new)):
-                self.cache[t] = v
+            got = dict(zip(new, self.encoder.encode(new)))
+            self.cache.update(got)
+            if self.store is not None:
+                self._store(got)
         return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32)
 
-    def save_cache(self, path: str | Path) -> None:
-        """Write the cache to `path`, keeping what another process saved there meanwhile."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        merged = Featurizer(None)
-        merged.load_cache(path)
-        merged.cache.update(self.cache)
-        texts = list(merged.cache)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # processes may save at once
-        np.savez(tmp, texts=np.array(texts, dtype=object),
-                 vectors=np.stack([merged.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32))
-        tmp.replace(path)
+    def _stored(self, texts: list[str]) -> dict:
+        import sqlite3
 
-    def persist(self, path: str | Path) -> None:
-        """Load the vectors saved at `path`, and save them back there, new ones added, when the
-        process ends: the next evaluation or training run does not embed the same sentences again."""
-        import atexit
-
-        before = self.load_cache(path)
-        atexit.register(lambda: len(self.cache) > before and self.save_cache(path))
-
-    def load_cache(self, path: str | Path) -> int:
-        """Vectors saved by save_cache; a missing or unreadable file is an empty cache (it is only a cache)."""
         try:
-            with np.load(path, allow_pickle=True) as z:
-                self.cache.update(zip(z["texts"].tolist(), z["vectors"]))
-        except (OSError, ValueError, KeyError):
-            return 0
-        return len(self.cache)
+            return self.store.get_many(texts)
+        except sqlite3.Error as e:
+            self._drop_store(e)
+            return {}
+
+    def _store(self, vectors: dict) -> None:
+        import sqlite3
+
+        try:
+            self.store.put_many(vectors)
+        except sqlite3.Error as e:
+            self._drop_store(e)
+
+    def _drop_store(self, error) -> None:
+        print(f"warning: the embedding cache {self.store.path} failed ({error}); running without it. Delete the "
+              "file to start a new one.", file=sys.stderr)
+        self.store = None
 
     def __call__(self, infos: list[dict]) -> list[np.ndarray]:
         texts: dict[str, int] = {}
@@ -466,8 +476,7 @@ class CandidatePolicy:
 
             # as many threads as torch uses (OMP_NUM_THREADS, a trainer's set_num_threads): on an
             # idle 2-core machine two threads halve a cold decision's encoding
-            _CACHES[path] = Featurizer(load_encoder(threads=torch.get_num_threads()))
-            _CACHES[path].persist(path)  # the cache holds this encoder's vectors only
+            _CACHES[path] = open_embedding_cache(load_encoder(threads=torch.get_num_threads()))
         shared = _CACHES[path]
         policy = cls(scorer, shared.encoder, config, seed)
         policy.featurize = shared

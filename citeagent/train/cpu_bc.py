@@ -426,7 +426,7 @@ def run(cfg: CpuBCConfig) -> dict:
     import torch
     from tqdm import tqdm
 
-    from citeagent.policies.candidate import CandidatePolicy, CandidatePolicyConfig, Featurizer, embedding_cache_path
+    from citeagent.policies.candidate import CandidatePolicy, CandidatePolicyConfig, open_embedding_cache
     from citeenv.search.encoder import load_encoder
 
     torch.set_num_threads(cfg.threads)
@@ -455,9 +455,7 @@ def run(cfg: CpuBCConfig) -> dict:
                     got = collect_states(cfg, sub, sub_backend, rng, 0.0 if k == 0 else cfg.explore, bar)
                     (valid_states if part == "valid" else train_states).extend(got)
         counts[name] = {"questions": len(questions), "valid_questions": n_valid}
-    featurize = Featurizer(load_encoder())
-    cache = embedding_cache_path()
-    featurize.load_cache(cache)
+    featurize = open_embedding_cache(load_encoder())
     feats = []
     for part in (train_states, valid_states):
         xs = []
@@ -467,7 +465,6 @@ def run(cfg: CpuBCConfig) -> dict:
     # the answer examples draw from their own generator, so --init reproduces this answer head
     answers = _answer_data(cfg, [(name, qs) for name, qs, _ in groups if name != "hotpotqa-pooled"], featurize,
                            random.Random(cfg.seed))
-    featurize.save_cache(cache)
     t_data = time.time() - t0
     # A small MLP trains fastest on one thread; two threads stall each other on a busy machine.
     torch.set_num_threads(1)
@@ -515,7 +512,7 @@ def _answer_only(cfg: CpuBCConfig, t0: float) -> dict:
     import torch
     from safetensors.torch import load_file
 
-    from citeagent.policies.candidate import CandidatePolicy, Featurizer, Scorer, embedding_cache_path
+    from citeagent.policies.candidate import CandidatePolicy, Scorer, open_embedding_cache
     from citeenv.search.encoder import load_encoder
 
     meta = json.loads(Path(cfg.init, "policy.json").read_text(encoding="utf-8"))
@@ -525,11 +522,8 @@ def _answer_only(cfg: CpuBCConfig, t0: float) -> dict:
                if not k.startswith(("answer_head.", "answer_value."))}
     missing = scorer.load_state_dict(weights, strict=False).missing_keys
     assert all(k.startswith(("answer_head.", "answer_value.")) for k in missing), missing
-    featurize = Featurizer(load_encoder())
-    cache = embedding_cache_path()
-    featurize.load_cache(cache)
+    featurize = open_embedding_cache(load_encoder())
     answers = _answer_data(cfg, _answer_groups(cfg), featurize, random.Random(cfg.seed))
-    featurize.save_cache(cache)
     torch.set_num_threads(1)
     answer_history = train_answer_head(cfg, scorer, answers["train"], answers["valid"])
     CandidatePolicy(scorer.eval(), featurize.encoder, _policy_config(cfg, meta["config"])).save(cfg.out)
