@@ -70,9 +70,15 @@ def open_embedding_cache(encoder) -> "Featurizer":
 
     path = embedding_cache_path()
     store = open_store(path, EMBED_DIM)
+    featurizer = Featurizer(encoder, store=store)
     if store is not None:  # the vectors an earlier version kept in one .npz: training runs stay warm
-        store.import_npz_once(path.with_suffix(".npz"))
-    return Featurizer(encoder, store=store)
+        import sqlite3
+
+        try:
+            store.import_npz_once(path.with_suffix(".npz"))
+        except sqlite3.Error as e:  # a full disk, say: the policy still runs, without the cache
+            featurizer._drop_store(e)
+    return featurizer
 
 
 def words(text: str) -> set[str]:
