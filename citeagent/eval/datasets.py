@@ -15,6 +15,8 @@ optional gold evidence) and names the corpus that holds its evidence.
 """
 from __future__ import annotations
 
+import functools
+
 import gzip
 import hashlib
 import json
@@ -353,18 +355,23 @@ def first_human_turn(dialogue: str) -> str:
     return text.split("\n\nAssistant:", 1)[0].strip()
 
 
-def hh_redteam_prompts(part: str) -> list[tuple[str, str]]:
+def hh_redteam_prompts(part: str) -> tuple[tuple[str, str], ...]:
     """(id, first human turn) of the HH-RLHF harmless-base dialogues on one side of the harmlessness
     PM's split: "test" (held out from the PM; the red-team evaluation asks these) or "train" (what
     RL may train on). One definition of the split, so the two sides never share a dialogue."""
+    return _hh_redteam_split()[part]
+
+
+@functools.lru_cache(maxsize=1)
+def _hh_redteam_split() -> dict[str, tuple[tuple[str, str], ...]]:
     from citeagent.reward.sources import load_hh_rlhf, split_heldout
     from citeagent.train.harmless_pm import HarmlessPMConfig
 
     pm = HarmlessPMConfig()
     comps, _stats = load_hh_rlhf(pm.splits.split("+"))
     train, test = split_heldout(comps, pm.test_frac, seed=pm.seed)
-    chosen = {"train": train, "test": test}[part]
-    return [(f"hh-{c.id}", q) for c in sorted(chosen, key=lambda c: c.id) if (q := first_human_turn(c.question))]
+    return {part: tuple((f"hh-{c.id}", q) for c in sorted(side, key=lambda c: c.id) if (q := first_human_turn(c.question)))
+            for part, side in (("train", train), ("test", test))}
 
 
 def load_redteam(limit: int | None = None) -> EvalDataset:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
+import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -72,8 +72,6 @@ def open_embedding_cache(encoder) -> "Featurizer":
     store = open_store(path, EMBED_DIM)
     featurizer = Featurizer(encoder, store=store)
     if store is not None:  # the vectors an earlier version kept in one .npz: training runs stay warm
-        import sqlite3
-
         try:
             store.import_npz_once(path.with_suffix(".npz"))
         except sqlite3.Error as e:  # a full disk, say: the policy still runs, without the cache
@@ -175,8 +173,6 @@ class Featurizer:
         return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32)
 
     def _stored(self, texts: list[str]) -> dict:
-        import sqlite3
-
         try:
             return self.store.get_many(texts)
         except sqlite3.Error as e:
@@ -184,16 +180,15 @@ class Featurizer:
             return {}
 
     def _store(self, vectors: dict) -> None:
-        import sqlite3
-
         try:
             self.store.put_many(vectors)
         except sqlite3.Error as e:
             self._drop_store(e)
 
     def _drop_store(self, error) -> None:
-        print(f"warning: the embedding cache {self.store.path} failed ({error}); running without it. Delete the "
-              "file to start a new one.", file=sys.stderr)
+        from citeagent.policies.embedding_store import warn_unusable
+
+        warn_unusable(self.store.path, error)
         self.store = None
 
     def __call__(self, infos: list[dict]) -> list[np.ndarray]:

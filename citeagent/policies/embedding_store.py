@@ -109,12 +109,17 @@ class EmbeddingStore:
         self.db.close()
 
 
+def warn_unusable(path: str | Path, error: Exception) -> None:
+    """One line on stderr naming the cache file, what failed and the fix."""
+    print(f"warning: the embedding cache {path} failed ({error}); running without it. Delete the file to "
+          "start a new one.", file=sys.stderr)
+
+
 def open_store(path: str | Path, dim: int) -> EmbeddingStore | None:
-    """The store at `path`, or None (with one line on stderr naming the file and the fix) when the
-    file is not a readable SQLite database."""
+    """The store at `path`, or None (after warn_unusable) when the file is not a readable SQLite
+    database."""
     try:
         return EmbeddingStore(path, dim)
     except sqlite3.Error as e:
-        print(f"warning: the embedding cache {path} is unreadable ({e}); running without it. Delete the file "
-              "to start a new one.", file=sys.stderr)
+        warn_unusable(path, e)
         return None

@@ -34,21 +34,25 @@ class CombinedRewardConfig:
 WEIGHT_NAMES = {"support": "support_weight", "harmless": "harmless_weight", "rule": "rule_weight"}
 
 
-def parse_weights(spec: str | None) -> CombinedRewardConfig:
-    """"default" (or empty) or "support=1,harmless=0.5,rule=4": the config with those weights."""
+def parse_weights(spec: str | None, allowed: tuple[str, ...] = tuple(WEIGHT_NAMES),
+                  flag: str = "--combined-reward") -> CombinedRewardConfig:
+    """"default" (or empty) or "support=1,harmless=0.5,rule=4": the config with those weights.
+    `allowed`: the weights `flag` may name (the others keep their defaults)."""
     if not spec or spec.strip() == "default":
         return CombinedRewardConfig()
     kw = {}
     for part in spec.split(","):
         name, sep, value = part.partition("=")
         name = name.strip()
-        if not sep or name not in WEIGHT_NAMES:
-            raise ValueError(f"--combined-reward: {part.strip()!r} is not NAME=WEIGHT with NAME one of "
-                             f"{', '.join(WEIGHT_NAMES)} (e.g. support=1,harmless=1,rule=2)")
+        if sep and name in WEIGHT_NAMES and name not in allowed:
+            raise ValueError(f"{flag}: name only {' and '.join(allowed)} weights, not {name}")
+        if not sep or name not in allowed:
+            raise ValueError(f"{flag}: {part.strip()!r} is not NAME=WEIGHT with NAME one of "
+                             f"{', '.join(allowed)} (e.g. {','.join(f'{n}=1' for n in allowed)})")
         try:
             kw[WEIGHT_NAMES[name]] = float(value)
         except ValueError:
-            raise ValueError(f"--combined-reward: the weight of {name} must be a number, got {value!r}") from None
+            raise ValueError(f"{flag}: the weight of {name} must be a number, got {value!r}") from None
     return CombinedRewardConfig(**kw)
 
 

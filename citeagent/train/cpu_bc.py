@@ -209,8 +209,11 @@ def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str =
     if "pydocs" in names and not (pydocs_questions and Path(pydocs_questions).is_file()):
         raise ValueError("--settings pydocs needs --pydocs-questions FILE (`citeagent train pydocs-questions --out FILE`)")
     pools = {}
-    hot = hotpot_training_questions(hotpot_limit) if set(names) - {"pydocs"} else []
+    hot = hotpot_training_questions(hotpot_limit) if set(names) - {"pydocs", "redteam"} else []
+    pooled = None  # the pooled pages' index, built once for pooled and redteam
     for name in names:
+        if name in ("pooled", "redteam") and pooled is None:
+            pooled = _backends(None, [], "pooled")
         if name == "pydocs":
             pools[name] = _pydocs_group(CpuBCConfig(pydocs_questions=pydocs_questions, pydocs_limit=pydocs_limit,
                                                     seed=seed))
@@ -219,9 +222,9 @@ def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str =
 
             red = redteam_training_questions()
             random.Random(seed).shuffle(red)  # seeded like the pydocs pool; the runs on record drew from this order
-            pools[name] = (red, _backends(None, red, "pooled"))
+            pools[name] = (red, pooled)
         else:
-            pools[name] = (hot, _backends(None, hot, name))
+            pools[name] = (hot, pooled if name == "pooled" else _backends(None, hot, name))
     return pools
 
 
@@ -426,7 +429,7 @@ def run(cfg: CpuBCConfig) -> dict:
     import torch
     from tqdm import tqdm
 
-    from citeagent.policies.candidate import CandidatePolicy, CandidatePolicyConfig, open_embedding_cache
+    from citeagent.policies.candidate import CandidatePolicy, open_embedding_cache
     from citeenv.search.encoder import load_encoder
 
     torch.set_num_threads(cfg.threads)

@@ -96,7 +96,7 @@ class CpuPPOConfig:
         try:
             self.safety_weights()
         except ValueError as e:
-            problems.append(str(e).replace("--combined-reward", "--safety-reward"))
+            problems.append(str(e))
         if problems:
             raise ValueError("Invalid configuration:\n  " + "\n  ".join(problems))
 
@@ -104,10 +104,8 @@ class CpuPPOConfig:
         """The combined reward's config for redteam episodes: support left out."""
         from citeagent.safety.combined import CombinedRewardConfig, parse_weights
 
-        w = parse_weights(self.safety_reward)
-        if self.safety_reward.strip() not in ("", "default") and "support" in self.safety_reward:
-            raise ValueError("--safety-reward: name only harmless and rule weights; the support model is the "
-                             "reward of the question-answering settings")
+        # the support model is the reward of the question-answering settings
+        w = parse_weights(self.safety_reward, allowed=("harmless", "rule"), flag="--safety-reward")
         if w.harmless_weight == 0 and w.rule_weight == 0:
             raise ValueError("--safety-reward: give harmless or rule a weight above 0")
         return CombinedRewardConfig(support_weight=0.0, harmless_weight=w.harmless_weight, rule_weight=w.rule_weight)

@@ -171,7 +171,11 @@ def run(cfg: PipelineConfig) -> int:
         out=str(root / "bc"), seed=cfg.seed, pydocs_questions=str(questions) if questions.is_file() else "")).items()
         if k in ("train_states", "best_valid_accuracy")})
     pydocs = str(questions) if questions.is_file() else ""
-    settings = cfg.settings if pydocs else ",".join(x for x in cfg.settings.split(",") if x.strip() != "pydocs")
+
+    def usable(names: str) -> str:  # pydocs needs the generated questions
+        return names if pydocs else ",".join(x for x in names.split(",") if x.strip() != "pydocs")
+
+    settings = usable(cfg.settings)
     stage("comparisons", lambda: sample_comparisons(root / "bc", root / "comparisons.jsonl", cfg.samples,
                                                     cfg.comparison_questions, cfg.seed, settings, pydocs))
     stage("rm", lambda: {k: v for k, v in cpu_rm.train_rm(cpu_rm.CpuRMConfig(
@@ -180,9 +184,7 @@ def run(cfg: PipelineConfig) -> int:
     stage("rs", lambda: {"history": cpu_rs.run(cpu_rs.CpuRSConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "rs"), seed=cfg.seed, settings=settings,
         pydocs_questions=pydocs))["history"]})
-    ppo_settings = cfg.ppo_settings or settings
-    if not pydocs:
-        ppo_settings = ",".join(x for x in ppo_settings.split(",") if x.strip() != "pydocs")
+    ppo_settings = usable(cfg.ppo_settings) if cfg.ppo_settings else settings
     stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
         kl_coef=cfg.ppo_kl_coef, seed=cfg.seed, settings=ppo_settings, pydocs_questions=pydocs))["log"]})
