@@ -42,6 +42,8 @@ class PipelineConfig:
     # PPO's settings when they differ from --settings: e.g. adding redteam, the red-team prompts
     # scored by the harmlessness PM and the rule classifier (cpu-ppo --settings); "": --settings
     ppo_settings: str = ""
+    # PPO's seed when it differs from --seed (-1: --seed): a PPO seed of its own on the same BC and RM
+    ppo_seed: int = -1
     # the reward model's extractive reader inputs (cpu-rm --reader): "" none, "shipped", or a directory
     rm_reader: str = "shipped"
     ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
@@ -65,6 +67,8 @@ class PipelineConfig:
         check_reader(self.rm_reader, "--rm-reader")
         if self.ppo_kl_coef < 0:
             raise ValueError(f"--ppo-kl-coef {self.ppo_kl_coef}: the KL coefficient cannot be negative; use 0 or more")
+        if self.ppo_seed < -1:
+            raise ValueError(f"--ppo-seed {self.ppo_seed}: give a seed of 0 or more, or -1 for --seed's")
         if self.samples < 2:
             raise ValueError(f"--samples {self.samples}: comparisons need at least 2 episodes per question")
 
@@ -187,7 +191,7 @@ def run(cfg: PipelineConfig) -> int:
     ppo_settings = usable(cfg.ppo_settings) if cfg.ppo_settings else settings
     stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
-        kl_coef=cfg.ppo_kl_coef, seed=cfg.seed, settings=ppo_settings, pydocs_questions=pydocs))["log"]})
+        kl_coef=cfg.ppo_kl_coef, seed=cfg.seed if cfg.ppo_seed < 0 else cfg.ppo_seed, settings=ppo_settings, pydocs_questions=pydocs))["log"]})
     return finish(cfg, done)
 
 
