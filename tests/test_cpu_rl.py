@@ -263,6 +263,29 @@ def test_rl_question_pools_refuse_unknown_settings_and_pydocs_without_questions(
         question_pools("pydocs", pydocs_questions=str(tmp_path / "none.jsonl"))
 
 
+def test_rl_after_fewer_demonstrations_draws_only_questions_bc_never_saw(tmp_path):
+    from citeagent.train.cpu_bc import CpuBCConfig, _pydocs_group, hotpot_training_questions, question_pools
+    from citeagent.train.pipeline import PipelineConfig, run
+
+    assert run(PipelineConfig(out=str(tmp_path), stages="questions")) == 0
+    generated = str(tmp_path / "pydocs_questions.jsonl")
+    bc = CpuBCConfig(hotpot_limit=100, pydocs_questions=generated, pydocs_limit=50)  # BC's questions
+    seen = {q["id"] for q in hotpot_training_questions(bc.hotpot_limit)} | {q["id"] for q in _pydocs_group(bc)[0]}
+    pools = question_pools("distractor,pydocs", pydocs_questions=generated, pydocs_limit=50, hotpot_from=100,
+                           pydocs_from=50)
+    drawn = {s: [q["id"] for q in qs] for s, (qs, _) in pools.items()}
+    assert len(drawn["distractor"]) == len(hotpot_training_questions()) - 100 and len(drawn["pydocs"]) == 50
+    assert not seen & (set(drawn["distractor"]) | set(drawn["pydocs"]))
+    assert set(drawn["distractor"]) | {q["id"] for q in hotpot_training_questions(100)} == \
+        {q["id"] for q in hotpot_training_questions()}
+    with pytest.raises(ValueError, match="--hotpot-from 100000: no HotpotQA training questions"):
+        question_pools("distractor", hotpot_from=100_000)
+    with pytest.raises(ValueError, match="--demo-questions -1"):
+        PipelineConfig(demo_questions=-1)
+    with pytest.raises(ValueError, match="--demo-questions with --ppo-seed 2"):
+        PipelineConfig(demo_questions=100, ppo_seed=2)
+
+
 def test_the_pipeline_refuses_an_unknown_setting_before_any_stage():
     from citeagent.train.pipeline import PipelineConfig
 

@@ -158,16 +158,17 @@ def expert_choice(info: dict, support: list[dict]) -> int:
 
 
 # ------------------------------------------------------------------------------- data
-def hotpot_training_questions(limit: int = 0) -> list[dict]:
+def hotpot_training_questions(limit: int = 0, start: int = 0) -> list[dict]:
     """HotpotQA's training questions (never the held-out ones) as gold-evidence records, each with
-    its HotpotQA record (its 10 paragraphs make the distractor setting's corpus)."""
+    its HotpotQA record (its 10 paragraphs make the distractor setting's corpus); `limit` of them
+    (0: all) from position `start` of their fixed order."""
     from citeagent.data.gold_questions import hotpotqa_gold_questions
     from citeagent.eval.datasets import hotpot_question_id
     from citeenv.sources.hotpotqa import read_hotpotqa_records
 
     records = list(read_hotpotqa_records())
     by_id = {hotpot_question_id(r): r for r in records}
-    out = hotpotqa_gold_questions(records)[: limit or None]
+    out = hotpotqa_gold_questions(records)[start:][: limit or None]
     for q in out:
         q["record"] = by_id[q["id"]]
     return out
@@ -200,23 +201,28 @@ def rl_settings(settings: str, redteam: bool = False) -> list[str]:
 
 
 def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str = "", pydocs_limit: int = 800,
-                   seed: int = 0, redteam: bool = False) -> dict[str, tuple[list[dict], object]]:
+                   seed: int = 0, redteam: bool = False, hotpot_from: int = 0,
+                   pydocs_from: int = 0) -> dict[str, tuple[list[dict], object]]:
     """The RL trainers' training questions: setting -> (questions, question index -> Backend).
     Settings: distractor and pooled (HotpotQA's training questions), pydocs (the generated pydocs
     questions BC used: the same seeded shuffle and limit), redteam (PPO only: the red-team prompts
-    of eval.datasets.redteam_training_questions over the pooled HotpotQA pages)."""
+    of eval.datasets.redteam_training_questions over the pooled HotpotQA pages).
+    hotpot_from / pydocs_from: start at that position of the questions' order, past the ones a BC
+    trained on fewer questions saw (pipeline --demo-questions), so RL learns on new questions."""
     names = rl_settings(settings, redteam)
     if "pydocs" in names and not (pydocs_questions and Path(pydocs_questions).is_file()):
         raise ValueError("--settings pydocs needs --pydocs-questions FILE (`citeagent train pydocs-questions --out FILE`)")
     pools = {}
-    hot = hotpot_training_questions(hotpot_limit) if set(names) - {"pydocs", "redteam"} else []
+    hot = hotpot_training_questions(hotpot_limit, hotpot_from) if set(names) - {"pydocs", "redteam"} else []
+    if set(names) - {"pydocs", "redteam"} and not hot:
+        raise ValueError(f"--hotpot-from {hotpot_from}: no HotpotQA training questions from there; start earlier")
     pooled = None  # the pooled pages' index, built once for pooled and redteam
     for name in names:
         if name in ("pooled", "redteam") and pooled is None:
             pooled = _backends(None, [], "pooled")
         if name == "pydocs":
             pools[name] = _pydocs_group(CpuBCConfig(pydocs_questions=pydocs_questions, pydocs_limit=pydocs_limit,
-                                                    seed=seed))
+                                                    seed=seed), start=pydocs_from)
         elif name == "redteam":
             from citeagent.eval.datasets import redteam_training_questions
 
@@ -587,13 +593,16 @@ def demo_states(paths: list[str], max_actions: int) -> tuple[list[tuple[dict, in
     return states, stats
 
 
-def _pydocs_group(cfg: CpuBCConfig):
+def _pydocs_group(cfg: CpuBCConfig, start: int = 0):
     from citeagent.data.gold_questions import load_gold_questions
     from citeagent.backend import BackendOptions, make_backend
 
     questions = load_gold_questions(cfg.pydocs_questions)
     random.Random(cfg.seed).shuffle(questions)
-    questions = questions[: cfg.pydocs_limit or None]
+    questions = questions[start:][: cfg.pydocs_limit or None]
+    if not questions:
+        raise ValueError(f"{cfg.pydocs_questions}: no generated pydocs questions from position {start}; "
+                         "generate more with `citeagent train pydocs-questions` or start earlier")
     shared = make_backend(BackendOptions(corpus="pydocs"))
     return questions, (lambda i: shared)
 

@@ -67,6 +67,10 @@ class CpuPPOConfig:
     max_grad_norm: float = 0.5
     max_actions: int = 12
     hotpot_limit: int = 0
+    # where the draws start in the HotpotQA and pydocs training questions' order: past those a BC
+    # trained on fewer questions saw (pipeline --demo-questions); 0: the questions BC learnt from
+    hotpot_from: int = 0
+    pydocs_from: int = 0
     # training questions per setting kept out of PPO's draws for choosing the iterate (OUT/best); 0: none
     dev_questions: int = 0
     dev_every: int = 8  # iterations between the greedy answers to those questions
@@ -83,6 +87,8 @@ class CpuPPOConfig:
             problems.append(f"--reward {self.reward!r}: use rm (the reward model) or gold (the gold judge)")
         if self.episodes < 1 or self.episodes_per_iter < 1 or self.minibatch_episodes < 1 or self.update_epochs < 1:
             problems.append("--episodes, --episodes-per-iter, --minibatch-episodes and --update-epochs must be positive")
+        if self.hotpot_from < 0 or self.pydocs_from < 0:
+            problems.append("--hotpot-from and --pydocs-from cannot be negative")
         if self.dev_questions < 0 or self.dev_every < 1:
             problems.append("--dev-questions cannot be negative and --dev-every must be positive")
         if not 0 < self.clip < 1 or self.lr <= 0 or self.temperature <= 0:
@@ -205,7 +211,8 @@ def run(cfg: CpuPPOConfig, log=None) -> dict:
         from citeagent.train.cpu_rm import AnswerRewardModel
 
         reward_model = AnswerRewardModel.load(cfg.reward_model, encoder=policy.featurize.encoder)
-    pools = question_pools(cfg.settings, cfg.hotpot_limit, cfg.pydocs_questions, seed=cfg.seed, redteam=True)
+    pools = question_pools(cfg.settings, cfg.hotpot_limit, cfg.pydocs_questions, seed=cfg.seed,
+                           hotpot_from=cfg.hotpot_from, pydocs_from=cfg.pydocs_from, redteam=True)
     safety_reward = None
     if "redteam" in pools:
         from citeagent.safety.combined import load_combined_reward

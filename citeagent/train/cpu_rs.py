@@ -32,6 +32,10 @@ class CpuRSConfig:
     lr: float = 3e-4
     max_actions: int = 12
     hotpot_limit: int = 0
+    # where the draws start in the HotpotQA and pydocs training questions' order: past those a BC
+    # trained on fewer questions saw (pipeline --demo-questions); 0: the questions BC learnt from
+    hotpot_from: int = 0
+    pydocs_from: int = 0
     seed: int = 0
 
     def __post_init__(self):
@@ -39,6 +43,8 @@ class CpuRSConfig:
             raise ValueError(f"--n {self.n}: rejection sampling needs at least 2 samples per question")
         if self.reward not in ("rm", "gold"):
             raise ValueError(f"--reward {self.reward!r}: use rm or gold")
+        if self.hotpot_from < 0 or self.pydocs_from < 0:
+            raise ValueError("--hotpot-from and --pydocs-from cannot be negative")
         if self.rounds < 1 or self.epochs < 1 or self.lr <= 0 or self.questions_per_round < 1:
             raise ValueError("--rounds, --epochs, --questions-per-round and --lr must be positive")
 
@@ -95,7 +101,8 @@ def run(cfg: CpuRSConfig, log=print) -> dict:
         from citeagent.train.cpu_rm import AnswerRewardModel
 
         reward_model = AnswerRewardModel.load(cfg.reward_model, encoder=policy.featurize.encoder)
-    pools = question_pools(cfg.settings, cfg.hotpot_limit, cfg.pydocs_questions, seed=cfg.seed)
+    pools = question_pools(cfg.settings, cfg.hotpot_limit, cfg.pydocs_questions, seed=cfg.seed,
+                           hotpot_from=cfg.hotpot_from, pydocs_from=cfg.pydocs_from)
     rng = random.Random(cfg.seed)
     history, t0 = [], time.time()
     for r in range(cfg.rounds):

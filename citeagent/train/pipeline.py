@@ -44,6 +44,11 @@ class PipelineConfig:
     ppo_settings: str = ""
     # PPO's seed when it differs from --seed (-1: --seed): a PPO seed of its own on the same BC and RM
     ppo_seed: int = -1
+    # HotpotQA training questions BC learns from (0: all of them, which RL then samples again). With
+    # N, BC learns from the first N and its first pydocs_limit generated pydocs questions, and
+    # comparisons, RS and PPO draw only questions after those: RL on questions BC never saw, as
+    # when demonstrations are scarce and comparisons cheap
+    demo_questions: int = 0
     # the reward model's extractive reader inputs (cpu-rm --reader): "" none, "shipped", or a directory
     rm_reader: str = "shipped"
     ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
@@ -69,6 +74,13 @@ class PipelineConfig:
             raise ValueError(f"--ppo-kl-coef {self.ppo_kl_coef}: the KL coefficient cannot be negative; use 0 or more")
         if self.ppo_seed < -1:
             raise ValueError(f"--ppo-seed {self.ppo_seed}: give a seed of 0 or more, or -1 for --seed's")
+        if self.demo_questions < 0:
+            raise ValueError(f"--demo-questions {self.demo_questions}: give 0 (all) or a positive number")
+        if self.demo_questions and self.ppo_seed not in (-1, self.seed):
+            # the generated pydocs questions are drawn in an order seeded like the run: another seed
+            # would reorder them, and PPO could draw questions BC learnt from
+            raise ValueError(f"--demo-questions with --ppo-seed {self.ppo_seed}: PPO must keep --seed's order of "
+                             "questions to stay clear of BC's; change --seed instead")
         if self.samples < 2:
             raise ValueError(f"--samples {self.samples}: comparisons need at least 2 episodes per question")
 
@@ -78,7 +90,7 @@ class PipelineConfig:
 
 
 def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: int, settings: str = "distractor",
-                       pydocs_questions: str = "") -> dict:
+                       pydocs_questions: str = "", hotpot_from: int = 0, pydocs_from: int = 0) -> dict:
     """n sampled episodes of the BC policy per training question of each setting (distractor,
     pooled, pydocs); every pair the gold judge does not tie is written as a webgpt_comparisons row."""
     from tqdm import tqdm
@@ -90,8 +102,8 @@ def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: in
 
     policy = CandidatePolicy.load(policy_dir, temperature=1.0, seed=seed)
     comps, counts = [], {}
-    for setting, (questions, backend_for) in question_pools(settings, pydocs_questions=pydocs_questions,
-                                                            seed=seed).items():
+    for setting, (questions, backend_for) in question_pools(settings, pydocs_questions=pydocs_questions, seed=seed,
+                                                            hotpot_from=hotpot_from, pydocs_from=pydocs_from).items():
         questions = questions[: limit or None]
         rows = [i for i in range(len(questions)) for _ in range(n)]
         with tqdm(total=len(rows), desc=f"comparisons: sampling {setting}", file=sys.stderr) as bar:
@@ -171,9 +183,11 @@ def run(cfg: PipelineConfig) -> int:
         return {}
 
     stage("questions", make_questions)
-    stage("bc", lambda: {k: v for k, v in cpu_bc.run(cpu_bc.CpuBCConfig(
-        out=str(root / "bc"), seed=cfg.seed, pydocs_questions=str(questions) if questions.is_file() else "")).items()
-        if k in ("train_states", "best_valid_accuracy")})
+    bc_config = cpu_bc.CpuBCConfig(out=str(root / "bc"), seed=cfg.seed, hotpot_limit=cfg.demo_questions,
+                                   pydocs_questions=str(questions) if questions.is_file() else "")
+    stage("bc", lambda: {k: v for k, v in cpu_bc.run(bc_config).items() if k in ("train_states", "best_valid_accuracy")})
+    # where RL's questions start: after BC's when BC learnt from fewer (--demo-questions)
+    start = {"hotpot_from": cfg.demo_questions, "pydocs_from": bc_config.pydocs_limit if cfg.demo_questions else 0}
     pydocs = str(questions) if questions.is_file() else ""
 
     def usable(names: str) -> str:  # pydocs needs the generated questions
@@ -181,17 +195,17 @@ def run(cfg: PipelineConfig) -> int:
 
     settings = usable(cfg.settings)
     stage("comparisons", lambda: sample_comparisons(root / "bc", root / "comparisons.jsonl", cfg.samples,
-                                                    cfg.comparison_questions, cfg.seed, settings, pydocs))
+                                                    cfg.comparison_questions, cfg.seed, settings, pydocs, **start))
     stage("rm", lambda: {k: v for k, v in cpu_rm.train_rm(cpu_rm.CpuRMConfig(
         comparisons=str(root / "comparisons.jsonl"), out=str(root / "rm"), seed=cfg.seed, reader=cfg.rm_reader))[1].items()
         if k in ("train_pairs", "valid_pairs", "valid_accuracy")})
     stage("rs", lambda: {"history": cpu_rs.run(cpu_rs.CpuRSConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "rs"), seed=cfg.seed, settings=settings,
-        pydocs_questions=pydocs))["history"]})
+        pydocs_questions=pydocs, **start))["history"]})
     ppo_settings = usable(cfg.ppo_settings) if cfg.ppo_settings else settings
     stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
-        kl_coef=cfg.ppo_kl_coef, seed=cfg.seed if cfg.ppo_seed < 0 else cfg.ppo_seed, settings=ppo_settings, pydocs_questions=pydocs))["log"]})
+        kl_coef=cfg.ppo_kl_coef, seed=cfg.seed if cfg.ppo_seed < 0 else cfg.ppo_seed, settings=ppo_settings, pydocs_questions=pydocs, **start))["log"]})
     return finish(cfg, done)
 
 
