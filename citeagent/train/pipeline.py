@@ -49,6 +49,9 @@ class PipelineConfig:
     # comparisons, RS and PPO draw only questions after those: RL on questions BC never saw, as
     # when demonstrations are scarce and comparisons cheap
     demo_questions: int = 0
+    # the extractive reader BC's answer head reads: "shipped", or a directory from `citeagent train
+    # reader` (with --demo-questions, one trained on the same first N questions: `--limit N`)
+    reader: str = "shipped"
     # the reward model's extractive reader inputs (cpu-rm --reader): "" none, "shipped", or a directory
     rm_reader: str = "shipped"
     ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
@@ -70,6 +73,7 @@ class PipelineConfig:
         from citeagent.train.cpu_rm import check_reader
 
         check_reader(self.rm_reader, "--rm-reader")
+        check_reader(self.reader, "--reader")
         if self.ppo_kl_coef < 0:
             raise ValueError(f"--ppo-kl-coef {self.ppo_kl_coef}: the KL coefficient cannot be negative; use 0 or more")
         if self.ppo_seed < -1:
@@ -184,7 +188,7 @@ def run(cfg: PipelineConfig) -> int:
 
     stage("questions", make_questions)
     bc_config = cpu_bc.CpuBCConfig(out=str(root / "bc"), seed=cfg.seed, hotpot_limit=cfg.demo_questions,
-                                   pydocs_questions=str(questions) if questions.is_file() else "")
+                                   reader=cfg.reader, pydocs_questions=str(questions) if questions.is_file() else "")
     stage("bc", lambda: {k: v for k, v in cpu_bc.run(bc_config).items() if k in ("train_states", "best_valid_accuracy")})
     # where RL's questions start: after BC's when BC learnt from fewer (--demo-questions)
     start = {"hotpot_from": cfg.demo_questions, "pydocs_from": bc_config.pydocs_limit if cfg.demo_questions else 0}
