@@ -35,6 +35,23 @@ def test_vectors_come_back_bit_for_bit_and_only_new_texts_are_encoded(tmp_path):
     assert len(f.store) == 4
 
 
+def test_the_memo_forgets_its_oldest_texts_beside_a_store_and_their_vectors_come_back_bit_for_bit(tmp_path,
+                                                                                                    monkeypatch):
+    import citeagent.policies.candidate as candidate
+
+    monkeypatch.setattr(candidate, "MEMO_TEXTS", 8)
+    enc = CountingEncoder()
+    f = Featurizer(enc, store=open_store(tmp_path / "emb.sqlite", EMBED_DIM))
+    texts = [f"text {i}" for i in range(20)]
+    first = f.embed(texts)  # all 20 come back, though the memo keeps fewer
+    assert len(first) == 20 and len(f.cache) <= 8 and "text 19" in f.cache and "text 0" not in f.cache
+    again = f.embed(texts[:3])
+    assert np.array_equal(again, first[:3]) and enc.encoded == texts  # from the store, never re-encoded
+    bare = Featurizer(CountingEncoder())  # no store: the memo is all there is, and keeps everything
+    bare.embed(texts)
+    assert len(bare.cache) == 20
+
+
 def test_two_processes_write_to_one_store_at_once(tmp_path):
     path = tmp_path / "emb.sqlite"
     code = ("import sys, numpy as np\nfrom citeagent.policies.embedding_store import EmbeddingStore\n"

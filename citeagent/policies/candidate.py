@@ -16,6 +16,7 @@ Artifacts (a directory): scorer.safetensors + policy.json (the feature layout an
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -41,6 +42,9 @@ N_SCALAR = len(KINDS) + N_PER_CANDIDATE + (MAX_QUOTES_FEATURE + 1) + len(VIEWS)
 EMBED_DIM = 384
 N_FEATURES = N_SCALAR + 2 * EMBED_DIM
 N_ANSWER_FEATURES = N_SPAN_FEATURES
+# texts whose vectors a process keeps in memory beside the on-disk store (about 2 KB each): a PPO
+# run over the pooled pages sees hundreds of thousands, which held 1 GB or more
+MEMO_TEXTS = 100_000
 SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "cpu_policy"
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -170,7 +174,13 @@ class Featurizer:
             self.cache.update(got)
             if self.store is not None:
                 self._store(got)
-        return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32)
+        out = np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, EMBED_DIM), np.float32)
+        if self.store is not None and len(self.cache) > MEMO_TEXTS:
+            # the store holds every vector bit for bit, so forgetting the oldest costs a lookup, not
+            # a different vector; without a store the memo is all there is and stays whole
+            for t in list(itertools.islice(self.cache, len(self.cache) - MEMO_TEXTS * 3 // 4)):
+                del self.cache[t]
+        return out
 
     def _stored(self, texts: list[str]) -> dict:
         try:

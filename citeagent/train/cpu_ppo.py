@@ -28,6 +28,7 @@ import json
 import math
 import os
 import random
+import resource
 import sys
 import time
 from contextlib import contextmanager
@@ -332,7 +333,10 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
                "kl": kl_episode, "sqrt_kl": math.sqrt(max(kl_episode, 0.0)), "kl_coef": kl_ctl.value,
                "steps_per_episode": len(steps) / len(episodes),
                **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]},
-               "seconds_rollout": round(t_roll, 2), "seconds_update": round(time.time() - t1, 2)}
+               "seconds_rollout": round(t_roll, 2), "seconds_update": round(time.time() - t1, 2),
+               # memory so far, and the texts whose vectors this process keeps (the 4 GB goal)
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+               "embedded_texts": len(policy.featurize.cache)}
         if cfg.dev_questions and ((it + 1) % cfg.dev_every == 0 or it + 1 == n_iters):
             row["dev"] = dev_scores(policy, pools, cfg.dev_questions, cfg.max_actions)
             if row["dev"]["score"] > best["dev"]["score"]:
