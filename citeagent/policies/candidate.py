@@ -42,8 +42,8 @@ N_SCALAR = len(KINDS) + N_PER_CANDIDATE + (MAX_QUOTES_FEATURE + 1) + len(VIEWS)
 EMBED_DIM = 384
 N_FEATURES = N_SCALAR + 2 * EMBED_DIM
 N_ANSWER_FEATURES = N_SPAN_FEATURES
-# texts whose vectors a process keeps in memory beside the on-disk store (about 2 KB each): a PPO
-# run over the pooled pages sees hundreds of thousands, which held 1 GB or more
+# texts whose vectors a process keeps in memory beside the on-disk store (about 2 KB each, key and
+# vector): a PPO run over the pooled pages meets hundreds of thousands of sentences
 MEMO_TEXTS = 100_000
 SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "cpu_policy"
 
