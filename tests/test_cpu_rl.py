@@ -282,6 +282,8 @@ def test_rl_after_fewer_demonstrations_draws_only_questions_bc_never_saw(tmp_pat
         question_pools("distractor", hotpot_from=100_000)
     with pytest.raises(ValueError, match="--demo-questions -1"):
         PipelineConfig(demo_questions=-1)
+    with pytest.raises(ValueError, match="--demo-questions 5000: there are 620 HotpotQA training questions"):
+        PipelineConfig(demo_questions=5000)
     with pytest.raises(ValueError, match="--demo-questions with --ppo-seed 2"):
         PipelineConfig(demo_questions=100, ppo_seed=2)
 

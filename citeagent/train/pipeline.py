@@ -80,6 +80,13 @@ class PipelineConfig:
             raise ValueError(f"--ppo-seed {self.ppo_seed}: give a seed of 0 or more, or -1 for --seed's")
         if self.demo_questions < 0:
             raise ValueError(f"--demo-questions {self.demo_questions}: give 0 (all) or a positive number")
+        if self.demo_questions:
+            from citeagent.train.cpu_bc import hotpot_training_questions
+
+            n = len(hotpot_training_questions())
+            if self.demo_questions >= n:
+                raise ValueError(f"--demo-questions {self.demo_questions}: there are {n} HotpotQA training questions, "
+                                 "so none would be left for RL; give fewer")
         if self.demo_questions and self.ppo_seed not in (-1, self.seed):
             # the generated pydocs questions are drawn in an order seeded like the run: another seed
             # would reorder them, and PPO could draw questions BC learnt from
@@ -209,7 +216,8 @@ def run(cfg: PipelineConfig) -> int:
     ppo_settings = usable(cfg.ppo_settings) if cfg.ppo_settings else settings
     stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
-        kl_coef=cfg.ppo_kl_coef, seed=cfg.seed if cfg.ppo_seed < 0 else cfg.ppo_seed, settings=ppo_settings, pydocs_questions=pydocs, **start))["log"]})
+        kl_coef=cfg.ppo_kl_coef, seed=cfg.seed if cfg.ppo_seed < 0 else cfg.ppo_seed, settings=ppo_settings,
+        pydocs_questions=pydocs, **start))["log"]})
     return finish(cfg, done)
 
 
