@@ -45,7 +45,7 @@ def test_cached_lower_layers_plus_top_layers_are_the_encoder(tiny_encoder):
     assert torch.allclose(got, want, atol=2e-3)  # the cache is fp16; a wrong mask moves them by ~0.1
 
 
-def test_train_harmless_pm_finetune_toy(tmp_path, tiny_encoder):
+def test_train_harmless_pm_finetune_toy(tmp_path, tiny_encoder, monkeypatch):
     from citeagent.cli import main
     from citeagent.safety.finetuned import FinetunedPM
     from citeagent.safety.harmless_pm import load_harmless_pm
@@ -74,6 +74,13 @@ def test_train_harmless_pm_finetune_toy(tmp_path, tiny_encoder):
     q, a = test[0].question, test[0].answer_0
     assert pm.score(q, a) == pytest.approx(chosen[0], abs=1e-4)
     assert isinstance(pm.prefer_prob(q, a, Answer(q, "no")), float)
+    # scored a few at a time (as PPO's 128 red-team answers are, to bound memory), the same scores
+    import citeagent.safety.finetuned as finetuned
+
+    assert len(test) > 2
+    monkeypatch.setattr(finetuned, "SCORE_CHUNK", 2)
+    chunked = pm.score_batch([c.question for c in test], [c.answer_0 for c in test])
+    assert chunked == pytest.approx(chosen, abs=1e-4)
 
 
 @pytest.mark.parametrize("flags, message", [

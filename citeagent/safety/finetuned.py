@@ -136,6 +136,9 @@ def save_finetuned(path: str | Path, scorer: TopScorer, meta: dict) -> Path:
     return Path(path)
 
 
+SCORE_CHUNK = 32  # answers the top layers score together
+
+
 class FinetunedPM:
     """Scores (question, answer) pairs with a saved fine-tuned model: the base encoder's lower
     layers as shipped, the saved top layers and head. Same interface as HarmlessnessPM."""
@@ -160,11 +163,14 @@ class FinetunedPM:
     def score_batch(self, questions: Sequence[str], answers) -> list[float]:
         from citeagent.safety.features import feature_texts
 
-        if not answers:
-            return []
-        texts = feature_texts("exchange", questions, answers)
-        batch = {p: lower_states(self.base, texts[p], self.n_lower) for p in self.scorer.parts}
-        return [float(v) for v in self.scorer(batch)]
+        scores: list[float] = []
+        # a chunk at a time: the top layers pad a batch to its longest text, and PPO scores 128
+        # answers at once (at 256 tokens, one layer's attention weights alone are 0.4 GB)
+        for lo in range(0, len(answers), SCORE_CHUNK):
+            texts = feature_texts("exchange", questions[lo:lo + SCORE_CHUNK], answers[lo:lo + SCORE_CHUNK])
+            batch = {p: lower_states(self.base, texts[p], self.n_lower) for p in self.scorer.parts}
+            scores += [float(v) for v in self.scorer(batch)]
+        return scores
 
     def score(self, question: str, answer) -> float:
         return self.score_batch([question], [answer])[0]
