@@ -205,7 +205,8 @@ def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str =
                    pydocs_from: int = 0) -> dict[str, tuple[list[dict], object]]:
     """The RL trainers' training questions: setting -> (questions, question index -> Backend).
     Settings: distractor and pooled (HotpotQA's training questions), pydocs (the generated pydocs
-    questions BC used: the same seeded shuffle and limit), redteam (PPO only: the red-team prompts
+    questions, shuffled by `seed` and cut to the limit: the ones BC used when it had the same
+    seed), redteam (PPO only: the red-team prompts
     of eval.datasets.redteam_training_questions over the pooled HotpotQA pages).
     hotpot_from / pydocs_from: start at that position of the questions' order, past the ones a BC
     trained on fewer questions saw (pipeline --demo-questions), so RL learns on new questions."""

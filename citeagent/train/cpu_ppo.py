@@ -125,6 +125,16 @@ class CpuPPOConfig:
                              "`citeagent train cpu-rm`, or pass --reward gold for the gold judge.")
 
 
+def peak_rss_mb() -> int:
+    """This process's peak RSS: /proc's VmHWM, which starts at exec (ru_maxrss would carry over the
+    pipeline process that started this stage)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def evaluate(scorer: Scorer, steps: list, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """New log-prob, entropy and value of each step's chosen candidate, with gradients."""
     logp, ent, val = torch.zeros(len(steps)), torch.zeros(len(steps)), torch.zeros(len(steps))
@@ -335,7 +345,7 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
                **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]},
                "seconds_rollout": round(t_roll, 2), "seconds_update": round(time.time() - t1, 2),
                # memory so far, and the texts whose vectors this process keeps (the 4 GB goal)
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+               "peak_rss_mb": peak_rss_mb(),
                "embedded_texts": len(policy.featurize.cache)}
         if cfg.dev_questions and ((it + 1) % cfg.dev_every == 0 or it + 1 == n_iters):
             row["dev"] = dev_scores(policy, pools, cfg.dev_questions, cfg.max_actions)
