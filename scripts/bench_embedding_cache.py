@@ -25,10 +25,7 @@ CHILD = r"""
 import json, sys, time
 import numpy as np
 
-def hwm_mb():  # the peak RSS of this process since exec (ru_maxrss carries the parent's over exec)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+from citeagent.train.common import peak_rss_mb as hwm_mb
 
 mode, path, n, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 wanted = [f"sentence number {i} of a page of documentation, long enough to be a sentence" for i in range(0, n, n // k)][:k]

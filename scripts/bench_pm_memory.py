@@ -17,10 +17,7 @@ import sys
 CHILD = r"""
 import json, sys, time
 
-def hwm_mb():  # the peak RSS of this process since exec
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+from citeagent.train.common import peak_rss_mb as hwm_mb
 
 n, chunk = int(sys.argv[1]), int(sys.argv[2])
 import torch

@@ -107,7 +107,7 @@ def test_ppo_resumes_exactly_after_a_kill(tmp_path):
     straight_rows = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
     assert [(r["gold"], r["dev"]) for r in rows] == [(r["gold"], r["dev"]) for r in straight_rows]
     # each row records memory: this process's peak so far, and the texts whose vectors it keeps
-    from citeagent.train.cpu_ppo import peak_rss_mb
+    from citeagent.train.common import peak_rss_mb
 
     assert 0 < straight_rows[0]["peak_rss_mb"] <= straight_rows[1]["peak_rss_mb"] <= peak_rss_mb()
     assert all(r["embedded_texts"] > 0 for r in rows)

@@ -16,7 +16,6 @@ optional gold evidence) and names the corpus that holds its evidence.
 from __future__ import annotations
 
 import functools
-
 import gzip
 import hashlib
 import json

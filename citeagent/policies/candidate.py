@@ -159,9 +159,9 @@ class Featurizer:
     (citeagent.policies.embedding_store), from disk, where new ones are added for the next process
     (training re-reads the same sentences for every roll-in, sample and iteration)."""
 
-    def __init__(self, encoder, cache: dict | None = None, store=None):
+    def __init__(self, encoder, store=None):
         self.encoder = encoder
-        self.cache: dict[str, np.ndarray] = {} if cache is None else cache
+        self.cache: dict[str, np.ndarray] = {}
         self.store = store
 
     def embed(self, texts: list[str]) -> np.ndarray:

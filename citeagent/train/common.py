@@ -8,6 +8,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: /proc's VmHWM, which starts at exec (ru_maxrss would carry over
+    the process that started this one, e.g. the pipeline running a stage)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def top_layers(model, n: int) -> list[int] | None:
     """The indices of the top n decoder layers for LoraConfig(layers_to_transform=...); None for
     n = 0 (every layer). Nothing below the lowest adapted layer needs gradients, so the backward

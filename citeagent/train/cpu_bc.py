@@ -206,16 +206,17 @@ def question_pools(settings: str, hotpot_limit: int = 0, pydocs_questions: str =
     """The RL trainers' training questions: setting -> (questions, question index -> Backend).
     Settings: distractor and pooled (HotpotQA's training questions), pydocs (the generated pydocs
     questions, shuffled by `seed` and cut to the limit: the ones BC used when it had the same
-    seed), redteam (PPO only: the red-team prompts
-    of eval.datasets.redteam_training_questions over the pooled HotpotQA pages).
+    seed), redteam (PPO only: the red-team prompts of eval.datasets.redteam_training_questions
+    over the pooled HotpotQA pages).
     hotpot_from / pydocs_from: start at that position of the questions' order, past the ones a BC
     trained on fewer questions saw (pipeline --demo-questions), so RL learns on new questions."""
     names = rl_settings(settings, redteam)
     if "pydocs" in names and not (pydocs_questions and Path(pydocs_questions).is_file()):
         raise ValueError("--settings pydocs needs --pydocs-questions FILE (`citeagent train pydocs-questions --out FILE`)")
     pools = {}
-    hot = hotpot_training_questions(hotpot_limit, hotpot_from) if set(names) - {"pydocs", "redteam"} else []
-    if set(names) - {"pydocs", "redteam"} and not hot:
+    needs_hotpot = bool(set(names) - {"pydocs", "redteam"})
+    hot = hotpot_training_questions(hotpot_limit, hotpot_from) if needs_hotpot else []
+    if needs_hotpot and not hot:
         raise ValueError(f"--hotpot-from {hotpot_from}: no HotpotQA training questions from there; start earlier")
     pooled = None  # the pooled pages' index, built once for pooled and redteam
     for name in names:

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import random
-import resource
 import sys
 import time
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from citeagent.policies.candidate import N_ANSWER_FEATURES, CandidatePolicy, Scorer, masked_log_softmax, pad
+from citeagent.train.common import peak_rss_mb
 from citeagent.train.ppo_math import KLController, gae, kl_penalty_rewards, masked_whiten, ppo_losses
 
 
@@ -123,16 +123,6 @@ class CpuPPOConfig:
         if self.reward == "rm" and not (Path(self.reward_model) / "rm.json").is_file():
             raise ValueError(f"--reward-model {self.reward_model}: no reward model there. Train one with "
                              "`citeagent train cpu-rm`, or pass --reward gold for the gold judge.")
-
-
-def peak_rss_mb() -> int:
-    """This process's peak RSS: /proc's VmHWM, which starts at exec (ru_maxrss would carry over the
-    pipeline process that started this stage)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmHWM:"))
-    except (OSError, StopIteration, ValueError):
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def evaluate(scorer: Scorer, steps: list, temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -345,7 +335,7 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
                **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]},
                "seconds_rollout": round(t_roll, 2), "seconds_update": round(time.time() - t1, 2),
                # memory so far, and the texts whose vectors this process keeps (the 4 GB goal)
-               "peak_rss_mb": peak_rss_mb(),
+               "peak_rss_mb": round(peak_rss_mb()),
                "embedded_texts": len(policy.featurize.cache)}
         if cfg.dev_questions and ((it + 1) % cfg.dev_every == 0 or it + 1 == n_iters):
             row["dev"] = dev_scores(policy, pools, cfg.dev_questions, cfg.max_actions)
