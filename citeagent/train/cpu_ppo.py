@@ -335,7 +335,7 @@ def train(cfg: CpuPPOConfig, policy: CandidatePolicy, pools: dict, reward_model=
                **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]},
                "seconds_rollout": round(t_roll, 2), "seconds_update": round(time.time() - t1, 2),
                # memory so far, and the texts whose vectors this process keeps (the 4 GB goal)
-               "peak_rss_mb": round(peak_rss_mb()),
+               "peak_rss_mb": int(peak_rss_mb()),
                "embedded_texts": len(policy.featurize.cache)}
         if cfg.dev_questions and ((it + 1) % cfg.dev_every == 0 or it + 1 == n_iters):
             row["dev"] = dev_scores(policy, pools, cfg.dev_questions, cfg.max_actions)
