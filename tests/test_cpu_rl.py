@@ -465,3 +465,21 @@ def test_the_reward_models_reader_inputs_against_values_computed_by_hand(tmp_pat
 
     with pytest.raises(ValueError, match="--rm-reader 'nowhere'"):  # before any stage runs
         PipelineConfig(out=str(tmp_path / "p"), rm_reader="nowhere")
+
+
+def test_rl_reads_with_the_reader_it_is_given_and_refuses_one_that_is_not_there(tmp_path):
+    from citeagent.policies.reader import CROSSFIT_FILE
+    from citeagent.train.cpu_ppo import CpuPPOConfig
+    from citeagent.train.cpu_rm import check_reader
+    from citeagent.train.cpu_rs import CpuRSConfig
+    from citeagent.train.pipeline import PipelineConfig
+
+    with pytest.raises(ValueError, match="--reader 'nowhere'"):
+        CpuPPOConfig(reader="nowhere")
+    with pytest.raises(ValueError, match="--reader 'nowhere'"):
+        CpuRSConfig(reader="nowhere")
+    with pytest.raises(ValueError, match="--rl-reader 'nowhere'.*--folds K"):  # before any stage runs
+        PipelineConfig(out=str(tmp_path / "p"), rl_reader="nowhere")
+    (tmp_path / "cf").mkdir()
+    (tmp_path / "cf" / CROSSFIT_FILE).write_text("{}")
+    check_reader(str(tmp_path / "cf"), "--rl-reader")  # a cross-fitted reader's directory is one

@@ -311,3 +311,55 @@ def test_the_shipped_reader_answers_a_comparison_question():
     spans = [c for c in cands if c.kind == "span"]
     assert any(normalize_answer(c.text) == "arthurs magazine" and c.cites == [1] for c in spans)
     assert "Arthur's Magazine [1]" in [format_answer(c) for c in cands]
+
+
+def test_cross_fitted_reader_reads_each_question_with_the_fold_that_did_not_learn_it(tmp_path, tiny_base, tiny_artifact):
+    from citeagent.policies.reader import CROSSFIT_FILE, CrossFitReader, ReaderError
+    from citeagent.train.reader import fold_of, train_crossfit
+
+    data = tmp_path / "hotpot.jsonl"
+    write_records(data, 20)  # the first 6 are the held-out questions; 14 training questions
+    out = tmp_path / "crossfit"
+    config = ReaderConfig(out=str(out), base_model=str(tiny_base), data=str(data), lora_layers=1, epochs=1,
+                          batch_size=4, max_length=96, stride=24, folds=2, full=str(tiny_artifact))
+    result = train_crossfit(config)
+    assert sorted(result["folds"]) == [0, 1] and (out / CROSSFIT_FILE).is_file()
+    held = [set(json.loads((out / f"fold{k}" / META_FILE).read_text())["held_out_questions"]) for k in (0, 1)]
+    records = [json.loads(line) for line in data.read_text().splitlines()][6:]
+    assert held[0] | held[1] == {r["question"] for r in records} and not held[0] & held[1]
+    assert all(r["question"] in held[fold_of(r, 2)] for r in records)
+    # each fold reader learnt only the other fold's questions
+    for k in (0, 1):
+        assert json.loads((out / f"fold{k}" / META_FILE).read_text())["training"]["questions"] == len(held[1 - k])
+
+    reader = Reader.load(out)
+    assert isinstance(reader, CrossFitReader)
+    fold0, fold1, full = Reader.load(out / "fold0"), Reader.load(out / "fold1"), Reader.load(tiny_artifact)
+    q0, q1 = sorted(held[0])[0], sorted(held[1])[0]
+    episodes = [(q1, quotes(ARTHUR, FIRST)), (QUESTION, quotes(FIRST, ARTHUR)), (q0, quotes(ARTHUR, FIRST))]
+
+    def same(a, b):
+        return [(c.text, round(c.score, 5)) for c in a] == [(c.text, round(c.score, 5)) for c in b]
+
+    got = reader.candidates_batch(episodes, k=5)
+    assert same(got[0], fold1.candidates(*episodes[0], k=5))
+    assert same(got[1], full.candidates(*episodes[1], k=5))  # a question in no fold: the full reader
+    assert same(got[2], fold0.candidates(*episodes[2], k=5))
+    assert not same(got[0], full.candidates(*episodes[0], k=5))  # the routing is what makes them equal
+
+    # a missing fold, or a broken index, is named with the command that makes it
+    import shutil
+
+    shutil.rmtree(out / "fold1")
+    with pytest.raises(ReaderError, match="fold 1 .* missing.*--folds 2 --fold 1"):
+        Reader.load(out)
+    (out / CROSSFIT_FILE).write_text("{not json")
+    with pytest.raises(ReaderError, match="unreadable cross-fitted reader index"):
+        Reader.load(out)
+
+
+def test_fold_options_are_checked(tmp_path):
+    for kw, message in [({"folds": 1}, "--folds must be 0"), ({"folds": 3, "fold": 3}, "--fold must be -1"),
+                        ({"folds": 2, "full": str(tmp_path)}, "--full")]:
+        with pytest.raises(ValueError, match=message):
+            ReaderConfig(out=str(tmp_path / "r"), **kw).check()

@@ -29,6 +29,8 @@ ARTIFACT_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "reader"
 WEIGHTS_FILE = "reader.safetensors"
 META_FILE = "reader.json"
 FORMAT_VERSION = 1
+CROSSFIT_FILE = "crossfit.json"  # a cross-fitted reader's index (`citeagent train reader --folds K`)
+CROSSFIT_FORMAT = "citeagent-crossfit-reader/1"
 REBUILD_COMMAND = "citeagent train reader --out citeagent/artifacts/reader --seed 0"
 ANSWER_TYPES = ("span", "yes", "no")
 SPAN, YES, NO = range(3)
@@ -257,8 +259,11 @@ class Reader:
         self.max_question_tokens = settings.max_length // 2
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Reader:
-        """The reader saved in `path` (None: the shipped artifact in citeagent/artifacts/reader/)."""
+    def load(cls, path: str | Path | None = None) -> Reader | CrossFitReader:
+        """The reader saved in `path` (None: the shipped artifact in citeagent/artifacts/reader/), or
+        the cross-fitted reader whose index is there."""
+        if path is not None and (Path(path) / CROSSFIT_FILE).is_file():
+            return load_crossfit(Path(path))
         return load_reader(ARTIFACT_DIR if path is None else Path(path))
 
     def candidates(self, question: str, quotes: list[dict], k: int = 8) -> list[AnswerCandidate]:
@@ -455,3 +460,61 @@ def load_reader(directory: Path) -> Reader:
     # Merged, the delta costs nothing at inference.
     model.encoder = model.encoder.merge_and_unload()
     return Reader(model, load_tokenizer(settings), settings, meta={k: v for k, v in meta.items() if k != "settings"})
+
+
+class CrossFitReader:
+    """Reads each question with the fold reader that did not learn from it, and every other
+    question (held-out ones, pydocs) with the full reader. Models trained on its readings (an
+    answer head, a reward model, RL) then meet a reader as unsure of their training questions as
+    the full reader is of new ones, instead of one that has learnt their answers."""
+
+    def __init__(self, full: Reader, folds: list[tuple[Reader, set[str]]], meta: dict | None = None):
+        self.full = full
+        self.route = {q: reader for reader, questions in folds for q in questions}
+        self.meta = meta or {}
+
+    def candidates(self, question: str, quotes: list[dict], k: int = 8) -> list[AnswerCandidate]:
+        return self.candidates_batch([(question, quotes)], k=k)[0]
+
+    def candidates_batch(self, episodes: list[tuple[str, list[dict]]], k: int = 8) -> list[list[AnswerCandidate]]:
+        groups: dict[int, tuple[Reader, list[int]]] = {}
+        for i, (question, _) in enumerate(episodes):
+            reader = self.route.get(question, self.full)
+            groups.setdefault(id(reader), (reader, []))[1].append(i)
+        out: list[list[AnswerCandidate]] = [[] for _ in episodes]
+        for reader, idx in groups.values():
+            for i, got in zip(idx, reader.candidates_batch([episodes[i] for i in idx], k=k)):
+                out[i] = got
+        return out
+
+
+def write_crossfit(directory: str | Path, folds: int, full: str) -> Path:
+    """The index of a cross-fitted reader whose fold readers are (or will be) directory/fold<k>."""
+    path = Path(directory) / CROSSFIT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{id(path)}")  # separate processes training folds may write it at once
+    tmp.write_text(json.dumps({"format": CROSSFIT_FORMAT, "folds": folds, "full": full}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_crossfit(directory: Path) -> CrossFitReader:
+    path = directory / CROSSFIT_FILE
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        folds, full = int(index["folds"]), str(index["full"])
+        if index.get("format") != CROSSFIT_FORMAT or folds < 2:
+            raise ValueError(f"not a {CROSSFIT_FORMAT} index")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise ReaderError(f"{path}: unreadable cross-fitted reader index ({e}). Rebuild it with "
+                          "`citeagent train reader --folds K --out DIR`.") from None
+    readers = []
+    for k in range(folds):
+        fold_dir = directory / f"fold{k}"
+        if not (fold_dir / META_FILE).is_file():
+            raise ReaderError(f"{fold_dir}: fold {k} of the cross-fitted reader {directory} is missing. Train it with "
+                              f"`citeagent train reader --folds {folds} --fold {k} --out {directory}`.")
+        reader = load_reader(fold_dir)
+        readers.append((reader, set(reader.meta.get("held_out_questions") or [])))
+    full_reader = load_reader(ARTIFACT_DIR if full == "shipped" else Path(full))
+    return CrossFitReader(full_reader, readers, meta={"folds": folds, "full": full})

@@ -78,6 +78,10 @@ class CpuPPOConfig:
     # the reward of redteam episodes: the combined reward's harmlessness and rule weights (its
     # support model is left out: a red-team prompt has no helpful answer to reward)
     safety_reward: str = "harmless=1,rule=2"
+    # the extractive reader the policy reads during PPO: "" the init policy's, or e.g. a cross-fitted
+    # reader (`citeagent train reader --folds K`), so that RL meets readings of its questions as
+    # unsure as a new question's; the trained policy keeps it
+    reader: str = ""
     seed: int = 0
 
     def __post_init__(self):
@@ -94,6 +98,13 @@ class CpuPPOConfig:
             problems.append("--dev-questions cannot be negative and --dev-every must be positive")
         if not 0 < self.clip < 1 or self.lr <= 0 or self.temperature <= 0:
             problems.append("--clip must be in (0, 1); --lr and --temperature positive")
+        if self.reader:
+            from citeagent.train.cpu_rm import check_reader
+
+            try:
+                check_reader(self.reader, "--reader")
+            except ValueError as e:
+                problems.append(str(e))
         try:
             from citeagent.train.cpu_bc import rl_settings
 
@@ -206,7 +217,7 @@ def run(cfg: CpuPPOConfig, log=None) -> dict:
     from citeagent.train.cpu_bc import question_pools
 
     torch.set_num_threads(2)
-    policy = CandidatePolicy.load(cfg.init, temperature=cfg.temperature)
+    policy = CandidatePolicy.load(cfg.init, temperature=cfg.temperature, **({"reader": cfg.reader} if cfg.reader else {}))
     reward_model = None
     if cfg.reward == "rm":
         from citeagent.train.cpu_rm import AnswerRewardModel

@@ -53,9 +53,12 @@ class CpuRMConfig:
 
 
 def check_reader(reader: str, flag: str) -> None:
-    if reader not in ("", "shipped") and not (Path(reader) / "reader.json").is_file():
-        raise ValueError(f"{flag} {reader!r}: give 'shipped', a reader directory (with reader.json, "
-                         "from `citeagent train reader`) or '' for none")
+    from citeagent.policies.reader import CROSSFIT_FILE, META_FILE
+
+    if reader not in ("", "shipped") and not any((Path(reader) / f).is_file() for f in (META_FILE, CROSSFIT_FILE)):
+        raise ValueError(f"{flag} {reader!r}: give 'shipped', a reader directory (with {META_FILE}, from "
+                         f"`citeagent train reader`, or {CROSSFIT_FILE}, from `citeagent train reader --folds K`) "
+                         "or '' for none")
 
 
 class RewardHead(nn.Module):

@@ -36,6 +36,8 @@ class CpuRSConfig:
     # trained on fewer questions saw (pipeline --demo-questions); 0: the questions BC learnt from
     hotpot_from: int = 0
     pydocs_from: int = 0
+    # the extractive reader the policy reads while sampling: "" the init policy's (see cpu-ppo --reader)
+    reader: str = ""
     seed: int = 0
 
     def __post_init__(self):
@@ -47,6 +49,10 @@ class CpuRSConfig:
             raise ValueError("--hotpot-from and --pydocs-from cannot be negative")
         if self.rounds < 1 or self.epochs < 1 or self.lr <= 0 or self.questions_per_round < 1:
             raise ValueError("--rounds, --epochs, --questions-per-round and --lr must be positive")
+        if self.reader:
+            from citeagent.train.cpu_rm import check_reader
+
+            check_reader(self.reader, "--reader")
 
 
 def fit_decisions(scorer, decisions: list, epochs: int, lr: float, seed: int, temperature: float = 1.0) -> float:
@@ -95,7 +101,7 @@ def run(cfg: CpuRSConfig, log=print) -> dict:
         raise ValueError(f"--init {cfg.init}: no CPU policy there. Train one with `citeagent train cpu-bc`.")
     torch.set_num_threads(2)
     torch.manual_seed(cfg.seed)
-    policy = CandidatePolicy.load(cfg.init, temperature=cfg.temperature)
+    policy = CandidatePolicy.load(cfg.init, temperature=cfg.temperature, **({"reader": cfg.reader} if cfg.reader else {}))
     reward_model = None
     if cfg.reward == "rm":
         from citeagent.train.cpu_rm import AnswerRewardModel

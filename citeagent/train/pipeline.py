@@ -54,6 +54,9 @@ class PipelineConfig:
     reader: str = "shipped"
     # the reward model's extractive reader inputs (cpu-rm --reader): "" none, "shipped", or a directory
     rm_reader: str = "shipped"
+    # the reader RL's policies read (comparisons, RS, PPO; the RL policies keep it): "" BC's, or e.g.
+    # a cross-fitted reader (`citeagent train reader --folds K`) that has not learnt RL's questions
+    rl_reader: str = ""
     ship: str = ""  # "", or the stage whose policy becomes the shipped default: bc, rs or ppo
 
     def __post_init__(self):
@@ -74,6 +77,8 @@ class PipelineConfig:
 
         check_reader(self.rm_reader, "--rm-reader")
         check_reader(self.reader, "--reader")
+        if self.rl_reader:
+            check_reader(self.rl_reader, "--rl-reader")
         if self.ppo_kl_coef < 0:
             raise ValueError(f"--ppo-kl-coef {self.ppo_kl_coef}: the KL coefficient cannot be negative; use 0 or more")
         if self.ppo_seed < -1:
@@ -101,7 +106,7 @@ class PipelineConfig:
 
 
 def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: int, settings: str = "distractor",
-                       pydocs_questions: str = "", hotpot_from: int = 0, pydocs_from: int = 0) -> dict:
+                       pydocs_questions: str = "", hotpot_from: int = 0, pydocs_from: int = 0, reader: str = "") -> dict:
     """n sampled episodes of the BC policy per training question of each setting (distractor,
     pooled, pydocs); every pair the gold judge does not tie is written as a webgpt_comparisons row."""
     from tqdm import tqdm
@@ -111,7 +116,7 @@ def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: in
     from citeagent.train.cpu_rm import comparisons_from_episodes, write_comparisons
     from citeagent.train.cpu_rollout import collect_episodes
 
-    policy = CandidatePolicy.load(policy_dir, temperature=1.0, seed=seed)
+    policy = CandidatePolicy.load(policy_dir, temperature=1.0, seed=seed, **({"reader": reader} if reader else {}))
     comps, counts = [], {}
     for setting, (questions, backend_for) in question_pools(settings, pydocs_questions=pydocs_questions, seed=seed,
                                                             hotpot_from=hotpot_from, pydocs_from=pydocs_from).items():
@@ -206,18 +211,19 @@ def run(cfg: PipelineConfig) -> int:
 
     settings = usable(cfg.settings)
     stage("comparisons", lambda: sample_comparisons(root / "bc", root / "comparisons.jsonl", cfg.samples,
-                                                    cfg.comparison_questions, cfg.seed, settings, pydocs, **start))
+                                                    cfg.comparison_questions, cfg.seed, settings, pydocs, **start,
+                                                    reader=cfg.rl_reader))
     stage("rm", lambda: {k: v for k, v in cpu_rm.train_rm(cpu_rm.CpuRMConfig(
         comparisons=str(root / "comparisons.jsonl"), out=str(root / "rm"), seed=cfg.seed, reader=cfg.rm_reader))[1].items()
         if k in ("train_pairs", "valid_pairs", "valid_accuracy")})
     stage("rs", lambda: {"history": cpu_rs.run(cpu_rs.CpuRSConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "rs"), seed=cfg.seed, settings=settings,
-        pydocs_questions=pydocs, **start))["history"]})
+        pydocs_questions=pydocs, reader=cfg.rl_reader, **start))["history"]})
     ppo_settings = usable(cfg.ppo_settings) if cfg.ppo_settings else settings
     stage("ppo", lambda: {"log": cpu_ppo.run(cpu_ppo.CpuPPOConfig(
         init=str(root / "bc"), reward_model=str(root / "rm"), out=str(root / "ppo"), episodes=cfg.ppo_episodes,
         kl_coef=cfg.ppo_kl_coef, seed=cfg.seed if cfg.ppo_seed < 0 else cfg.ppo_seed, settings=ppo_settings,
-        pydocs_questions=pydocs, **start))["log"]})
+        pydocs_questions=pydocs, reader=cfg.rl_reader, **start))["log"]})
     return finish(cfg, done)
 
 

@@ -39,6 +39,14 @@ class ReaderConfig(ReaderSettings):
     lr: float = field(default=2e-3, metadata={"help": "peak learning rate (LoRA and heads), linear warm-up and decay"})
     warmup: float = field(default=0.1, metadata={"help": "fraction of the steps spent warming up"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is several times faster than 2 on a busy shared machine: measured)"})
+    folds: int = field(default=0, metadata={
+        "help": "0: one reader. K >= 2: a cross-fitted reader, K fold readers each trained without one K-th of the "
+                "questions (out/fold<k>), so that models trained on its readings see a reader that has not learnt "
+                "their questions (--valid_fraction is then unused: each fold is its reader's validation)"})
+    fold: int = field(default=-1, metadata={"help": "with --folds: train this fold only (-1: all, one after another; "
+                                                   "separate processes may train the folds at once)"})
+    full: str = field(default="shipped", metadata={
+        "help": "with --folds: the reader of every question in no fold (the held-out ones): 'shipped' or a reader directory"})
 
     def check(self) -> None:
         super().check()
@@ -55,6 +63,12 @@ class ReaderConfig(ReaderSettings):
             raise ValueError(f"--limit must be at least 1, got {self.limit}")
         if not self.lr > 0 or not 0 <= self.warmup < 1:
             raise ValueError(f"--lr must be positive and --warmup in [0, 1), got {self.lr} and {self.warmup}")
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"--folds must be 0 (one reader) or at least 2, got {self.folds}")
+        if self.folds and not -1 <= self.fold < self.folds:
+            raise ValueError(f"--fold must be -1 (all) or between 0 and {self.folds - 1}, got {self.fold}")
+        if self.folds and self.full != "shipped" and not (Path(self.full) / "reader.json").is_file():
+            raise ValueError(f"--full {self.full!r}: give 'shipped' or a reader directory (with reader.json)")
 
     def settings(self) -> ReaderSettings:
         return ReaderSettings(**{f.name: getattr(self, f.name) for f in fields(ReaderSettings)})
@@ -82,6 +96,14 @@ def is_validation(record: dict, fraction: float) -> bool:
 
     digest = hashlib.sha1(hotpot_question_id(record).encode("utf-8")).hexdigest()
     return int(digest[:8], 16) / 0xFFFFFFFF < fraction
+
+
+def fold_of(record: dict, folds: int) -> int:
+    """The cross-fitting fold of a question, by a hash of its id (independent of is_validation's)."""
+    from citeagent.eval.datasets import hotpot_question_id
+
+    digest = hashlib.sha1(hotpot_question_id(record).encode("utf-8")).hexdigest()
+    return int(digest[8:16], 16) % folds
 
 
 def answer_type(answer: str) -> int:
@@ -228,8 +250,12 @@ def train_reader(config: ReaderConfig) -> dict:
     settings = config.settings()
     t0 = time.time()
     records = training_records(config)
-    valid = [r for r in records if is_validation(r, config.valid_fraction)]
-    train = [r for r in records if not is_validation(r, config.valid_fraction)]
+    if config.folds:
+        valid = [r for r in records if fold_of(r, config.folds) == config.fold]
+        train = [r for r in records if fold_of(r, config.folds) != config.fold]
+    else:
+        valid = [r for r in records if is_validation(r, config.valid_fraction)]
+        train = [r for r in records if not is_validation(r, config.valid_fraction)]
     if not train:
         raise ValueError(f"--valid_fraction {config.valid_fraction} leaves no question to train on")
     examples = build_examples(train, config.distractors, config.seed)
@@ -275,13 +301,30 @@ def train_reader(config: ReaderConfig) -> dict:
            "final_loss": round(sum(losses[-20:]) / max(1, len(losses[-20:])), 4), "seconds": round(train_seconds, 1)},
         "validation": figures,
     }
+    if config.folds:  # the questions this fold reader did not learn from, which a cross-fitted reader routes to it
+        meta["held_out_questions"] = [r["question"] for r in valid]
     save_reader(model, settings, config.out, meta)
     return {"out": str(Path(config.out)), "validation": figures, "seconds": round(time.time() - t0, 1)}
+
+
+def train_crossfit(config: ReaderConfig) -> dict:
+    """The fold readers (all, or --fold), then the cross-fitted reader's index, which names the
+    folds and the full reader (citeagent.policies.reader.load_crossfit reads it)."""
+    from dataclasses import replace
+
+    from citeagent.policies.reader import write_crossfit
+
+    config.check()
+    todo = range(config.folds) if config.fold < 0 else [config.fold]
+    results = {k: train_reader(replace(config, out=str(Path(config.out) / f"fold{k}"), fold=k)) for k in todo}
+    write_crossfit(config.out, config.folds, config.full)
+    return {"out": config.out, "folds": {k: {"validation": r["validation"], "seconds": r["seconds"]}
+                                         for k, r in results.items()}}
 
 
 # --- command line --------------------------------------------------------------------------
 
 def run_reader(config: ReaderConfig) -> int:
     """`citeagent train reader` (registered in citeagent/train/cli.py)."""
-    print(json.dumps(train_reader(config), indent=2))
+    print(json.dumps(train_crossfit(config) if config.folds else train_reader(config), indent=2))
     return 0
