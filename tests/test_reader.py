@@ -346,6 +346,9 @@ def test_cross_fitted_reader_reads_each_question_with_the_fold_that_did_not_lear
     assert same(got[1], full.candidates(*episodes[1], k=5))  # a question in no fold: the full reader
     assert same(got[2], fold0.candidates(*episodes[2], k=5))
     assert not same(got[0], full.candidates(*episodes[0], k=5))  # the routing is what makes them equal
+    # the browser collapses a question's whitespace; it still goes to its fold
+    spaced = reader.candidates(" " + q1.replace(" ", "  ") + "\n", quotes(ARTHUR, FIRST), k=5)
+    assert same(spaced, fold1.candidates(" " + q1.replace(" ", "  ") + "\n", quotes(ARTHUR, FIRST), k=5))
 
     # a missing fold, or a broken index, is named with the command that makes it
     import shutil

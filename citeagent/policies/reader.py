@@ -470,7 +470,8 @@ class CrossFitReader:
 
     def __init__(self, full: Reader, folds: list[tuple[Reader, set[str]]], meta: dict | None = None):
         self.full = full
-        self.route = {q: reader for reader, questions in folds for q in questions}
+        # keyed by the question's words: the browser collapses whitespace in the questions it is given
+        self.route = {" ".join(q.split()): reader for reader, questions in folds for q in questions}
         self.meta = meta or {}
 
     def candidates(self, question: str, quotes: list[dict], k: int = 8) -> list[AnswerCandidate]:
@@ -479,7 +480,7 @@ class CrossFitReader:
     def candidates_batch(self, episodes: list[tuple[str, list[dict]]], k: int = 8) -> list[list[AnswerCandidate]]:
         groups: dict[int, tuple[Reader, list[int]]] = {}
         for i, (question, _) in enumerate(episodes):
-            reader = self.route.get(question, self.full)
+            reader = self.route.get(" ".join(question.split()), self.full)
             groups.setdefault(id(reader), (reader, []))[1].append(i)
         out: list[list[AnswerCandidate]] = [[] for _ in episodes]
         for reader, idx in groups.values():
