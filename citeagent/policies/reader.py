@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -493,7 +494,7 @@ def write_crossfit(directory: str | Path, folds: int, full: str) -> Path:
     """The index of a cross-fitted reader whose fold readers are (or will be) directory/fold<k>."""
     path = Path(directory) / CROSSFIT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{id(path)}")  # separate processes training folds may write it at once
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # separate processes training folds may write it at once
     tmp.write_text(json.dumps({"format": CROSSFIT_FORMAT, "folds": folds, "full": full}, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path

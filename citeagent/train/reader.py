@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from citeagent.policies.reader import ANSWER_TYPES, SPAN, ReaderSettings
+from citeagent.policies.reader import ANSWER_TYPES, META_FILE, SPAN, ReaderSettings
 
 
 
@@ -67,8 +67,8 @@ class ReaderConfig(ReaderSettings):
             raise ValueError(f"--folds must be 0 (one reader) or at least 2, got {self.folds}")
         if self.folds and not -1 <= self.fold < self.folds:
             raise ValueError(f"--fold must be -1 (all) or between 0 and {self.folds - 1}, got {self.fold}")
-        if self.folds and self.full != "shipped" and not (Path(self.full) / "reader.json").is_file():
-            raise ValueError(f"--full {self.full!r}: give 'shipped' or a reader directory (with reader.json)")
+        if self.folds and self.full != "shipped" and not (Path(self.full) / META_FILE).is_file():
+            raise ValueError(f"--full {self.full!r}: give 'shipped' or a reader directory (with {META_FILE})")
 
     def settings(self) -> ReaderSettings:
         return ReaderSettings(**{f.name: getattr(self, f.name) for f in fields(ReaderSettings)})
@@ -257,7 +257,8 @@ def train_reader(config: ReaderConfig) -> dict:
         valid = [r for r in records if is_validation(r, config.valid_fraction)]
         train = [r for r in records if not is_validation(r, config.valid_fraction)]
     if not train:
-        raise ValueError(f"--valid_fraction {config.valid_fraction} leaves no question to train on")
+        raise ValueError(f"--folds {config.folds}: fold {config.fold} holds every question; use more questions"
+                         if config.folds else f"--valid_fraction {config.valid_fraction} leaves no question to train on")
     examples = build_examples(train, config.distractors, config.seed)
     check_examples(examples, train)
     print(f"reader: {len(train)} training questions -> {len(examples)} examples "
