@@ -453,7 +453,12 @@ class CandidatePolicy:
         (d / "policy.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: str | Path | None = None, encoder=None, seed: int = 0, **overrides) -> "CandidatePolicy":
+    def load(cls, directory: str | Path | None = None, encoder=None, seed: int = 0, reader: str = "",
+             **overrides) -> "CandidatePolicy":
+        """reader: read answers with this reader instead of the saved one ("" keeps it; RL's
+        cross-fitted reader); overrides: other config fields."""
+        if reader:
+            overrides["reader"] = reader
         d = Path(directory) if directory else SHIPPED
         rebuild = "Rebuild it with `citeagent train cpu-bc` (see README, Training)."
         meta_path, weights = d / "policy.json", d / "scorer.safetensors"

@@ -98,13 +98,12 @@ class CpuPPOConfig:
             problems.append("--dev-questions cannot be negative and --dev-every must be positive")
         if not 0 < self.clip < 1 or self.lr <= 0 or self.temperature <= 0:
             problems.append("--clip must be in (0, 1); --lr and --temperature positive")
-        if self.reader:
-            from citeagent.train.cpu_rm import check_reader
+        from citeagent.train.cpu_rm import check_reader
 
-            try:
-                check_reader(self.reader, "--reader")
-            except ValueError as e:
-                problems.append(str(e))
+        try:
+            check_reader(self.reader, "--reader")
+        except ValueError as e:
+            problems.append(str(e))
         try:
             from citeagent.train.cpu_bc import rl_settings
 
@@ -217,7 +216,7 @@ def run(cfg: CpuPPOConfig, log=None) -> dict:
     from citeagent.train.cpu_bc import question_pools
 
     torch.set_num_threads(2)
-    policy = CandidatePolicy.load(cfg.init, temperature=cfg.temperature, **({"reader": cfg.reader} if cfg.reader else {}))
+    policy = CandidatePolicy.load(cfg.init, temperature=cfg.temperature, reader=cfg.reader)
     reward_model = None
     if cfg.reward == "rm":
         from citeagent.train.cpu_rm import AnswerRewardModel

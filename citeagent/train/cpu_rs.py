@@ -49,10 +49,9 @@ class CpuRSConfig:
             raise ValueError("--hotpot-from and --pydocs-from cannot be negative")
         if self.rounds < 1 or self.epochs < 1 or self.lr <= 0 or self.questions_per_round < 1:
             raise ValueError("--rounds, --epochs, --questions-per-round and --lr must be positive")
-        if self.reader:
-            from citeagent.train.cpu_rm import check_reader
+        from citeagent.train.cpu_rm import check_reader
 
-            check_reader(self.reader, "--reader")
+        check_reader(self.reader, "--reader")
 
 
 def fit_decisions(scorer, decisions: list, epochs: int, lr: float, seed: int, temperature: float = 1.0) -> float:
@@ -101,7 +100,7 @@ def run(cfg: CpuRSConfig, log=print) -> dict:
         raise ValueError(f"--init {cfg.init}: no CPU policy there. Train one with `citeagent train cpu-bc`.")
     torch.set_num_threads(2)
     torch.manual_seed(cfg.seed)
-    policy = CandidatePolicy.load(cfg.init, temperature=cfg.temperature, **({"reader": cfg.reader} if cfg.reader else {}))
+    policy = CandidatePolicy.load(cfg.init, temperature=cfg.temperature, reader=cfg.reader)
     reward_model = None
     if cfg.reward == "rm":
         from citeagent.train.cpu_rm import AnswerRewardModel

@@ -77,8 +77,7 @@ class PipelineConfig:
 
         check_reader(self.rm_reader, "--rm-reader")
         check_reader(self.reader, "--reader")
-        if self.rl_reader:
-            check_reader(self.rl_reader, "--rl-reader")
+        check_reader(self.rl_reader, "--rl-reader")
         if self.ppo_kl_coef < 0:
             raise ValueError(f"--ppo-kl-coef {self.ppo_kl_coef}: the KL coefficient cannot be negative; use 0 or more")
         if self.ppo_seed < -1:
@@ -116,7 +115,7 @@ def sample_comparisons(policy_dir: Path, out: Path, n: int, limit: int, seed: in
     from citeagent.train.cpu_rm import comparisons_from_episodes, write_comparisons
     from citeagent.train.cpu_rollout import collect_episodes
 
-    policy = CandidatePolicy.load(policy_dir, temperature=1.0, seed=seed, **({"reader": reader} if reader else {}))
+    policy = CandidatePolicy.load(policy_dir, temperature=1.0, seed=seed, reader=reader)
     comps, counts = [], {}
     for setting, (questions, backend_for) in question_pools(settings, pydocs_questions=pydocs_questions, seed=seed,
                                                             hotpot_from=hotpot_from, pydocs_from=pydocs_from).items():
